@@ -1,0 +1,33 @@
+"""upclient: reliable, fast, resumable uploads to storage services.
+
+>>> import upclient
+>>> client = upclient.Client("tus+http://127.0.0.1:1080/files/")  # doctest: +SKIP
+>>> result = client.put("backup.tar.gz")                           # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from . import errors  # noqa: E402
+from .client import Client  # noqa: E402
+from .errors import UpClientError  # noqa: E402
+from .progress import Progress  # noqa: E402
+from .result import FileInfo, PutOutcome, UploadResult  # noqa: E402
+from .retry import RetryPolicy  # noqa: E402
+from .settings import Settings  # noqa: E402
+from .store import BaseStore, FileStore, MemoryStore  # noqa: E402
+
+__all__ = [
+    "Client",
+    "UploadResult",
+    "FileInfo",
+    "PutOutcome",
+    "Progress",
+    "RetryPolicy",
+    "Settings",
+    "BaseStore",
+    "MemoryStore",
+    "FileStore",
+    "UpClientError",
+    "errors",
+    "__version__",
+]

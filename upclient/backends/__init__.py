@@ -1,0 +1,49 @@
+"""Backends, found by URL scheme.
+
+A backend lives in its own module; the registry maps URL schemes to
+``"module:Class"`` strings and imports a module only when a URL needs it.
+:func:`register` adds a scheme (third-party backends too).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Dict, Mapping
+
+from ..errors import BadInput
+from ..settings import Settings
+from .base import Backend
+
+__all__ = ["Backend", "register", "backend_for_url", "schemes"]
+
+_REGISTRY: Dict[str, str] = {
+    "tus+http": "upclient.backends.tus:TusBackend",
+    "tus+https": "upclient.backends.tus:TusBackend",
+}
+
+
+def register(scheme: str, target: str) -> None:
+    """Map a URL scheme to a backend class given as ``"package.module:Class"``."""
+    if ":" not in target:
+        raise ValueError("target must look like 'package.module:Class'")
+    _REGISTRY[scheme.lower()] = target
+
+
+def schemes() -> list:
+    """The URL schemes a Client understands."""
+    return sorted(_REGISTRY)
+
+
+def backend_for_url(url: str, settings: Settings, options: Mapping[str, Any]) -> Backend:
+    """Make the backend that serves ``url``; BadInput for an unknown scheme."""
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise BadInput(f"{url!r} is not a URL; expected e.g. tus+https://host/files/")
+    target = _REGISTRY.get(scheme.lower())
+    if target is None:
+        raise BadInput(
+            f"unknown URL scheme {scheme!r}; known schemes: {', '.join(schemes())}"
+        )
+    module_name, _, class_name = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(url, settings, **dict(options))

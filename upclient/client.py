@@ -1,0 +1,443 @@
+"""The one object users hold: :class:`Client`."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import io
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Union
+
+from .backends import backend_for_url
+from .backends.base import Backend, Part, UploadSession
+from .engine import StopSignal, TransferEngine, stream_parts
+from .errors import BadInput, SourceChanged, UpClientError
+from .progress import Progress, ProgressTracker
+from .result import FileInfo, PutOutcome, UploadResult
+from .retry import RetryPolicy
+from .settings import Settings
+from .source import Source, StreamSource, open_source
+from .store import BaseStore, FileStore, MemoryStore, resume_key
+
+__all__ = ["Client"]
+
+log = logging.getLogger("upclient")
+
+ProgressCallback = Callable[[Progress], Any]
+
+_DEFAULT = object()
+
+
+def _check_metadata(metadata: Optional[Mapping[str, Any]]) -> dict:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise BadInput("metadata must be a mapping of str to str")
+    out = {}
+    for k, v in metadata.items():
+        if not isinstance(k, str) or not k:
+            raise BadInput(f"metadata keys must be non-empty strings, not {k!r}")
+        if not isinstance(v, str):
+            raise BadInput(f"metadata value for {k!r} must be a str, not {type(v).__name__}")
+        out[k] = v
+    return out
+
+
+class Client:
+    """Upload, download and manage files on one storage backend.
+
+    ``target`` is a URL whose scheme picks the backend (``tus+http://host/files/``,
+    ``tus+https://...``) or a :class:`~upclient.backends.base.Backend` object.
+    Keyword settings are shared by every call:
+
+    - ``part_size`` (bytes, default 8 MiB) and ``concurrency`` (parts in flight
+      at once, default 4): memory stays near their product;
+    - ``max_files``: files ``put_many`` uploads at once (default 4);
+    - ``retry``: a :class:`~upclient.RetryPolicy`;
+    - ``connect_timeout`` / ``read_timeout`` in seconds;
+    - ``checksum``: send part checksums where the server checks them;
+    - ``store``: where resume points live; default a :class:`~upclient.FileStore`
+      in the user state directory, ``None`` or ``False`` for no resume across runs;
+    - ``headers``: extra headers on every request; ``auth``: a requests auth
+      object, or a callable returning headers, called per request (tokens may
+      rotate);
+    - ``verify`` (TLS verification, on by default, or a CA bundle path) and
+      ``cert`` (client certificate path, or ``(cert, key)``).
+
+    Other keyword arguments go to the backend, which rejects those it does not
+    know.  A client is safe to share between threads; close it (or use it as a
+    context manager) to stop its worker threads.
+    """
+
+    def __init__(
+        self,
+        target: Union[str, Backend],
+        *,
+        part_size: int = 8 * 1024 * 1024,
+        concurrency: int = 4,
+        max_files: int = 4,
+        retry: Optional[RetryPolicy] = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        checksum: bool = True,
+        store: Any = _DEFAULT,
+        headers: Optional[Mapping[str, str]] = None,
+        auth: Any = None,
+        verify: Union[bool, str] = True,
+        cert: Any = None,
+        **backend_options: Any,
+    ) -> None:
+        self.settings = Settings(
+            part_size=part_size,
+            concurrency=concurrency,
+            max_files=max_files,
+            retry=retry if retry is not None else RetryPolicy(),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            checksum=checksum,
+            verify=verify,
+            cert=cert,
+            headers=dict(headers) if headers else None,
+            auth=auth,
+        )
+        if store is _DEFAULT:
+            store = FileStore()
+        elif store is None or store is False:
+            store = MemoryStore()
+        elif not isinstance(store, BaseStore):
+            raise BadInput("store must be a BaseStore (MemoryStore, FileStore), None or False")
+        self.store: BaseStore = store
+        if isinstance(target, Backend):
+            if backend_options:
+                raise BadInput("backend options go to the backend's constructor, not to Client")
+            self.backend = target
+        elif isinstance(target, str):
+            self.backend = backend_for_url(target, self.settings, backend_options)
+        else:
+            raise BadInput(f"target must be a URL or a Backend, not {type(target).__name__}")
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._executor: Optional[cf.ThreadPoolExecutor] = None
+        self._engine: Optional[TransferEngine] = None
+
+    def __repr__(self) -> str:
+        return f"<upclient.Client {self.backend!r}>"
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def _get_engine(self) -> TransferEngine:
+        if self._closed.is_set():
+            raise BadInput("this client is closed")
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._executor = cf.ThreadPoolExecutor(
+                        max_workers=self.settings.concurrency, thread_name_prefix="upclient-part"
+                    )
+                    self._engine = TransferEngine(
+                        self._executor, self.settings.concurrency, self.settings.retry
+                    )
+        return self._engine
+
+    def close(self) -> None:
+        """Cancel transfers in progress, wait for the worker threads to end, free connections."""
+        self._closed.set()
+        with self._lock:
+            executor, self._executor, self._engine = self._executor, None, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+        self.backend.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- uploads -------------------------------------------------------------------
+
+    def put(
+        self,
+        source: Any,
+        key: Optional[str] = None,
+        *,
+        metadata: Optional[Mapping[str, str]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Any = None,
+        resume: bool = True,
+        size: Optional[int] = None,
+        **options: Any,
+    ) -> UploadResult:
+        """Upload ``source`` and block until the server has all of it.
+
+        ``source`` is a path, bytes, a binary file object, or a non-seekable
+        stream (``size`` may announce its length).  ``key`` names the upload
+        (a storage key, or the tus ``filename``).  ``on_progress`` is called
+        with :class:`~upclient.Progress` in this thread a few times a second
+        and once at the end.  ``cancel`` is an Event-like object; setting it
+        stops the upload with :class:`~upclient.errors.Cancelled` and keeps its
+        resume point, as Ctrl-C does.  A file uploaded before and interrupted
+        resumes from where the server stands, unless ``resume=False``.
+        Backend options are keyword arguments.
+        """
+        engine = self._get_engine()
+        self.backend.check_put_options(options)
+        meta = _check_metadata(metadata)
+        if key is not None and (not isinstance(key, str) or not key):
+            raise BadInput("key must be a non-empty string")
+        owned = not isinstance(source, Source)
+        src = open_source(source, size=size)
+        try:
+            return self._put(engine, src, key, meta, on_progress, cancel, resume, options)
+        finally:
+            if owned:
+                src.close()
+
+    def _put(
+        self,
+        engine: TransferEngine,
+        src: Source,
+        key: Optional[str],
+        meta: dict,
+        on_progress: Optional[ProgressCallback],
+        cancel: Any,
+        resume: bool,
+        options: Mapping[str, Any],
+    ) -> UploadResult:
+        backend = self.backend
+        if src.size is None and not backend.streams:
+            raise BadInput(
+                f"the {backend.name} backend needs to know the size: pass size= for a stream",
+                backend=backend.name,
+                operation="put",
+            )
+        started = time.monotonic()
+        stop = StopSignal(cancel, self._closed)
+        identity = src.identity() if resume else None
+        multipart = src.size is None or src.size > self.settings.part_size
+        rkey = None
+        if identity is not None and multipart:
+            rkey = resume_key(backend.name, backend.destination(key, options), identity)
+        lock = self.store.lock(rkey) if rkey else contextlib.nullcontext(False)
+        with lock as claimed:
+            if rkey and not claimed:
+                log.info("%s is being uploaded by another process; not resuming", src.name)
+                rkey = None
+            state = None
+            if rkey:
+                record = self.store.load(rkey)
+                if record is not None and record.get("identity") != identity:
+                    log.info("%s changed since its last upload; starting afresh", src.name)
+                    self.store.delete(rkey)
+                elif record is not None:
+                    state = record.get("state")
+
+            session: UploadSession = self.settings.retry.call(
+                lambda: backend.open_upload(src, key=key, metadata=meta, options=options, state=state),
+                cancel=stop,
+                what=f"opening the upload of {src.name}",
+            )
+
+            def save(_: Optional[Part] = None) -> None:
+                if rkey is None:
+                    return
+                st = session.state()
+                if st is None:
+                    return
+                self.store.save(
+                    rkey,
+                    {
+                        "backend": backend.name,
+                        "id": session.upload_id,
+                        "identity": identity,
+                        "expires": session.expires,
+                        "state": st,
+                    },
+                )
+
+            save()
+            if src.seekable:
+                parts: Iterable[Part] = list(session.pending_parts())
+                parts_total = session.parts_total
+            else:
+                assert isinstance(src, StreamSource)
+                parts = stream_parts(src, self.settings.part_size)
+                parts_total = None
+            tracker = ProgressTracker(
+                key or src.name,
+                src.size,
+                parts_total=parts_total,
+                done_bytes=session.done_bytes,
+                done_parts=(parts_total - len(parts)) if parts_total is not None else 0,  # type: ignore[arg-type]
+            )
+            try:
+                engine.run(
+                    session,
+                    src,
+                    parts,
+                    tracker=tracker,
+                    stop=stop,
+                    on_progress=on_progress,
+                    on_part_done=save,
+                )
+                src.check_unchanged()
+                result = self.settings.retry.call(session.finish, cancel=stop, what="finishing the upload")
+            except SourceChanged:
+                if rkey:
+                    self.store.delete(rkey)
+                with contextlib.suppress(UpClientError):
+                    session.abort()
+                raise
+        if rkey:
+            self.store.delete(rkey)
+        return _with_run_facts(result, session, tracker, time.monotonic() - started)
+
+    def put_many(
+        self,
+        sources: Iterable[Any],
+        *,
+        keys: Optional[Iterable[Optional[str]]] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Any = None,
+        **options: Any,
+    ) -> List[PutOutcome]:
+        """Upload many sources, ``max_files`` at a time; one outcome per source, in order.
+
+        An error uploading one file is kept in its outcome and does not stop
+        the others; a cancel, Ctrl-C or a closed client stops them all.
+        """
+        items = list(sources)
+        key_list = list(keys) if keys is not None else [None] * len(items)
+        if len(key_list) != len(items):
+            raise BadInput("keys must have one entry per source")
+        self.backend.check_put_options(options)
+        stop = StopSignal(cancel, self._closed)
+        outcomes: List[Optional[PutOutcome]] = [None] * len(items)
+
+        def one(i: int) -> PutOutcome:
+            if stop.is_set():
+                return PutOutcome(items[i], error=_cancelled())
+            try:
+                r = self.put(items[i], key_list[i], metadata=metadata, on_progress=on_progress,
+                             cancel=stop, **options)
+                return PutOutcome(items[i], result=r)
+            except UpClientError as exc:
+                return PutOutcome(items[i], error=exc)
+
+        width = min(self.settings.max_files, max(1, len(items)))
+        with cf.ThreadPoolExecutor(width, thread_name_prefix="upclient-file") as pool:
+            futures = {pool.submit(one, i): i for i in range(len(items))}
+            try:
+                pending = set(futures)
+                while pending:
+                    done, pending = cf.wait(pending, timeout=0.2)
+                    for f in done:
+                        outcomes[futures[f]] = f.result()
+            except BaseException:
+                stop.set()
+                raise
+        return [o for o in outcomes if o is not None]
+
+    # -- the other verbs -----------------------------------------------------------
+
+    def get(
+        self,
+        id: str,
+        dest: Any = None,
+        *,
+        offset: int = 0,
+        length: Optional[int] = None,
+    ) -> Union[bytes, int]:
+        """Download ``length`` bytes (to the end if None) from ``offset``.
+
+        Without ``dest`` the bytes are returned; with a path or a binary file
+        object they are written there and the count is returned.  A broken
+        download continues from the last byte received.
+        """
+        if not isinstance(offset, int) or offset < 0:
+            raise BadInput(f"offset must be a non-negative integer, not {offset!r}")
+        if length is not None and (not isinstance(length, int) or length < 0):
+            raise BadInput(f"length must be a non-negative integer, not {length!r}")
+        if dest is None:
+            buf = io.BytesIO()
+            self._download(id, buf.write, offset, length)
+            return buf.getvalue()
+        if isinstance(dest, (str, os.PathLike)):
+            if os.path.isdir(dest):
+                raise BadInput(f"{dest} is a directory: give a file path")
+            tmp = f"{os.fspath(dest)}.upclient-part"
+            try:
+                with open(tmp, "wb") as f:
+                    n = self._download(id, f.write, offset, length)
+                os.replace(tmp, dest)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            return n
+        if hasattr(dest, "write"):
+            return self._download(id, dest.write, offset, length)
+        raise BadInput("dest must be a path or a binary file object")
+
+    def _download(self, id: str, write: Callable[[bytes], Any], offset: int, length: Optional[int]) -> int:
+        got = 0
+
+        def sink(block: bytes) -> None:
+            nonlocal got
+            write(block)
+            got += len(block)
+
+        def attempt() -> int:
+            remaining = None if length is None else length - got
+            if remaining == 0:
+                return got
+            self.backend.download(id, sink, offset=offset + got, length=remaining)
+            return got
+
+        return self.settings.retry.call(attempt, cancel=self._closed, what=f"downloading {id}")
+
+    def info(self, id: str) -> FileInfo:
+        """What the server knows about ``id``: size, metadata, upload progress."""
+        return self.settings.retry.call(lambda: self.backend.info(id), cancel=self._closed, what="info")
+
+    def exists(self, id: str) -> bool:
+        """Whether ``id`` is on the server."""
+        return self.settings.retry.call(lambda: self.backend.exists(id), cancel=self._closed, what="exists")
+
+    def delete(self, id: str) -> None:
+        """Remove ``id`` from the server."""
+        self.settings.retry.call(lambda: self.backend.delete(id), cancel=self._closed, what="delete")
+
+    def abort(self, id: str) -> None:
+        """Abandon the unfinished upload ``id`` on the server and forget its resume point."""
+        self.settings.retry.call(lambda: self.backend.abort(id), cancel=self._closed, what="abort")
+        for rkey in list(self.store.keys()):
+            record = self.store.load(rkey)
+            if record and record.get("id") == id:
+                self.store.delete(rkey)
+
+    def iter(self, prefix: str = "", **options: Any) -> Iterator[FileInfo]:
+        """Every stored file under ``prefix``, page by page, lazily."""
+        return self.backend.iter(prefix, **options)
+
+
+def _cancelled() -> UpClientError:
+    from .errors import Cancelled
+
+    return Cancelled("upload cancelled")
+
+
+def _with_run_facts(result: UploadResult, session: UploadSession, tracker: ProgressTracker, elapsed: float) -> UploadResult:
+    import dataclasses
+
+    return dataclasses.replace(
+        result,
+        resumed=session.resumed,
+        sent_bytes=tracker.sent_bytes,
+        elapsed=elapsed,
+        expires=result.expires if result.expires is not None else session.expires,
+    )

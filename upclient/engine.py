@@ -1,0 +1,166 @@
+"""The transfer engine: one thread-pool part uploader for every backend.
+
+:meth:`TransferEngine.run` drives an :class:`~upclient.backends.base.UploadSession`:
+it keeps at most ``concurrency`` parts in flight (one, in order, when the
+session says its parts must go in order), so memory stays near
+``concurrency x part_size`` whatever the file size; bodies are read in the
+worker as they are sent.  Each part is retried alone under the shared retry
+policy, after the session has re-synchronised with the server.  The state is
+saved after each finished part.  The calling thread waits in short slices, so
+it reports progress and sees Ctrl-C at once; on any failure or cancellation
+the parts in flight stop within one block, nothing is left running, and the
+resume point keeps every finished part.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional
+
+from .backends.base import Part, PartIO, UploadSession
+from .errors import Cancelled
+from .progress import Progress, ProgressTracker
+from .retry import RetryPolicy
+from .source import Source, StreamSource
+
+__all__ = ["TransferEngine", "StopSignal"]
+
+log = logging.getLogger("upclient.engine")
+
+PROGRESS_INTERVAL = 0.2
+
+
+class StopSignal:
+    """A cancel flag that is also set when any parent flag is (user, client)."""
+
+    def __init__(self, *parents: Any) -> None:
+        self._own = threading.Event()
+        self._parents = [p for p in parents if p is not None]
+
+    def set(self) -> None:
+        self._own.set()
+
+    def is_set(self) -> bool:
+        if self._own.is_set():
+            return True
+        if any(p.is_set() for p in self._parents):
+            self._own.set()
+            return True
+        return False
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Sleep up to ``timeout`` seconds, waking early when set; returns is_set()."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self._own.wait(0.05 if left is None else min(0.05, left))
+        return True
+
+
+def stream_parts(source: StreamSource, part_size: int) -> Iterator[Part]:
+    """Parts of a non-seekable stream, each holding its bytes, the last one marked."""
+    for index, (offset, data, last) in enumerate(source.chunks(part_size)):
+        yield Part(index=index, offset=offset, size=len(data), data=data, last=last)
+
+
+class TransferEngine:
+    """Schedules the parts of uploads on one shared executor."""
+
+    def __init__(self, executor: cf.Executor, concurrency: int, retry: RetryPolicy) -> None:
+        self.executor = executor
+        self.concurrency = concurrency
+        self.retry = retry
+
+    def run(
+        self,
+        session: UploadSession,
+        source: Source,
+        parts: Iterable[Part],
+        *,
+        tracker: ProgressTracker,
+        stop: StopSignal,
+        on_progress: Optional[Callable[[Progress], Any]] = None,
+        on_part_done: Optional[Callable[[Part], None]] = None,
+    ) -> None:
+        """Send ``parts`` through ``session``; returns when all are on the server."""
+        width = self.concurrency if session.parallel else 1
+        pending = iter(parts)
+        inflight: Dict[cf.Future, Part] = {}
+        exhausted = False
+        next_report = time.monotonic() + PROGRESS_INTERVAL
+        try:
+            while True:
+                while not exhausted and len(inflight) < width:
+                    if stop.is_set():
+                        raise Cancelled("upload cancelled")
+                    part = next(pending, None)  # a stream is read here, in order
+                    if part is None:
+                        exhausted = True
+                        if tracker.total is None and source.size is not None:
+                            tracker.set_total(source.size)
+                        break
+                    fut = self.executor.submit(self._send, session, source, part, tracker, stop)
+                    inflight[fut] = part
+                if not inflight:
+                    break
+                done, _ = cf.wait(inflight, timeout=PROGRESS_INTERVAL, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    part = inflight.pop(fut)
+                    fut.result()  # raises the part's final error
+                    if on_part_done is not None:
+                        on_part_done(part)
+                if stop.is_set():
+                    raise Cancelled("upload cancelled")
+                if on_progress is not None and time.monotonic() >= next_report:
+                    next_report = time.monotonic() + PROGRESS_INTERVAL
+                    on_progress(tracker.snapshot())
+        except BaseException:
+            stop.set()
+            self._drain(inflight, on_part_done)
+            raise
+        if on_progress is not None:
+            on_progress(tracker.snapshot())
+
+    def _drain(self, inflight: Dict[cf.Future, Part], on_part_done: Optional[Callable[[Part], None]]) -> None:
+        """After a failure: let the parts in flight stop, keep the ones that made it."""
+        while inflight:
+            try:
+                done, _ = cf.wait(inflight, timeout=PROGRESS_INTERVAL)
+            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, threads end on their own
+                return
+            for fut in done:
+                part = inflight.pop(fut)
+                if fut.exception() is None and on_part_done is not None:
+                    try:
+                        on_part_done(part)
+                    except Exception as exc:  # already failing: a store error must not mask it
+                        log.warning("could not record part %d: %s", part.index, exc)
+
+    def _send(
+        self,
+        session: UploadSession,
+        source: Source,
+        part: Part,
+        tracker: ProgressTracker,
+        stop: StopSignal,
+    ) -> None:
+        def attempt() -> None:
+            if stop.is_set():
+                raise Cancelled("upload cancelled")
+            io = PartIO(source, part, tracker.reader(part.index), stop)
+            try:
+                session.send_part(part, io)
+            except BaseException:
+                tracker.drop_attempt(part.index)
+                raise
+
+        def recover(error: BaseException) -> None:
+            session.recover(part, error)
+
+        self.retry.call(attempt, cancel=stop, what=f"part {part.index}", before_retry=recover)
+        tracker.finish_part(part.index, part.size)

@@ -1,0 +1,202 @@
+"""The errors upclient raises: one tree, rooted at :class:`UpClientError`.
+
+::
+
+    UpClientError
+    ├── BadInput (ValueError)            wrong arguments; raised before any request
+    ├── Unsupported (NotImplementedError) the backend or server cannot do that
+    ├── SourceChanged                    the file changed while it was uploaded
+    ├── Cancelled                        cancel token set or deadline passed
+    ├── TransportError                   no usable answer from the server (retried)
+    │   ├── NetworkError (ConnectionError)
+    │   └── Timeout (TimeoutError)
+    └── ServerError                      the server answered with an error
+        ├── AuthError                    401, 403
+        ├── NotFound (LookupError)       404, 410
+        │   └── UploadExpired            a resumable upload is gone on the server
+        ├── Conflict                     409
+        │   └── OffsetConflict           server and client disagree on an offset
+        ├── ChecksumMismatch             a part arrived damaged (retried)
+        ├── TooLarge                     413, or over the server's advertised limit
+        ├── RateLimited                  429 (retried, Retry-After honoured)
+        ├── ServiceError                 5xx (retried, Retry-After honoured)
+        └── RequestRejected              any other 4xx
+
+Every error carries the ``backend`` and ``operation`` it came from, and where
+there is one the HTTP ``status``, the protocol ``code``, the server's
+``message`` and ``request_id``.  ``retryable`` tells the shared retry policy
+whether trying again can help.  Exceptions of requests, urllib3 or socket are
+translated at the transport boundary and never reach the caller raw.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+__all__ = [
+    "UpClientError",
+    "BadInput",
+    "Unsupported",
+    "SourceChanged",
+    "Cancelled",
+    "TransportError",
+    "NetworkError",
+    "Timeout",
+    "ServerError",
+    "AuthError",
+    "NotFound",
+    "UploadExpired",
+    "Conflict",
+    "OffsetConflict",
+    "ChecksumMismatch",
+    "TooLarge",
+    "RateLimited",
+    "ServiceError",
+    "RequestRejected",
+    "error_for_status",
+]
+
+
+class UpClientError(Exception):
+    """Root of every error raised by upclient."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: Optional[str] = None,
+        operation: Optional[str] = None,
+        status: Optional[int] = None,
+        code: Any = None,
+        request_id: Optional[str] = None,
+        retry_after: Optional[float] = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.backend = backend
+        self.operation = operation
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        where = ".".join(p for p in (self.backend, self.operation) if p)
+        facts = []
+        if self.status is not None:
+            facts.append(f"HTTP {self.status}")
+        if self.code is not None:
+            facts.append(f"code {self.code}")
+        if self.request_id:
+            facts.append(f"request id {self.request_id}")
+        text = f"{where}: {self.message}" if where else self.message
+        return f"{text} ({', '.join(facts)})" if facts else text
+
+
+class BadInput(UpClientError, ValueError):
+    """The caller passed something unusable; nothing was sent."""
+
+
+class Unsupported(UpClientError, NotImplementedError):
+    """The backend, or this server, cannot do what was asked."""
+
+
+class SourceChanged(UpClientError):
+    """The source file changed while it was being uploaded.
+
+    The upload is not finished, so the server never holds a mix of old and
+    new bytes; the resume point is dropped, and a new ``put`` starts afresh.
+    """
+
+
+class Cancelled(UpClientError):
+    """The transfer was cancelled; its resume point is kept."""
+
+
+class TransportError(UpClientError):
+    """No usable answer came back: the request may or may not have arrived."""
+
+    retryable = True
+
+
+class NetworkError(TransportError, ConnectionError):
+    """Connection refused, reset or broken mid-request."""
+
+
+class Timeout(TransportError, TimeoutError):
+    """Connecting or waiting for the server took longer than allowed."""
+
+
+class ServerError(UpClientError):
+    """The server answered, with an error."""
+
+
+class AuthError(ServerError):
+    """Credentials missing, wrong or not allowed (401, 403)."""
+
+
+class NotFound(ServerError, LookupError):
+    """No such file or upload (404, 410)."""
+
+
+class UploadExpired(NotFound):
+    """A resumable upload has expired or vanished on the server."""
+
+
+class Conflict(ServerError):
+    """The request conflicts with the server's state (409)."""
+
+
+class OffsetConflict(Conflict):
+    """The client's idea of an offset differs from the server's.
+
+    The engine re-synchronises with the server and sends what is missing,
+    instead of retrying blindly.
+    """
+
+    retryable = True
+
+
+class ChecksumMismatch(ServerError):
+    """The server received a part whose checksum did not match; resend it."""
+
+    retryable = True
+
+
+class TooLarge(ServerError):
+    """The upload is larger than the server accepts (413)."""
+
+
+class RateLimited(ServerError):
+    """Too many requests (429); retried after ``retry_after`` seconds."""
+
+    retryable = True
+
+
+class ServiceError(ServerError):
+    """The server failed (5xx); retried."""
+
+    retryable = True
+
+
+class RequestRejected(ServerError):
+    """The server refused the request (a 4xx not covered above)."""
+
+
+def error_for_status(status: int) -> type:
+    """The error class for an HTTP status, for backends without special codes."""
+    if status in (401, 403):
+        return AuthError
+    if status in (404, 410):
+        return NotFound
+    if status == 409:
+        return Conflict
+    if status == 413:
+        return TooLarge
+    if status == 429:
+        return RateLimited
+    if status >= 500:
+        return ServiceError
+    return RequestRejected

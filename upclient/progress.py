@@ -1,0 +1,122 @@
+"""Byte-level progress of one transfer, merged from every worker thread.
+
+Workers report each block as they read it; a failed attempt takes its bytes
+back, a finished part counts exactly its size, so ``bytes_done`` never counts
+a byte twice and ends at exactly the size.  The engine turns the counters
+into :class:`Progress` snapshots and calls the user's callback from the
+thread that called ``put``, a few times a second and once at the end.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+import time
+from typing import Callable, Deque, Dict, Optional, Tuple
+
+__all__ = ["Progress", "ProgressTracker"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """A snapshot: bytes done of total (None if unknown), rate in bytes/s, ETA in s."""
+
+    name: str
+    bytes_done: int
+    total: Optional[int]
+    rate: float
+    eta: Optional[float]
+    parts_done: int
+    parts_total: Optional[int]
+    elapsed: float
+
+    @property
+    def fraction(self) -> Optional[float]:
+        if not self.total:
+            return None if self.total is None else 1.0
+        return self.bytes_done / self.total
+
+
+class ProgressTracker:
+    """Thread-safe counters behind :class:`Progress`."""
+
+    WINDOW = 3.0  # seconds of history for the rate
+
+    def __init__(
+        self,
+        name: str,
+        total: Optional[int],
+        *,
+        parts_total: Optional[int] = None,
+        done_bytes: int = 0,
+        done_parts: int = 0,
+    ) -> None:
+        self.name = name
+        self.total = total
+        self.parts_total = parts_total
+        self._done = done_bytes
+        self._parts_done = done_parts
+        self._live: Dict[int, int] = {}
+        self._sent = 0
+        self._lock = threading.Lock()
+        self._start = time.monotonic()
+        self._samples: Deque[Tuple[float, int]] = collections.deque()
+
+    def reader(self, part: int) -> Callable[[int], None]:
+        """A callback for one attempt at ``part``: counts each block read."""
+        with self._lock:
+            self._live[part] = 0
+
+        def on_read(n: int) -> None:
+            with self._lock:
+                self._live[part] = self._live.get(part, 0) + n
+                self._sent += n
+
+        return on_read
+
+    def drop_attempt(self, part: int) -> None:
+        """A try at ``part`` failed: its bytes no longer count as done."""
+        with self._lock:
+            self._live.pop(part, None)
+
+    def finish_part(self, part: int, size: int) -> None:
+        with self._lock:
+            self._live.pop(part, None)
+            self._done += size
+            self._parts_done += 1
+
+    def set_total(self, total: int) -> None:
+        with self._lock:
+            self.total = total
+
+    @property
+    def sent_bytes(self) -> int:
+        """Bytes read for sending, including tries that failed."""
+        with self._lock:
+            return self._sent
+
+    def snapshot(self) -> Progress:
+        now = time.monotonic()
+        with self._lock:
+            done = self._done + sum(self._live.values())
+            parts_done = self._parts_done
+        samples = self._samples
+        samples.append((now, done))
+        while len(samples) > 2 and now - samples[0][0] > self.WINDOW:
+            samples.popleft()
+        t0, b0 = samples[0]
+        rate = (done - b0) / (now - t0) if now > t0 else 0.0
+        eta = None
+        if self.total is not None and rate > 0:
+            eta = max(0.0, (self.total - done) / rate)
+        return Progress(
+            name=self.name,
+            bytes_done=done,
+            total=self.total,
+            rate=rate,
+            eta=eta,
+            parts_done=parts_done,
+            parts_total=self.parts_total,
+            elapsed=now - self._start,
+        )

@@ -1,0 +1,385 @@
+"""What is uploaded: a path, bytes, a seekable file object or a stream.
+
+A :class:`Source` knows its size (or that it is unknown), a name, a content
+type, and an identity that says whether a stored resume point still belongs
+to it.  Seekable sources hand out :class:`PartBody` objects that read one
+byte range on demand, with ``os.pread`` where there is a file descriptor, so
+many threads can read different parts at once without a shared seek pointer
+and without copying a whole part into memory.  Non-seekable streams are read
+in order, one part at a time, by :meth:`StreamSource.chunks`.
+"""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+import os
+import stat
+import threading
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
+
+from .errors import BadInput, Cancelled, SourceChanged
+
+__all__ = [
+    "Source",
+    "FileSource",
+    "BytesSource",
+    "FileObjectSource",
+    "StreamSource",
+    "PartBody",
+    "open_source",
+]
+
+#: How much one ``read`` of a part body returns at most: large blocks keep
+#: the per-call overhead of Python, urllib3 and the kernel small.
+BLOCK_SIZE = 1024 * 1024
+
+ReadAt = Callable[[int, int], bytes]
+Event = Any  # anything with is_set(), e.g. threading.Event
+
+
+class PartBody:
+    """A file-like, sized view of ``length`` bytes of a source from ``offset``.
+
+    Requests sends it as a streamed body with a ``Content-Length`` (it has
+    ``__len__``), in blocks of at most :data:`BLOCK_SIZE`.  Every block read
+    is reported to ``on_read``; the cancel event is checked before each block,
+    so a cancelled transfer stops within one block.  ``on_end`` runs once the
+    last byte has been read and may raise (e.g. :class:`SourceChanged`) to
+    stop the request before the final block goes out.
+    """
+
+    def __init__(
+        self,
+        read_at: ReadAt,
+        offset: int,
+        length: int,
+        *,
+        on_read: Optional[Callable[[int], None]] = None,
+        cancel: Optional[Event] = None,
+        on_end: Optional[Callable[[], None]] = None,
+    ) -> None:
+        self._read_at = read_at
+        self._start = offset
+        self._pos = offset
+        self._end = offset + length
+        self._on_read = on_read
+        self._cancel = cancel
+        self._on_end = on_end
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    def read(self, size: int = -1) -> bytes:
+        remaining = self._end - self._pos
+        if remaining <= 0:
+            return b""
+        if self._cancel is not None and self._cancel.is_set():
+            raise Cancelled("upload cancelled")
+        if size is None or size < 0:
+            want = min(remaining, BLOCK_SIZE)
+        else:
+            want = min(size, remaining)
+        data = self._read_at(self._pos, want)
+        if len(data) != want:
+            raise SourceChanged(
+                f"source ended early: wanted {want} bytes at offset {self._pos}, got {len(data)}"
+            )
+        self._pos += want
+        if self._pos >= self._end and self._on_end is not None:
+            self._on_end()
+        if self._on_read is not None:
+            self._on_read(want)
+        return data
+
+    def tell(self) -> int:
+        return self._pos - self._start
+
+
+class Source:
+    """Base of all sources; see :func:`open_source` to make one."""
+
+    name: str = "upload"
+    size: Optional[int] = None
+    content_type: str = "application/octet-stream"
+    seekable: bool = True
+
+    def identity(self) -> Optional[Dict[str, Any]]:
+        """What must match for a stored resume point to apply; None: never resumable."""
+        return None
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Return exactly ``length`` bytes from ``offset`` (seekable sources)."""
+        raise NotImplementedError
+
+    def body(
+        self,
+        offset: int,
+        length: int,
+        *,
+        on_read: Optional[Callable[[int], None]] = None,
+        cancel: Optional[Event] = None,
+    ) -> PartBody:
+        """A streamed body of one byte range; the last read checks the source is unchanged."""
+        return PartBody(
+            self.read,
+            offset,
+            length,
+            on_read=on_read,
+            cancel=cancel,
+            on_end=self.check_unchanged,
+        )
+
+    def check_unchanged(self) -> None:
+        """Raise :class:`SourceChanged` if the source differs from when it was opened."""
+
+    def close(self) -> None:
+        """Release what the source holds (a file descriptor)."""
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _guess_type(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+class FileSource(Source):
+    """A regular file on disk, read with ``os.pread`` from any thread."""
+
+    def __init__(self, path: Union[str, os.PathLike]) -> None:
+        self.path = Path(os.fspath(path)).expanduser()
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except FileNotFoundError:
+            raise BadInput(f"no such file: {self.path}") from None
+        except IsADirectoryError:
+            raise BadInput(f"{self.path} is a directory, not a file") from None
+        except PermissionError:
+            raise BadInput(f"permission denied reading {self.path}") from None
+        st = os.fstat(self._fd)
+        if stat.S_ISDIR(st.st_mode):
+            os.close(self._fd)
+            raise BadInput(f"{self.path} is a directory, not a file")
+        self._stat = st
+        self.size = st.st_size
+        self.name = self.path.name
+        self.content_type = _guess_type(self.name)
+        self.resolved = str(self.path.resolve())
+
+    def identity(self) -> Dict[str, Any]:
+        st = self._stat
+        return {
+            "path": self.resolved,
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "inode": st.st_ino,
+        }
+
+    if hasattr(os, "pread"):
+
+        def read(self, offset: int, length: int) -> bytes:
+            data = os.pread(self._fd, length, offset)
+            while len(data) < length:  # pread may return short on some filesystems
+                more = os.pread(self._fd, length - len(data), offset + len(data))
+                if not more:
+                    break
+                data += more
+            return data
+
+    else:  # pragma: no cover - Windows: a lock around seek+read
+
+        _lock = threading.Lock()
+
+        def read(self, offset: int, length: int) -> bytes:
+            with self._lock:
+                os.lseek(self._fd, offset, os.SEEK_SET)
+                return os.read(self._fd, length)
+
+    def check_unchanged(self) -> None:
+        st = os.fstat(self._fd)
+        before = self._stat
+        if (st.st_size, st.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            raise SourceChanged(
+                f"{self.path} changed while it was being uploaded "
+                f"(size {before.st_size} -> {st.st_size}); upload again"
+            )
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing useful to do
+            return
+
+
+class BytesSource(Source):
+    """Bytes in memory; parts are zero-copy slices."""
+
+    def __init__(self, data: Union[bytes, bytearray, memoryview], name: str = "upload") -> None:
+        self._view = memoryview(data).cast("B")
+        self.size = len(self._view)
+        self.name = name
+        self.content_type = _guess_type(name)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._view[offset : offset + length]  # type: ignore[return-value]
+
+
+class FileObjectSource(Source):
+    """A seekable binary file object, uploaded from its current position.
+
+    A real file (one with a working ``fileno``) is read with ``os.pread``;
+    other objects (``io.BytesIO``...) through a lock around seek and read.
+    """
+
+    def __init__(self, fileobj: Any, name: Optional[str] = None) -> None:
+        self._f = fileobj
+        self._base = fileobj.tell()
+        end = fileobj.seek(0, io.SEEK_END)
+        fileobj.seek(self._base)
+        self.size = end - self._base
+        raw_name = getattr(fileobj, "name", None)
+        self.name = name or (os.path.basename(raw_name) if isinstance(raw_name, str) else "upload")
+        self.content_type = _guess_type(self.name)
+        self._lock = threading.Lock()
+        self._fd: Optional[int] = None
+        self._path: Optional[str] = None
+        try:
+            fd = fileobj.fileno()
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and hasattr(os, "pread"):
+                self._fd = fd
+                self._stat = st
+                if isinstance(raw_name, str) and os.path.exists(raw_name):
+                    self._path = os.path.realpath(raw_name)
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            pass
+
+    def identity(self) -> Optional[Dict[str, Any]]:
+        if self._fd is None or self._path is None:
+            return None
+        st = self._stat
+        return {
+            "path": self._path,
+            "offset": self._base,
+            "size": self.size,
+            "mtime_ns": st.st_mtime_ns,
+            "inode": st.st_ino,
+        }
+
+    def read(self, offset: int, length: int) -> bytes:
+        if self._fd is not None:
+            return os.pread(self._fd, length, self._base + offset)
+        with self._lock:
+            self._f.seek(self._base + offset)
+            return self._f.read(length)
+
+    def check_unchanged(self) -> None:
+        if self._fd is None:
+            return
+        st = os.fstat(self._fd)
+        if (st.st_size, st.st_mtime_ns) != (self._stat.st_size, self._stat.st_mtime_ns):
+            raise SourceChanged(f"{self.name} changed while it was being uploaded; upload again")
+
+
+class StreamSource(Source):
+    """A non-seekable stream (a pipe, ``sys.stdin.buffer``, a socket file).
+
+    Its size is unknown unless given.  It is read once, in order, one part at
+    a time; each part stays in memory until the server has it, so a failed
+    part can be sent again.  A stream cannot be resumed by another process.
+    """
+
+    seekable = False
+
+    def __init__(self, stream: Any, name: str = "upload", size: Optional[int] = None) -> None:
+        self._stream = stream
+        self.name = name
+        self.content_type = _guess_type(name)
+        self.size = size
+
+    def _read_full(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            block = self._stream.read(n - len(buf))
+            if not block:
+                break
+            buf += block
+        return bytes(buf)
+
+    def chunks(self, part_size: int) -> Iterator[Tuple[int, bytes, bool]]:
+        """Yield ``(offset, data, is_last)``; looks one part ahead to know the end."""
+        offset = 0
+        current = self._read_full(part_size)
+        while True:
+            following = self._read_full(part_size) if len(current) == part_size else b""
+            last = not following
+            yield offset, current, last
+            if last:
+                total = offset + len(current)
+                if self.size is not None and total != self.size:
+                    raise SourceChanged(f"stream gave {total} bytes, {self.size} were announced")
+                self.size = total
+                return
+            offset += len(current)
+            current = following
+
+
+def open_source(
+    obj: Any,
+    *,
+    name: Optional[str] = None,
+    size: Optional[int] = None,
+) -> Source:
+    """Make a :class:`Source` for a path, bytes, a file object or a stream.
+
+    Raises :class:`BadInput` for things that cannot be uploaded: a missing
+    file, a directory, a text-mode file, a negative size.
+    """
+    if isinstance(obj, Source):
+        return obj
+    if size is not None and (not isinstance(size, int) or size < 0):
+        raise BadInput(f"size must be a non-negative integer, not {size!r}")
+    if isinstance(obj, (str, os.PathLike)):
+        path = Path(os.fspath(obj)).expanduser()
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise BadInput(f"no such file: {path}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise BadInput(f"{path} is a directory, not a file")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device: read it as a stream
+            return StreamSource(open(path, "rb"), name=name or path.name, size=size)
+        src = FileSource(path)
+        if name:
+            src.name = name
+        return src
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return BytesSource(obj, name=name or "upload")
+    if hasattr(obj, "read"):
+        if isinstance(obj, io.TextIOBase):
+            raise BadInput("file objects must be opened in binary mode ('rb')")
+        seekable = False
+        try:
+            seekable = bool(obj.seekable())
+        except (AttributeError, ValueError, OSError):
+            seekable = False
+        if seekable:
+            return FileObjectSource(obj, name=name)
+        raw_name = getattr(obj, "name", None)
+        default = "upload"
+        if isinstance(raw_name, str) and not raw_name.startswith("<"):
+            default = os.path.basename(raw_name)
+        return StreamSource(obj, name=name or default, size=size)
+    raise BadInput(
+        f"cannot upload a {type(obj).__name__}: give a path, bytes, or a binary file object"
+    )
