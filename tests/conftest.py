@@ -1,0 +1,72 @@
+"""Shared fixtures: real tus servers on 127.0.0.1, random files, clients."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable, Iterator, Tuple
+
+import pytest
+
+import upclient
+from upclient.testing.servers import ResumableUploadServer, TusNodeServer
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def sha256_file(path: os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(MiB), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def make_file(tmp_path: Path) -> Callable[..., Tuple[Path, str]]:
+    """make_file(size, name=...) -> (path, sha256 of its random content)."""
+    counter = iter(range(10**6))
+
+    def make(size: int, name: str = "") -> Tuple[Path, str]:
+        path = tmp_path / (name or f"src-{next(counter)}-{size}.bin")
+        h = hashlib.sha256()
+        with open(path, "wb") as f:
+            left = size
+            while left:
+                block = os.urandom(min(left, MiB))
+                f.write(block)
+                h.update(block)
+                left -= len(block)
+        return path, h.hexdigest()
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def node_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TusNodeServer]:
+    """The reference tus server (@tus/server + @tus/file-store), one per test session."""
+    reason = TusNodeServer.unavailable_reason()
+    if reason and os.environ.get("CI"):
+        pytest.fail(f"@tus/server is not installed: {reason} (run make test)")
+    if reason:
+        pytest.skip(f"@tus/server not installed: {reason}; `make test` installs it")
+    with TusNodeServer(tmp_path_factory.mktemp("tus-node")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ResumableUploadServer]:
+    """The resumable-upload tus server: checksum and concatenation, one per session."""
+    with ResumableUploadServer(tmp_path_factory.mktemp("tus-rus")) as server:
+        yield server
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> upclient.FileStore:
+    return upclient.FileStore(tmp_path / "resume")
