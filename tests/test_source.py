@@ -1,0 +1,146 @@
+"""Sources: what can be uploaded, byte ranges without a shared seek pointer, change detection."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+
+import pytest
+
+from upclient import errors
+from upclient.source import (
+    BytesSource,
+    FileObjectSource,
+    FileSource,
+    PartBody,
+    StreamSource,
+    open_source,
+)
+
+
+def test_open_source_picks_the_right_kind(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"hello")
+    assert isinstance(open_source(path), FileSource)
+    assert isinstance(open_source(str(path)), FileSource)
+    assert isinstance(open_source(b"x"), BytesSource)
+    assert isinstance(open_source(io.BytesIO(b"x")), FileObjectSource)
+    r, w = os.pipe()
+    with os.fdopen(r, "rb") as pipe:
+        os.close(w)
+        assert isinstance(open_source(pipe), StreamSource)
+
+
+def test_bad_input_is_refused_with_a_clear_message(tmp_path):
+    with pytest.raises(errors.BadInput, match="no such file"):
+        open_source(tmp_path / "nope")
+    with pytest.raises(errors.BadInput, match="directory"):
+        open_source(tmp_path)
+    with pytest.raises(errors.BadInput, match="binary"):
+        open_source(io.StringIO("text"))
+    with pytest.raises(errors.BadInput, match="size"):
+        open_source(b"x", size=-1)
+    with pytest.raises(errors.BadInput, match="cannot upload"):
+        open_source(12)
+
+
+def test_file_source_reads_ranges_from_many_threads_at_once(tmp_path):
+    data = os.urandom(1 << 20)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    src = FileSource(path)
+    errors_seen = []
+
+    def reader(seed: int) -> None:
+        for i in range(200):
+            off = (seed * 7919 + i * 104729) % (len(data) - 1000)
+            if src.read(off, 1000) != data[off : off + 1000]:
+                errors_seen.append((seed, off))
+
+    threads = [threading.Thread(target=reader, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    src.close()
+    assert not errors_seen
+
+
+def test_identity_names_path_size_mtime_and_inode(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc")
+    ident = FileSource(path).identity()
+    st = os.stat(path)
+    assert ident == {"path": str(path.resolve()), "size": 3, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+    assert BytesSource(b"abc").identity() is None
+
+
+def test_part_body_is_sized_counts_progress_and_streams_in_blocks():
+    data = bytes(range(256)) * 10000
+    seen = []
+    body = PartBody(lambda pos, n: data[pos : pos + n], 100, 2_000_000, on_read=seen.append)
+    assert len(body) == 2_000_000
+    out = b"".join(iter(lambda: body.read(), b""))
+    assert out == data[100:2_000_100]
+    assert sum(seen) == 2_000_000
+    assert max(seen) <= 1024 * 1024
+
+
+def test_part_body_stops_when_cancelled():
+    cancel = threading.Event()
+    body = PartBody(lambda pos, n: b"x" * n, 0, 10, cancel=cancel)
+    body.read(5)
+    cancel.set()
+    with pytest.raises(errors.Cancelled):
+        body.read(5)
+
+
+def test_a_file_that_changes_is_detected(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"a" * 100)
+    src = FileSource(path)
+    body = src.body(0, 100)
+    with open(path, "ab") as f:
+        f.write(b"more")
+    with pytest.raises(errors.SourceChanged, match="changed"):
+        body.read(100)
+
+
+def test_a_file_that_shrinks_is_detected(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"a" * 100)
+    src = FileSource(path)
+    os.truncate(path, 10)
+    with pytest.raises(errors.SourceChanged):
+        src.body(50, 50).read(50)
+
+
+def test_file_object_is_uploaded_from_its_current_position(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"0123456789")
+    with open(path, "rb") as f:
+        f.seek(4)
+        src = open_source(f)
+        assert src.size == 6
+        assert src.read(0, 6) == b"456789"
+        assert src.identity()["offset"] == 4
+    bio = io.BytesIO(b"0123456789")
+    bio.seek(2)
+    src = open_source(bio, name="x.bin")
+    assert (src.size, src.read(1, 3), src.identity()) == (8, b"345", None)
+
+
+def test_stream_chunks_know_the_last_part_even_on_an_exact_boundary():
+    for total in (0, 5, 10, 11, 30):
+        src = StreamSource(io.BytesIO(b"z" * total))
+        chunks = list(src.chunks(10))
+        assert b"".join(c[1] for c in chunks) == b"z" * total
+        assert [c[2] for c in chunks] == [False] * (len(chunks) - 1) + [True]
+        assert src.size == total
+
+
+def test_stream_with_a_wrong_announced_size_fails():
+    src = StreamSource(io.BytesIO(b"z" * 5), size=6)
+    with pytest.raises(errors.SourceChanged):
+        list(src.chunks(10))
