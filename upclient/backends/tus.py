@@ -337,13 +337,10 @@ class TusBackend(Backend):
             except UploadExpired as exc:
                 log.info("stored upload is gone (%s); starting afresh", exc)
         concat = options.get("concat", self.concat)
-        if (
-            concat
-            and caps.has("concatenation")
-            and size is not None
-            and size > part_size
-            and source.seekable
-        ):
+        # Parallel partial uploads pay off from two parts on; a stream goes
+        # that way too, each chunk a partial of known length, so it needs no
+        # deferred length (which some servers handle badly).
+        if concat and caps.has("concatenation") and (size is None or size > part_size):
             return ConcatUpload(self, source, header, meta, part_size)
         return SerialUpload.new(self, source, header, meta, part_size)
 
@@ -569,13 +566,13 @@ class ConcatUpload(UploadSession):
     parallel = True
 
     def __init__(self, backend: TusBackend, source: Source, header: str, meta: Dict[str, str], part_size: int) -> None:
-        assert source.size is not None
         self.backend = backend
         self.source = source
         self.header = header
         self.meta = meta
         self.part_size = part_size
-        self.parts_total = -(-source.size // part_size)
+        if source.size is not None:
+            self.parts_total = -(-source.size // part_size)
         # per part index: {"url": str | None, "offset": int | None, "done": bool}
         self.partials: Dict[int, Dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -613,6 +610,7 @@ class ConcatUpload(UploadSession):
         return Part(index=index, offset=offset, size=min(self.part_size, self.source.size - offset))
 
     def pending_parts(self) -> List[Part]:
+        assert self.parts_total is not None
         return [self._part(i) for i in range(self.parts_total) if not self.partials.get(i, {}).get("done")]
 
     def send_part(self, part: Part, io: PartIO) -> None:
@@ -670,7 +668,7 @@ class ConcatUpload(UploadSession):
 
     def finish(self) -> UploadResult:
         with self._lock:
-            urls = [self.partials[i]["url"] for i in range(self.parts_total)]
+            urls = [self.partials[i]["url"] for i in sorted(self.partials)]
         resp = self.backend.create(length=None, metadata=self.header, concat="final;" + " ".join(urls))
         url = self.backend.resolve(resp.headers["Location"])
         self.upload_id = url
@@ -688,7 +686,9 @@ class ConcatUpload(UploadSession):
         for url in urls:
             self.backend.terminate_quietly(url)
 
-    def state(self) -> Dict[str, Any]:
+    def state(self) -> Optional[Dict[str, Any]]:
+        if not self.source.seekable:
+            return None
         with self._lock:
             partials = {
                 str(i): {"url": p["url"], "done": p["done"]} for i, p in self.partials.items() if p.get("url")

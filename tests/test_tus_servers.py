@@ -1,0 +1,254 @@
+"""tus features end to end against real servers: streams of unknown length,
+expiration, termination, stored uploads that vanished, resuming an upload
+another client started (tuspy), and faults injected by a proxy."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+
+import pytest
+
+import upclient
+from upclient import errors
+from upclient.testing.faultproxy import FaultProxy
+from upclient.testing.servers import TusNodeServer
+
+from .contract import HookedFileSource
+from .conftest import KiB, MiB, sha256_bytes
+
+PART = 256 * KiB
+
+
+def tus_client(server_url, **kw):
+    kw.setdefault("store", None)
+    kw.setdefault("part_size", PART)
+    return upclient.Client("tus+" + server_url, **kw)
+
+
+@pytest.fixture(params=["node", "rus"])
+def server(request):
+    return request.getfixturevalue(f"{request.param}_server")
+
+
+class Pipe(io.RawIOBase):
+    """A non-seekable stream fed by a thread, like a pipe from another program."""
+
+    def __init__(self, data: bytes) -> None:
+        r, w = os.pipe()
+        self._r = os.fdopen(r, "rb", buffering=0)
+
+        def feed() -> None:
+            with os.fdopen(w, "wb") as f:
+                for i in range(0, len(data), 65536):
+                    f.write(data[i : i + 65536])
+
+        threading.Thread(target=feed, daemon=True).start()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, b) -> int:
+        return self._r.readinto(b)
+
+    def close(self) -> None:
+        self._r.close()
+        super().close()
+
+
+@pytest.mark.parametrize("size", [0, 1000, 3 * PART, 3 * PART + 7])
+def test_a_stream_of_unknown_length_uses_deferred_length(server, size):
+    data = os.urandom(size)
+    with tus_client(server.url) as client:
+        result = client.put(Pipe(data), key="stream.bin")
+    assert result.size == size
+    assert server.stored_sha256(result.id) == sha256_bytes(data)
+    with tus_client(server.url) as client:
+        info = client.info(result.id)
+    assert (info.size, info.complete, info.metadata["filename"]) == (size, True, "stream.bin")
+
+
+def test_info_of_an_unfinished_upload_shows_its_offset(server, make_file):
+    path, _ = make_file(8 * PART)
+    cancel = threading.Event()
+    store = upclient.MemoryStore()
+    with tus_client(server.url, store=store, concat=False, concurrency=1) as client:
+        with HookedFileSource(path, lambda off: off >= 3 * PART and cancel.set()) as src:
+            with pytest.raises(errors.Cancelled):
+                client.put(src, cancel=cancel)
+        (record,) = [store.load(k) for k in store.keys()]
+        info = client.info(record["id"])
+        assert not info.complete
+        assert info.size == 8 * PART
+        assert 0 < info.offset < 8 * PART
+
+
+def test_abort_terminates_the_upload_and_forgets_its_resume_point(server, make_file):
+    path, _ = make_file(8 * PART)
+    cancel = threading.Event()
+    store = upclient.MemoryStore()
+    with tus_client(server.url, store=store, concat=False, concurrency=1) as client:
+        with HookedFileSource(path, lambda off: off >= 3 * PART and cancel.set()) as src:
+            with pytest.raises(errors.Cancelled):
+                client.put(src, cancel=cancel)
+        (key,) = list(store.keys())
+        upload = store.load(key)["id"]
+        client.abort(upload)
+        assert list(store.keys()) == []
+        assert not client.exists(upload)
+        client.abort(upload)  # aborting what is gone is not an error
+
+
+def test_a_stored_upload_that_vanished_starts_afresh(server, make_file, store):
+    path, digest = make_file(8 * PART)
+    cancel = threading.Event()
+    with tus_client(server.url, store=store, concat=False, concurrency=1) as client:
+        with HookedFileSource(path, lambda off: off >= 3 * PART and cancel.set()) as src:
+            with pytest.raises(errors.Cancelled):
+                client.put(src, cancel=cancel)
+        (key,) = list(store.keys())
+        client.delete(store.load(key)["id"])  # e.g. the server cleaned it up
+        result = client.put(path)
+    assert not result.resumed
+    assert result.sent_bytes == 8 * PART
+    assert server.stored_sha256(result.id) == digest
+
+
+def test_an_expired_upload_starts_afresh(tmp_path, make_file, store):
+    if TusNodeServer.unavailable_reason():
+        pytest.skip("@tus/server is not installed")
+    path, digest = make_file(8 * PART)
+    with TusNodeServer(tmp_path / "srv", expiration=1.5) as server:
+        cancel = threading.Event()
+        with tus_client(server.url, store=store, concurrency=1) as client:
+            with HookedFileSource(path, lambda off: off >= 3 * PART and cancel.set()) as src:
+                with pytest.raises(errors.Cancelled):
+                    client.put(src, cancel=cancel)
+            (key,) = list(store.keys())
+            record = store._read(key)
+            assert record["expires"] and record["expires"] > time.time() - 5
+            time.sleep(2.0)
+            result = client.put(path)
+        assert not result.resumed
+        assert server.stored_sha256(result.id) == digest
+
+
+def test_resume_an_upload_that_tuspy_started(server, make_file):
+    from tusclient import client as tusclient
+
+    path, digest = make_file(6 * PART + 11)
+    uploader = tusclient.TusClient(server.url).uploader(
+        str(path), chunk_size=PART, metadata={"filename": "from-tuspy.bin"}
+    )
+    uploader.upload(stop_at=2 * PART)
+    assert uploader.offset == 2 * PART
+    with tus_client(server.url) as client:
+        result = client.put(path, upload_url=uploader.url)
+    assert result.resumed
+    assert result.id == uploader.url
+    assert result.sent_bytes == 4 * PART + 11
+    assert server.stored_sha256(result.id) == digest
+
+
+def test_tuspy_finishes_an_upload_that_upclient_started(server, make_file):
+    from tusclient import client as tusclient
+
+    path, digest = make_file(6 * PART)
+    cancel = threading.Event()
+    store = upclient.MemoryStore()
+    with tus_client(server.url, store=store, concat=False, concurrency=1) as client:
+        with HookedFileSource(path, lambda off: off >= 2 * PART and cancel.set()) as src:
+            with pytest.raises(errors.Cancelled):
+                client.put(src, cancel=cancel)
+    (key,) = list(store.keys())
+    url = store.load(key)["id"]
+    uploader = tusclient.TusClient(server.url).uploader(str(path), url=url, chunk_size=PART)
+    assert 0 < uploader.offset < 6 * PART
+    uploader.upload()
+    assert server.stored_sha256(url) == digest
+
+
+# -- faults, through a proxy that misbehaves on purpose ----------------------------
+
+
+@pytest.fixture
+def proxied(server):
+    with FaultProxy(server.url) as proxy:
+        yield server, proxy, proxy.url_for(server.url)
+
+
+def test_connection_reset_mid_body_is_resumed_with_correct_bytes(proxied, make_file):
+    server, proxy, url = proxied
+    path, digest = make_file(4 * PART)
+    proxy.reset_after(PART // 2, method="PATCH", times=2)
+    proxy.reset_after(PART // 2, method="POST", times=1)
+    retry = upclient.RetryPolicy(attempts=5, backoff=0.01)
+    with tus_client(url, retry=retry, concat=False) as client:
+        result = client.put(path)
+    assert proxy.faults_fired.get("reset", 0) >= 2
+    assert server.stored_sha256(result.id) == digest
+
+
+def test_503_with_retry_after_is_waited_for(proxied, make_file):
+    server, proxy, url = proxied
+    path, digest = make_file(2 * PART)
+    proxy.respond(503, {"Retry-After": "1"}, method="POST")
+    started = time.monotonic()
+    with tus_client(url, retry=upclient.RetryPolicy(attempts=3, backoff=0)) as client:
+        result = client.put(path)
+    assert time.monotonic() - started >= 0.9
+    assert server.stored_sha256(result.id) == digest
+
+
+def test_a_stalled_response_times_out_and_is_retried(proxied, make_file):
+    server, proxy, url = proxied
+    path, digest = make_file(3 * PART)
+    proxy.stall(3, method="PATCH", times=None)
+    with tus_client(url, read_timeout=0.5, retry=upclient.RetryPolicy(attempts=3, backoff=0), concat=False) as client:
+        result = client.put(path)
+    assert server.stored_sha256(result.id) == digest
+    # every PATCH arrived but its answer did not: HEAD showed the part was
+    # there, so nothing was sent twice
+    assert result.sent_bytes == 3 * PART
+    assert proxy.request_count("PATCH") == 3
+
+
+def test_when_retries_run_out_the_error_is_typed(proxied, make_file):
+    server, proxy, url = proxied
+    path, _ = make_file(3 * PART)
+    proxy.stall(3, method=None, times=None)
+    with tus_client(url, read_timeout=0.3, retry=upclient.RetryPolicy(attempts=2, backoff=0), concat=False) as client:
+        with pytest.raises(errors.Timeout) as info:
+            client.put(path)
+    assert (info.value.backend, info.value.retryable) == ("tus", True)
+    proxy.clear_faults()
+    proxy.respond(500, {}, method="POST", times=None, body="kaputt")
+    with tus_client(url, retry=upclient.RetryPolicy(attempts=2, backoff=0)) as client:
+        with pytest.raises(errors.ServiceError, match="kaputt") as info:
+            client.put(path)
+    assert info.value.status == 500
+
+
+def test_a_closed_port_is_a_network_error():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tus_client(f"http://127.0.0.1:{port}/files/", retry=upclient.RetryPolicy.never()) as client:
+        with pytest.raises(errors.NetworkError):
+            client.put(b"x")
+
+
+def test_sixteen_threads_upload_many_small_files_through_put_many(rus_server, make_file):
+    files = [make_file(1000 + i) for i in range(40)]
+    with tus_client(rus_server.url, max_files=16) as client:
+        outcomes = client.put_many([p for p, _ in files])
+    assert all(o.ok for o in outcomes)
+    for outcome, (_, digest) in zip(outcomes, files):
+        assert rus_server.stored_sha256(outcome.result.id) == digest
