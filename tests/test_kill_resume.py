@@ -1,0 +1,78 @@
+"""A process uploading is killed with SIGKILL at a random point; a second
+process resumes it from the resume point and the server's state, ending with
+byte-exact content and re-sending no more than what was in flight."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from upclient.testing.shaping import ShapingProxy
+
+from .conftest import KiB, MiB
+
+PART = 256 * KiB
+CONCURRENCY = 2
+
+CHILD = textwrap.dedent(
+    """
+    import sys, upclient
+    url, path, store_dir, part, concurrency = sys.argv[1:6]
+    client = upclient.Client("tus+" + url, store=upclient.FileStore(store_dir),
+                             part_size=int(part), concurrency=int(concurrency))
+    result = client.put(path, on_progress=lambda p: print("progress", p.bytes_done, flush=True))
+    print("done", int(result.resumed), result.sent_bytes, result.id, flush=True)
+    """
+)
+
+
+def run_child(url, path, store_dir, kill_at=None):
+    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, url, str(path), str(store_dir), str(PART), str(CONCURRENCY)],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )
+    last = 0
+    try:
+        for line in proc.stdout:
+            words = line.split()
+            if words[0] == "progress":
+                last = int(words[1])
+                if kill_at is not None and last >= kill_at:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            elif words[0] == "done":
+                proc.wait(30)
+                return {"done": True, "resumed": bool(int(words[1])), "sent": int(words[2]), "id": words[3]}
+        proc.wait(30)
+        return {"done": False, "last": last, "code": proc.returncode}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+@pytest.mark.parametrize("server_name", ["node", "rus"])
+def test_resume_after_sigkill_sends_only_what_is_missing(request, server_name, make_file, tmp_path):
+    server = request.getfixturevalue(f"{server_name}_server")
+    size = 48 * PART
+    path, digest = make_file(size)
+    kill_at = random.randint(size // 5, size * 3 // 5)
+    with ShapingProxy(server.url, delay=0.001, rate=6e6) as proxy:
+        url = f"http://127.0.0.1:{proxy.port}/files/"
+        first = run_child(url, path, tmp_path / "store", kill_at=kill_at)
+        assert not first["done"], "the upload finished before it could be killed"
+        assert first["code"] == -signal.SIGKILL
+        second = run_child(url, path, tmp_path / "store")
+    assert second["done"] and second["resumed"], second
+    # what the server had acknowledged is at least what was reported done
+    # minus the parts in flight; only the rest may be sent again
+    assert second["sent"] <= size - first["last"] + CONCURRENCY * PART, (first, second)
+    assert server.stored_sha256(second["id"]) == digest
