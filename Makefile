@@ -1,0 +1,44 @@
+# Everything installs itself: a fresh clone needs only python3 (>= 3.9),
+# node (>= 20.19) and npm on PATH.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+NODE_STAMP := tests/servers/node_modules/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install node demo test bench lint clean
+
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): setup.cfg setup.py | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[cli,test,bench]'
+	touch $@
+
+# The reference tus server (@tus/server + @tus/file-store), pinned by the lock file.
+node: $(NODE_STAMP)
+
+$(NODE_STAMP): tests/servers/package.json tests/servers/package-lock.json
+	npm ci --prefix tests/servers --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m upclient.demo
+
+test: $(STAMP) $(NODE_STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP) $(NODE_STAMP)
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m pip install --quiet ruff mypy
+	$(PY) -m ruff check upclient tests
+	$(PY) -m mypy upclient
+
+clean:
+	rm -rf $(VENV) tests/servers/node_modules build dist *.egg-info .pytest_cache
