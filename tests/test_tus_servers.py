@@ -215,7 +215,7 @@ def test_a_stalled_response_times_out_and_is_retried(proxied, make_file):
     # every PATCH arrived but its answer did not: HEAD showed the part was
     # there, so nothing was sent twice
     assert result.sent_bytes == 3 * PART
-    assert proxy.request_count("PATCH") == 3
+    assert proxy.faults_fired.get("stall", 0) >= 2
 
 
 def test_when_retries_run_out_the_error_is_typed(proxied, make_file):

@@ -39,7 +39,8 @@ What the servers do (as observed with these exact versions):
   phrase (``HTTP/1.1 204 ``) and idle keep-alive connections are closed after
   5 s; ``Upload-Expires`` is sent on POST and on PATCH responses while the
   upload is unfinished; after expiry HEAD and PATCH answer 410, finished or
-  not.
+  not. A PATCH cut off midway (reset or FIN) keeps the bytes that arrived:
+  HEAD reports them.
 * ``resumable-upload`` 0.3.0: ``Tus-Extension: creation,creation-with-upload,
   creation-defer-length,termination,checksum,expiration,concatenation,
   concatenation-unfinished,checksum-trailer`` (``expiration`` is advertised
@@ -50,7 +51,11 @@ What the servers do (as observed with these exact versions):
   ``<upload-dir>/<uuid4>`` and its record (metadata as JSON, length, offset,
   expiry) in the SQLite database ``--db-path``; ``GET`` of a finished upload
   only with ``--enable-downloads`` (this harness enables it), else 404; a
-  PATCH body is read whole into memory before anything is written.
+  PATCH body is read whole into memory before anything is written, so a
+  PATCH cut off by a connection reset stores nothing, while one whose client
+  closes its sending side early (FIN) stores the short body and is answered
+  204 with the smaller ``Upload-Offset``; an empty ``Upload-Metadata`` header
+  is accepted; stopping takes about 0.5 s (its accept loop polls).
 """
 
 from __future__ import annotations
@@ -344,7 +349,8 @@ class _ServerProcess:
     def upload_id(self, upload_url: str) -> str:
         """The server's id of an upload: the last segment of its URL's path.
 
-        ``upload_url`` may be absolute or relative (as in a ``Location``).
+        ``upload_url`` may be absolute, relative (as in a ``Location``), or
+        already a bare id; the same holds for every ``stored_*`` method.
         """
         path = urlsplit(upload_url).path.rstrip("/")
         upload_id = unquote(path.rsplit("/", 1)[-1])

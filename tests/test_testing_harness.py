@@ -1,0 +1,408 @@
+"""Tests of upclient.testing: real tus servers, FaultProxy and ShapingProxy.
+
+Only ``requests`` talks to the servers here, so these tests do not depend on
+upclient's own client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import threading
+import time
+from typing import Iterator, Type, Union
+from urllib.parse import urljoin
+
+import pytest
+import requests
+
+from upclient.testing import (
+    FaultProxy,
+    ResumableUploadServer,
+    ServerStartError,
+    ShapingProxy,
+    TusNodeServer,
+    free_port,
+)
+
+TUS = {"Tus-Resumable": "1.0.0"}
+OCTETS = "application/offset+octet-stream"
+
+NODE_EXTENSIONS = {"creation", "creation-with-upload", "creation-defer-length", "termination", "expiration"}
+RUS_EXTENSIONS = NODE_EXTENSIONS | {"checksum", "concatenation", "concatenation-unfinished", "checksum-trailer"}
+
+AnyServer = Union[TusNodeServer, ResumableUploadServer]
+
+
+def _require_node() -> None:
+    reason = TusNodeServer.unavailable_reason()
+    if reason and os.environ.get("CI"):
+        pytest.fail(f"Node.js for @tus/server is missing: {reason}")
+    if reason:
+        pytest.skip(reason)
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _create(session: requests.Session, creation_url: str, length: int, **headers: str) -> str:
+    response = session.post(
+        creation_url,
+        headers={**TUS, "Upload-Length": str(length), **headers},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    return urljoin(creation_url, response.headers["Location"])
+
+
+def _patch(session: requests.Session, upload_url: str, offset: int, data: bytes, **kwargs) -> requests.Response:
+    return session.patch(
+        upload_url,
+        data=data,
+        headers={**TUS, "Upload-Offset": str(offset), "Content-Type": OCTETS},
+        timeout=kwargs.pop("timeout", 10),
+        **kwargs,
+    )
+
+
+def _offset(session: requests.Session, upload_url: str) -> int:
+    response = session.head(upload_url, headers=TUS, timeout=10)
+    assert response.status_code == 200, response.status_code
+    return int(response.headers["Upload-Offset"])
+
+
+def _threads_named(prefix: str) -> list:
+    deadline = time.monotonic() + 1.0
+    while True:
+        alive = [t.name for t in threading.enumerate() if t.name.startswith(prefix)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.02)
+
+
+# ------------------------------------------------------------------ servers
+
+
+@pytest.mark.parametrize(
+    "server_cls, extensions, location_absolute",
+    [
+        (TusNodeServer, NODE_EXTENSIONS, True),
+        (ResumableUploadServer, RUS_EXTENSIONS, False),
+    ],
+    ids=["tus-node-server", "resumable-upload"],
+)
+def test_server_stores_exact_bytes_restarts_and_stops(
+    server_cls: Type[AnyServer], extensions: set, location_absolute: bool, tmp_path
+) -> None:
+    if server_cls is TusNodeServer:
+        _require_node()
+    data = os.urandom(5 * 1024 + 123)
+    digest = hashlib.sha256(data).hexdigest()
+    session = requests.Session()
+
+    with server_cls(tmp_path / "uploads") as server:
+        assert server.running
+        assert server.url.startswith("http://127.0.0.1:")
+        assert server.url.endswith("/files/")
+        assert server.directory == (tmp_path / "uploads").resolve()
+        pid = server.pid
+        assert pid is not None
+
+        options = session.options(server.url, timeout=10)
+        assert options.status_code in (200, 204)
+        assert options.headers["Tus-Version"] == "1.0.0"
+        advertised = {e.strip() for e in options.headers["Tus-Extension"].split(",")}
+        assert advertised == extensions
+
+        response = session.post(
+            server.url,
+            headers={**TUS, "Upload-Length": str(len(data)), "Upload-Metadata": "filename aGVsbG8uYmlu"},
+            timeout=10,
+        )
+        assert response.status_code == 201
+        assert response.headers.get("Upload-Expires")  # both run with an expiry
+        location = response.headers["Location"]
+        assert location.startswith("http://") is location_absolute
+        upload_url = urljoin(server.url, location)
+
+        # Two PATCHes: the second continues from the offset of the first.
+        first = _patch(session, upload_url, 0, data[:2000])
+        assert first.status_code == 204
+        assert first.headers["Upload-Offset"] == "2000"
+        second = _patch(session, upload_url, 2000, data[2000:])
+        assert second.status_code == 204
+        assert second.headers["Upload-Offset"] == str(len(data))
+
+        path = server.stored_path(upload_url)
+        assert path.parent == server.directory
+        assert path.read_bytes() == data
+        assert server.stored_sha256(upload_url) == digest
+        assert server.stored_sha256(server.upload_id(upload_url)) == digest  # a bare id works too
+        assert server.stored_metadata(upload_url) == {"filename": "hello.bin"}
+
+        download = session.get(upload_url, timeout=10)
+        assert download.status_code == 200
+        assert download.content == data
+
+        # Restart on the same port and directory: the upload is still known.
+        url_before = server.url
+        session.close()
+        server.stop()
+        assert not server.running
+        assert _pid_gone(pid)
+        with pytest.raises(requests.ConnectionError):
+            requests.options(server.url, timeout=2)
+        server.start()
+        assert server.url == url_before
+        assert server.pid != pid
+        pid = server.pid
+        assert _offset(requests.Session(), upload_url) == len(data)
+
+        # Termination removes the stored file.
+        deleted = requests.delete(upload_url, headers=TUS, timeout=10)
+        assert deleted.status_code == 204
+        assert not server.stored_path(upload_url).exists()
+
+    assert not server.running
+    assert server.returncode is not None
+    assert _pid_gone(pid)
+
+
+def test_server_is_stopped_when_the_body_raises(tmp_path) -> None:
+    with pytest.raises(KeyError):
+        with ResumableUploadServer(tmp_path / "up") as server:
+            pid = server.pid
+            raise KeyError("boom")
+    assert pid is not None and _pid_gone(pid)
+    assert not server.running
+
+
+def test_server_start_failure_reports_stderr(tmp_path) -> None:
+    server = ResumableUploadServer(tmp_path / "up", extra_args=["--no-such-flag"], startup_timeout=20)
+    with pytest.raises(ServerStartError) as info:
+        server.start()
+    assert "--no-such-flag" in str(info.value)
+    assert info.value.returncode not in (None, 0)
+    assert not server.running
+    server.close()
+
+
+# --------------------------------------------------------------- FaultProxy
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory) -> Iterator[AnyServer]:
+    """A real tus server behind the proxies: the Node one, else resumable-upload."""
+    if TusNodeServer.unavailable_reason() is None:
+        server: AnyServer = TusNodeServer(tmp_path_factory.mktemp("fault-node"))
+    else:
+        server = ResumableUploadServer(tmp_path_factory.mktemp("fault-rus"))
+    with server:
+        yield server
+
+
+def test_faultproxy_forwards_keep_alive_and_chunked_requests(upstream: AnyServer) -> None:
+    data = os.urandom(300 * 1024)
+    with FaultProxy(upstream) as proxy:
+        session = requests.Session()
+        base = proxy.url_for(upstream.url)
+        upload_url = _create(session, base, len(data))
+        assert upload_url.startswith(proxy.url)
+        assert _patch(session, upload_url, 0, data[:100_000]).status_code == 204
+        # A generator body goes out chunked; the proxy must frame it correctly.
+        chunks = (data[i : i + 50_000] for i in range(100_000, len(data), 50_000))
+        response = _patch(session, upload_url, 100_000, chunks)  # type: ignore[arg-type]
+        assert response.status_code == 204, response.text
+        assert _offset(session, upload_url) == len(data)
+        session.close()
+        assert upstream.stored_sha256(upload_url) == hashlib.sha256(data).hexdigest()
+        assert proxy.connections == 1  # everything went over one keep-alive connection
+        assert proxy.requests == {"POST": 1, "PATCH": 2, "HEAD": 1}
+        assert [m for m, _ in proxy.request_log] == ["POST", "PATCH", "PATCH", "HEAD"]
+        assert proxy.faults_fired == {}
+
+
+def test_faultproxy_reset_after(upstream: AnyServer) -> None:
+    data = os.urandom(256 * 1024)
+    with FaultProxy(upstream) as proxy:
+        session = requests.Session()
+        upload_url = _create(session, proxy.url_for(upstream.url), len(data))
+        proxy.reset_after(4096, method="PATCH")
+        with pytest.raises(requests.ConnectionError):
+            _patch(session, upload_url, 0, data)
+        assert proxy.faults_fired == {"reset": 1}
+        assert proxy.pending_faults == []
+        # The fault was one-shot: the upload resumes from whatever was stored.
+        offset = _offset(session, upload_url)
+        assert 0 <= offset < 4096
+        assert _patch(session, upload_url, offset, data[offset:]).status_code == 204
+        assert upstream.stored_sha256(upload_url) == hashlib.sha256(data).hexdigest()
+        assert proxy.request_count("PATCH") == 2
+        assert proxy.connections == 2
+
+
+def test_faultproxy_respond(upstream: AnyServer) -> None:
+    data = os.urandom(20 * 1024)
+    with FaultProxy(upstream) as proxy:
+        session = requests.Session()
+        upload_url = _create(session, proxy.url_for(upstream.url), len(data))
+        proxy.respond(503, {"Retry-After": "1"}, method="PATCH", times=2)
+        for _ in range(2):
+            response = _patch(session, upload_url, 0, data)
+            assert response.status_code == 503
+            assert response.headers["Retry-After"] == "1"
+        assert proxy.faults_fired == {"respond": 2}
+        # Nothing reached the server.
+        assert _offset(session, upload_url) == 0
+        assert upstream.stored_size(upload_url) == 0
+        # A fault with method=None matches anything, here a HEAD.
+        proxy.respond(429, {"Retry-After": "2"}, body="slow down")
+        limited = session.head(upload_url, headers=TUS, timeout=10)
+        assert limited.status_code == 429 and limited.headers["Retry-After"] == "2"
+        assert _patch(session, upload_url, 0, data).status_code == 204
+        assert proxy.request_count("PATCH") == 3
+
+
+def test_faultproxy_stall(upstream: AnyServer) -> None:
+    with FaultProxy(upstream) as proxy:
+        session = requests.Session()
+        upload_url = _create(session, proxy.url_for(upstream.url), 10)
+        proxy.stall(3.0, method="HEAD")
+        started = time.monotonic()
+        with pytest.raises(requests.ReadTimeout):
+            session.head(upload_url, headers=TUS, timeout=(2, 0.3))
+        assert time.monotonic() - started < 2.0
+        assert proxy.faults_fired == {"stall": 1}
+        assert _offset(session, upload_url) == 0  # one-shot: the next HEAD is answered
+
+
+def test_faultproxy_stops_quickly_with_open_connections(upstream: AnyServer) -> None:
+    proxy = FaultProxy(upstream).start()
+    idle = requests.Session()
+    idle.options(proxy.url_for(upstream.url), timeout=10)  # leaves a keep-alive connection
+    proxy.stall(30.0, method="OPTIONS")
+    outcome: list = []
+
+    def stalled_request() -> None:
+        try:
+            requests.options(proxy.url_for(upstream.url), timeout=20)
+            outcome.append("answered")
+        except requests.RequestException as exc:
+            outcome.append(exc)
+
+    stalled = threading.Thread(target=stalled_request, daemon=True)
+    stalled.start()
+    assert proxy.wait_for_requests(2, "OPTIONS")
+    started = time.monotonic()
+    proxy.stop()
+    assert time.monotonic() - started < 1.5
+    assert _threads_named("FaultProxy") == []
+    stalled.join(5)
+    assert not stalled.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], requests.ConnectionError)
+    idle.close()
+
+
+def test_faultproxy_resets_clients_when_the_upstream_is_down() -> None:
+    with FaultProxy(("127.0.0.1", free_port())) as proxy:
+        with pytest.raises(requests.ConnectionError):
+            requests.options(proxy.url + "/files/", timeout=5)
+        assert proxy.request_count("OPTIONS") == 1
+
+
+# ------------------------------------------------------------- ShapingProxy
+
+
+class _SinkHandler(http.server.BaseHTTPRequestHandler):
+    """Reads request bodies and answers 204; GET returns 4 MiB."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_PUT(self) -> None:
+        left = int(self.headers.get("Content-Length", "0"))
+        while left:
+            block = self.rfile.read(min(left, 1 << 20))
+            if not block:
+                return
+            left -= len(block)
+        self.send_response(204)
+        self.end_headers()
+
+    def do_OPTIONS(self) -> None:
+        self.send_response(204)
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        size = 4 << 20
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        block = b"\0" * (1 << 20)
+        for _ in range(size >> 20):
+            self.wfile.write(block)
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+
+@pytest.fixture
+def sink() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SinkHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_shaping_proxy_adds_round_trip_latency(sink: str) -> None:
+    with ShapingProxy(sink, delay=0.020, rate=20e6) as proxy:
+        session = requests.Session()
+        session.options(proxy.url_for(sink), timeout=10)  # open the connection
+        times = []
+        for _ in range(3):
+            started = time.monotonic()
+            assert session.options(proxy.url_for(sink), timeout=10).status_code == 204
+            times.append(time.monotonic() - started)
+        session.close()
+        assert min(times) >= 0.040
+        assert min(times) < 0.5
+    assert _threads_named("Shaping") == []
+
+
+def test_shaping_proxy_caps_one_connection(sink: str) -> None:
+    payload = b"\x5a" * (8 << 20)
+    with ShapingProxy(sink, delay=0.020, rate=20e6) as proxy:
+        session = requests.Session()
+        started = time.monotonic()
+        assert session.put(proxy.url_for(sink), data=payload, timeout=30).status_code == 204
+        up_rate = len(payload) / (time.monotonic() - started)
+        started = time.monotonic()
+        body = session.get(proxy.url_for(sink), timeout=30).content
+        down_rate = len(body) / (time.monotonic() - started)
+        session.close()
+        assert len(body) == 4 << 20
+        assert proxy.bytes_up >= len(payload)
+        assert proxy.bytes_down >= len(body)
+    assert 2e6 < up_rate < 30e6, up_rate
+    assert 2e6 < down_rate < 30e6, down_rate
+
+
+def test_shaping_proxy_carries_a_tus_upload_intact(upstream: AnyServer) -> None:
+    data = os.urandom(1 << 20)
+    with ShapingProxy(upstream, delay=0.005, rate=50e6) as proxy:
+        session = requests.Session()
+        upload_url = _create(session, proxy.url_for(upstream.url), len(data))
+        assert _patch(session, upload_url, 0, data).status_code == 204
+        session.close()
+    assert upstream.stored_sha256(upload_url) == hashlib.sha256(data).hexdigest()

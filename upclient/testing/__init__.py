@@ -1,0 +1,27 @@
+"""Test helpers: real tus servers, a fault-injecting proxy and a WAN-like proxy.
+
+* :class:`TusNodeServer` runs the reference ``@tus/server`` (Node.js) and
+  :class:`ResumableUploadServer` the ``resumable-upload`` package's server,
+  each as a context manager on 127.0.0.1 with a free port, with helpers to
+  look at what they stored (``stored_path``, ``stored_sha256``).
+* :class:`FaultProxy` forwards HTTP/1.1 to a server and, on demand, resets a
+  connection mid-request, answers with its own status (503 + Retry-After) or
+  holds a response back.
+* :class:`ShapingProxy` adds latency and a per-connection bandwidth cap, for
+  benchmarks.
+
+Nothing here prints; diagnostics go to the ``upclient.testing`` loggers.
+"""
+
+from upclient.testing.faultproxy import FaultProxy
+from upclient.testing.servers import ResumableUploadServer, ServerStartError, TusNodeServer, free_port
+from upclient.testing.shaping import ShapingProxy
+
+__all__ = [
+    "TusNodeServer",
+    "ResumableUploadServer",
+    "ServerStartError",
+    "FaultProxy",
+    "ShapingProxy",
+    "free_port",
+]
