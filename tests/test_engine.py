@@ -28,7 +28,8 @@ class FakeSession(UploadSession):
         self.done = set(state["done"]) if state else set()
         self.resumed = bool(state)
         part_size = backend.settings.part_size
-        self.parts = [Part(i, o, min(part_size, source.size - o)) for i, o in enumerate(range(0, source.size, part_size))]
+        offsets = range(0, source.size, part_size)
+        self.parts = [Part(i, o, min(part_size, source.size - o)) for i, o in enumerate(offsets)]
         self.parts_total = len(self.parts)
         self.done_bytes = sum(p.size for p in self.parts if p.index in self.done)
         self.upload_id = "fake-1"

@@ -431,7 +431,9 @@ def _cancelled() -> UpClientError:
     return Cancelled("upload cancelled")
 
 
-def _with_run_facts(result: UploadResult, session: UploadSession, tracker: ProgressTracker, elapsed: float) -> UploadResult:
+def _with_run_facts(
+    result: UploadResult, session: UploadSession, tracker: ProgressTracker, elapsed: float
+) -> UploadResult:
     import dataclasses
 
     return dataclasses.replace(

@@ -35,7 +35,8 @@ __all__ = [
 #: the per-call overhead of Python, urllib3 and the kernel small.
 BLOCK_SIZE = 1024 * 1024
 
-ReadAt = Callable[[int, int], bytes]
+Bytes = Union[bytes, memoryview]
+ReadAt = Callable[[int, int], Bytes]
 Event = Any  # anything with is_set(), e.g. threading.Event
 
 
@@ -71,7 +72,7 @@ class PartBody:
     def __len__(self) -> int:
         return self._end - self._start
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int = -1) -> Bytes:
         remaining = self._end - self._pos
         if remaining <= 0:
             return b""

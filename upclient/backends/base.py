@@ -17,7 +17,6 @@ import dataclasses
 import threading
 from typing import (
     Any,
-    BinaryIO,
     Callable,
     ClassVar,
     Dict,
@@ -26,7 +25,6 @@ from typing import (
     Iterator,
     Mapping,
     Optional,
-    Union,
 )
 
 from ..errors import BadInput, NotFound, Unsupported
@@ -188,7 +186,7 @@ class Backend:
         self.url = url
         self.settings = settings
         self.options = options
-        self._http = None
+        self._http: Optional[Any] = None
         self._http_lock = threading.Lock()
 
     @property

@@ -206,7 +206,7 @@ class TusBackend(Backend):
 
     def _error(self, resp: requests.Response, operation: str) -> ServerError:
         status = resp.status_code
-        cls = None
+        cls: Optional[type] = None
         if status == 409:
             cls = OffsetConflict if operation == "patch" else Conflict
         elif status == 460:
@@ -448,7 +448,9 @@ class SerialUpload(UploadSession):
         self.checksum = algorithm if backend.settings.checksum else None
 
     @classmethod
-    def new(cls, backend: TusBackend, source: Source, header: str, meta: Dict[str, str], part_size: int) -> "SerialUpload":
+    def new(
+        cls, backend: TusBackend, source: Source, header: str, meta: Dict[str, str], part_size: int
+    ) -> "SerialUpload":
         self = cls(backend, source, meta, part_size)
         self.header = header
         caps = backend.capabilities()
@@ -462,7 +464,9 @@ class SerialUpload(UploadSession):
         return self
 
     @classmethod
-    def resume_url(cls, backend: TusBackend, source: Source, url: str, part_size: int, meta: Dict[str, str]) -> "SerialUpload":
+    def resume_url(
+        cls, backend: TusBackend, source: Source, url: str, part_size: int, meta: Dict[str, str]
+    ) -> "SerialUpload":
         resp = backend.head(url)
         self = cls(backend, source, meta, part_size)
         length = _int_header(resp, "Upload-Length")
@@ -582,7 +586,9 @@ class ConcatUpload(UploadSession):
         self.inline = caps.has("creation-with-upload") and not self.checksum
 
     @classmethod
-    def resume(cls, backend: TusBackend, source: Source, state: Dict[str, Any], header: str, meta: Dict[str, str]) -> "ConcatUpload":
+    def resume(
+        cls, backend: TusBackend, source: Source, state: Dict[str, Any], header: str, meta: Dict[str, str]
+    ) -> "ConcatUpload":
         if state.get("size") != source.size or not state.get("part_size"):
             raise UploadExpired("stored concatenation plan does not fit the source", backend=backend.name,
                                 operation="resume")

@@ -257,7 +257,9 @@ class _Connection:
 
             if fault is not None and fault.kind == "stall":
                 seconds = fault.params["seconds"]
-                log.info("connection %d: stalling the response to %s %s for %.2f s", self.number, method, target, seconds)
+                log.info(
+                    "connection %d: stalling the response to %s %s for %.2f s", self.number, method, target, seconds
+                )
                 self.stall_until = time.monotonic() + seconds
 
             self._ensure_upstream()
@@ -273,7 +275,7 @@ class _Connection:
                 )
                 self.reset_settle = fault.params["settle"]
 
-            def forward(data: bytes) -> None:
+            def forward(data: bytes, budget: Optional[List[int]] = budget) -> None:
                 assert self.upstream is not None
                 if budget is None:
                     self.upstream.sendall(data)

@@ -488,7 +488,7 @@ class _ServerProcess:
 
     def _probe(self, url: str) -> Tuple[bool, str]:
         parts = urlsplit(url)
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=2.0)
+        conn = http.client.HTTPConnection(parts.hostname or self.host, parts.port, timeout=2.0)
         try:
             conn.request("OPTIONS", parts.path or "/")
             response = conn.getresponse()
