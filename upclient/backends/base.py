@@ -261,4 +261,6 @@ class Backend:
             self._http.close()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url}>"
+        from ..transport import redact_url
+
+        return f"<{type(self).__name__} {redact_url(self.url)}>"

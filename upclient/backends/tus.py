@@ -236,10 +236,10 @@ class TusBackend(Backend):
         return self._caps
 
     def _discover(self) -> Capabilities:
-        resp = self.request("OPTIONS", self.endpoint, "options", ok=tuple(range(100, 600)))
+        resp = self.request("OPTIONS", self.endpoint, "options", ok=(200, 204, 404, 405, 501))
         if resp.status_code in (200, 204):
             caps = Capabilities.from_response(resp)
-        else:  # a server or proxy without OPTIONS: assume the core and creation
+        else:  # a server or proxy that does not answer OPTIONS: assume the core and creation
             log.info("OPTIONS %s answered %s; assuming tus core + creation", self.endpoint, resp.status_code)
             caps = Capabilities(extensions=frozenset({"creation"}))
         if TUS_VERSION not in caps.versions:
