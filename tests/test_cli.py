@@ -1,0 +1,427 @@
+"""The ``upclient`` command, run as a subprocess against a real local tus server.
+
+Every test runs ``python -m upclient ...`` the way a user or a cron job
+would, against ``resumable-upload`` 0.3.0 on 127.0.0.1, and checks what the
+server really holds by downloading it again.  Resume points go to temporary
+directories (``--store`` and ``XDG_STATE_HOME``), never to the user's.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import pty
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+import pytest
+
+import upclient
+from upclient.testing.servers import ResumableUploadServer, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+SECRET = "Bearer s3cr3t-t0ken-do-not-print"
+INTERRUPTED = "interrupted; run the same command again to resume"
+
+pytestmark = pytest.mark.skipif(
+    ResumableUploadServer.unavailable_reason() is not None,
+    reason=str(ResumableUploadServer.unavailable_reason()),
+)
+
+
+# -- fixtures and helpers -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ResumableUploadServer]:
+    """One server for the module; stopped (and its files removed) at the end."""
+    with ResumableUploadServer(tmp_path_factory.mktemp("cli-server")) as srv:
+        yield srv
+
+
+@pytest.fixture
+def url(server: ResumableUploadServer) -> str:
+    return "tus+" + server.url
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Dict[str, str]:
+    """The environment of every CLI process: this checkout, a private state dir, no URL."""
+    e = dict(os.environ)
+    e.pop("UPCLIENT_URL", None)
+    e["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), e.get("PYTHONPATH", "")) if p)
+    e["XDG_STATE_HOME"] = str(tmp_path / "state")  # the default FileStore lands here
+    e["PYTHONUNBUFFERED"] = "1"
+    return e
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(MiB), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@pytest.fixture
+def make_file(tmp_path: Path) -> Callable[..., Tuple[Path, str]]:
+    """make_file(size, name) -> (path, sha256) of random content."""
+
+    def make(size: int, name: str) -> Tuple[Path, str]:
+        path = tmp_path / name
+        h = hashlib.sha256()
+        with open(path, "wb") as f:
+            left = size
+            while left:
+                block = os.urandom(min(left, MiB))
+                f.write(block)
+                h.update(block)
+                left -= len(block)
+        return path, h.hexdigest()
+
+    return make
+
+
+def run_cli(
+    *args: str, env: Dict[str, str], input: Optional[bytes] = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "upclient", *args],
+        input=input,
+        capture_output=True,
+        env=env,
+        cwd=str(REPO),
+        timeout=timeout,
+    )
+
+
+def start_cli(*args: str, env: Dict[str, str]) -> subprocess.Popen:
+    # SIGINT back to its default, so the child's Python turns it into KeyboardInterrupt
+    # even when the test runner was started with SIGINT ignored (e.g. in the background).
+    return subprocess.Popen(
+        [sys.executable, "-m", "upclient", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=str(REPO),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+@pytest.fixture
+def processes() -> Iterator[List[subprocess.Popen]]:
+    """Processes a test starts; killed at the end if still running, whatever happened."""
+    procs: List[subprocess.Popen] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        try:
+            p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            pass
+
+
+def json_lines(stdout: bytes) -> List[dict]:
+    return [json.loads(line) for line in stdout.decode().splitlines() if line.strip()]
+
+
+def server_sha256(url: str, upload_id: str, tmp_path: Path) -> str:
+    """Download with the library and hash: what the server really holds."""
+    dest = tmp_path / f"check-{hashlib.sha1(upload_id.encode()).hexdigest()[:8]}"
+    with upclient.Client(url, store=None) as client:
+        client.get(upload_id, dest)
+    return sha256_file(dest)
+
+
+def stored_bytes(server: ResumableUploadServer) -> int:
+    """Bytes in the server's upload directory (its database excluded)."""
+    total = 0
+    for entry in os.scandir(server.directory):
+        if entry.is_file() and ".sqlite3" not in entry.name:
+            try:
+                total += entry.stat().st_size
+            except FileNotFoundError:  # removed meanwhile (a concatenation)
+                pass
+    return total
+
+
+def wait_until_stored(
+    server: ResumableUploadServer, proc: subprocess.Popen, at_least: int, timeout: float = 30
+) -> None:
+    """Poll the server's directory until ``at_least`` more bytes are there."""
+    deadline = time.monotonic() + timeout
+    while stored_bytes(server) < at_least:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the upload ended (status {proc.returncode}) before it could be stopped: {err.decode()}")
+        if time.monotonic() > deadline:
+            pytest.fail("the upload made no progress")
+        time.sleep(0.005)
+
+
+# -- put and get ----------------------------------------------------------------------
+
+
+def test_put_one_file_then_get_it_back(url, env, make_file, tmp_path):
+    path, digest = make_file(3 * MiB + 1, "one.bin")
+    r = run_cli("put", str(path), "--to", url, "--json", "--part-size", "1M", "--store", str(tmp_path / "s"), env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    [line] = json_lines(r.stdout)
+    assert line["ok"] is True
+    assert line["file"] == str(path)
+    assert line["size"] == 3 * MiB + 1
+    assert line["resumed"] is False
+    assert line["sent_bytes"] == 3 * MiB + 1
+    assert line["url"] and line["id"]
+    assert isinstance(line["elapsed"], float)
+
+    out = tmp_path / "copy.bin"
+    g = run_cli("get", line["id"], str(out), "--from", url, env=env)
+    assert g.returncode == 0, g.stderr.decode()
+    assert sha256_file(out) == digest
+
+    g = run_cli("get", line["id"], "--from", url, "--offset", "1M", "--length", "10", env=env)  # to stdout
+    assert g.returncode == 0, g.stderr.decode()
+    assert g.stdout == path.read_bytes()[MiB : MiB + 10]
+
+
+def test_put_several_files(url, env, make_file, tmp_path):
+    files = [make_file(0, "empty.bin"), make_file(256 * 1024 + 1, "boundary.bin"), make_file(2 * MiB, "two.bin")]
+    r = run_cli(
+        "put", *(str(p) for p, _ in files), "--to", url, "--json",
+        "--part-size", "256K", "--max-files", "2", "--concurrency", "2", env=env,
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    lines = json_lines(r.stdout)
+    assert sorted(x["file"] for x in lines) == sorted(str(p) for p, _ in files)
+    by_file = {x["file"]: x for x in lines}
+    for path, digest in files:
+        line = by_file[str(path)]
+        assert line["ok"] and line["size"] == path.stat().st_size
+        assert server_sha256(url, line["id"], tmp_path) == digest
+
+
+def test_human_and_quiet_output(url, env, make_file):
+    path, _ = make_file(1000, "small.txt")
+    r = run_cli("put", str(path), "--to", url, env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    assert f"{path} -> http://" in r.stdout.decode()
+
+    q = run_cli("put", str(path), "--to", url, "--quiet", env=env)
+    assert q.returncode == 0
+    [upload_id] = q.stdout.decode().split()
+    assert upload_id.startswith("http://127.0.0.1:")
+    assert q.stderr == b""
+
+
+def test_key_metadata_info_and_rm_with_env_url(url, env, make_file):
+    path, _ = make_file(5000, "x.bin")
+    env = dict(env, UPCLIENT_URL=url)
+    r = run_cli("put", str(path), "--key", "named.bin", "-m", "owner=ops", "--metadata", "note=a b=c",
+                "--json", env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    upload_id = json_lines(r.stdout)[0]["id"]
+
+    i = run_cli("info", upload_id, "--json", env=env)
+    assert i.returncode == 0, i.stderr.decode()
+    info = json_lines(i.stdout)[0]
+    assert info["size"] == 5000 and info["complete"] is True
+    assert info["metadata"]["filename"] == "named.bin"
+    assert info["metadata"]["owner"] == "ops"
+    assert info["metadata"]["note"] == "a b=c"
+    plain = run_cli("info", upload_id, env=env)
+    assert plain.returncode == 0 and b"named.bin" in plain.stdout
+
+    assert run_cli("rm", upload_id, env=env).returncode == 0
+    gone = run_cli("info", upload_id, env=env)
+    assert gone.returncode == 1
+    assert b"NotFound" in gone.stderr or b"UploadExpired" in gone.stderr
+
+
+def test_stdin_is_uploaded_as_a_stream(url, env, tmp_path):
+    data = os.urandom(3 * MiB + 17)
+    r = run_cli("put", "-", "--key", "stream.bin", "--part-size", "1M", "--to", url, "--json",
+                env=env, input=data)
+    assert r.returncode == 0, r.stderr.decode()
+    [line] = json_lines(r.stdout)
+    assert line["ok"] and line["size"] == len(data) and line["file"] == "-"
+    assert server_sha256(url, line["id"], tmp_path) == hashlib.sha256(data).hexdigest()
+
+
+def test_ls_says_tus_cannot_list(url, env):
+    r = run_cli("ls", "--from", url, env=env)
+    assert r.returncode == 1
+    assert b"cannot list" in r.stderr and b"Unsupported" in r.stderr
+
+
+# -- errors and exit codes ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["put"],
+        ["frobnicate"],
+        ["put", "{file}", "--to", "{url}", "--part-size", "8X"],
+        ["put", "{file}", "--to", "{url}", "--concurrency", "0"],
+        ["put", "{file}", "{file}", "--to", "{url}", "--key", "k"],
+        ["put", "{file}", "--to", "{url}", "--metadata", "novalue"],
+        ["put", "{file}"],  # no --to and no UPCLIENT_URL
+        ["put", "{file}", "--to", "ftp://127.0.0.1/files/"],
+        ["put", "{file}", "--to", "{url}", "--no-resume", "--store", "x"],
+        ["put", "-", "-", "--to", "{url}"],
+    ],
+)
+def test_usage_errors_exit_2(args, url, env, make_file):
+    path, _ = make_file(10, "u.bin")
+    argv = [a.format(file=path, url=url) for a in args]
+    r = run_cli(*argv, env=env)
+    assert r.returncode == 2, (argv, r.stderr.decode())
+    assert r.stderr  # says why
+    assert b"Traceback" not in r.stderr
+
+
+def test_missing_file_exits_2_and_sends_nothing(url, env, make_file, server):
+    path, _ = make_file(10, "there.bin")
+    before = stored_bytes(server)
+    r = run_cli("put", str(path), "/no/such/file.bin", "--to", url, "--json", env=env)
+    assert r.returncode == 2
+    assert b"no such file: /no/such/file.bin" in r.stderr
+    [line] = json_lines(r.stdout)
+    assert line["ok"] is False and line["error"]["type"] == "BadInput"
+    assert stored_bytes(server) == before  # checked before any upload
+
+
+def test_bad_header_value_is_not_echoed(url, env, make_file):
+    path, _ = make_file(10, "h.bin")
+    r = run_cli("put", str(path), "--to", url, "--header", "Bad Header " + SECRET, env=env)
+    assert r.returncode == 2
+    assert SECRET.encode() not in r.stderr + r.stdout
+
+
+def test_unreachable_server_exits_1(env, make_file):
+    path, _ = make_file(10, "n.bin")
+    closed = f"tus+http://127.0.0.1:{free_port()}/files/"  # nothing listens there
+    r = run_cli("put", str(path), "--to", closed, "--json", "--retries", "0", "-vv",
+                "-H", f"Authorization: {SECRET}", env=env)
+    assert r.returncode == 1, r.stderr.decode()
+    [line] = json_lines(r.stdout)
+    assert line["ok"] is False
+    assert line["error"]["type"] == "NetworkError"
+    assert line["error"]["message"]
+    assert b"Traceback" not in r.stderr
+    for secret in (SECRET, SECRET.split()[1]):
+        assert secret.encode() not in r.stdout + r.stderr
+
+
+def test_headers_reach_the_server_and_are_not_logged(url, env, make_file, tmp_path):
+    path, digest = make_file(2 * MiB, "auth.bin")
+    r = run_cli("put", str(path), "--to", url, "-vv", "--part-size", "512K", "--json",
+                "-H", f"Authorization: {SECRET}", "-H", "X-Trace: abc", env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    assert b"DEBUG" in r.stderr  # verbose output is there...
+    assert SECRET.split()[1].encode() not in r.stderr + r.stdout  # ...without the secret
+    assert server_sha256(url, json_lines(r.stdout)[0]["id"], tmp_path) == digest
+
+
+def test_version():
+    r = subprocess.run([sys.executable, "-m", "upclient", "--version"], capture_output=True,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith(b"upclient ")
+
+
+# -- progress bar on a terminal -------------------------------------------------------
+
+
+def test_progress_bar_on_a_terminal(url, env, make_file):
+    path, _ = make_file(4 * MiB, "tty.bin")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    chunks: List[bytes] = []
+
+    def drain() -> None:  # keep the pty from filling up
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "upclient", "put", str(path), "--to", url, "--part-size", "512K"],
+            stdout=subprocess.PIPE, stderr=slave, env=env, cwd=str(REPO), timeout=60,
+        )
+    finally:
+        os.close(slave)
+    reader.join(5)
+    os.close(master)
+    bar = b"".join(chunks).decode(errors="replace")
+    assert r.returncode == 0, bar
+    assert "tty.bin" in bar and "100%" in bar and "4.0 MiB/4.0 MiB" in bar
+    assert b" -> http://" in r.stdout  # the result line is on stdout, not in the bar
+
+
+# -- interruptions and resume ---------------------------------------------------------
+
+
+def test_resume_after_sigkill(url, env, make_file, server, tmp_path, processes):
+    size = 48 * MiB
+    path, digest = make_file(size, "big.bin")
+    cmd = ["put", str(path), "--to", url, "--json", "--part-size", "512K", "--concurrency", "2",
+           "--store", str(tmp_path / "resume")]
+    base = stored_bytes(server)
+    first = start_cli(*cmd, env=env)
+    processes.append(first)
+    wait_until_stored(server, first, base + size // 3)
+    first.kill()  # SIGKILL: no chance to clean up or save anything more
+    first.communicate(timeout=10)
+    assert first.returncode == -signal.SIGKILL
+
+    second = run_cli(*cmd, env=env)
+    assert second.returncode == 0, second.stderr.decode()
+    [line] = json_lines(second.stdout)
+    assert line["resumed"] is True
+    assert line["size"] == size
+    assert 0 < line["sent_bytes"] < size * 0.8  # about a third was kept
+    assert server_sha256(url, line["id"], tmp_path) == digest
+
+
+def test_sigint_exits_130_and_the_next_run_resumes(url, env, make_file, server, tmp_path, processes):
+    size = 48 * MiB
+    path, digest = make_file(size, "int.bin")
+    cmd = ["put", str(path), "--to", url, "--part-size", "512K", "--concurrency", "2",
+           "--store", str(tmp_path / "resume")]
+    base = stored_bytes(server)
+    first = start_cli(*cmd, env=env)
+    processes.append(first)
+    wait_until_stored(server, first, base + size // 4)
+    sent_at = time.monotonic()
+    first.send_signal(signal.SIGINT)
+    out, err = first.communicate(timeout=20)
+    assert first.returncode == 130, err.decode()
+    assert time.monotonic() - sent_at < 10
+    assert INTERRUPTED in err.decode()
+    assert b"Traceback" not in err
+
+    second = run_cli(*cmd, "--json", env=env)
+    assert second.returncode == 0, second.stderr.decode()
+    [line] = json_lines(second.stdout)
+    assert line["resumed"] is True and line["sent_bytes"] < size
+    assert server_sha256(url, line["id"], tmp_path) == digest
