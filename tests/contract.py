@@ -16,7 +16,6 @@ from typing import Callable
 
 import pytest
 
-import upclient
 from upclient import errors
 from upclient.source import FileSource
 

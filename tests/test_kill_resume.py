@@ -15,7 +15,7 @@ import pytest
 
 from upclient.testing.shaping import ShapingProxy
 
-from .conftest import KiB, MiB
+from .conftest import KiB
 
 PART = 256 * KiB
 CONCURRENCY = 2

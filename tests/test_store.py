@@ -88,6 +88,14 @@ def test_lock_is_exclusive_between_threads(any_store):
         assert again
 
 
+def test_lock_files_do_not_pile_up(tmp_path):
+    store = FileStore(tmp_path)
+    for key in ("a", "b", "c"):
+        with store.lock(key) as got:
+            assert got
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_lock_is_exclusive_between_processes(tmp_path):
     store = FileStore(tmp_path)
     code = (

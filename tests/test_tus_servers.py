@@ -17,7 +17,7 @@ from upclient.testing.faultproxy import FaultProxy
 from upclient.testing.servers import TusNodeServer
 
 from .contract import HookedFileSource
-from .conftest import KiB, MiB, sha256_bytes
+from .conftest import KiB, sha256_bytes
 
 PART = 256 * KiB
 

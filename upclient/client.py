@@ -303,6 +303,7 @@ class Client:
         metadata: Optional[Mapping[str, str]] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Any = None,
+        resume: bool = True,
         **options: Any,
     ) -> List[PutOutcome]:
         """Upload many sources, ``max_files`` at a time; one outcome per source, in order.
@@ -323,7 +324,7 @@ class Client:
                 return PutOutcome(items[i], error=_cancelled())
             try:
                 r = self.put(items[i], key_list[i], metadata=metadata, on_progress=on_progress,
-                             cancel=stop, **options)
+                             cancel=stop, resume=resume, **options)
                 return PutOutcome(items[i], result=r)
             except UpClientError as exc:
                 return PutOutcome(items[i], error=exc)

@@ -56,6 +56,7 @@ class ProgressTracker:
         self.total = total
         self.parts_total = parts_total
         self._done = done_bytes
+        self._start_bytes = done_bytes  # a resume's bytes were not sent at this rate
         self._parts_done = done_parts
         self._live: Dict[int, int] = {}
         self._sent = 0
@@ -106,6 +107,8 @@ class ProgressTracker:
         while len(samples) > 2 and now - samples[0][0] > self.WINDOW:
             samples.popleft()
         t0, b0 = samples[0]
+        if now - t0 < 0.05:  # too little history: the average since the start
+            t0, b0 = self._start, self._start_bytes
         rate = (done - b0) / (now - t0) if now > t0 else 0.0
         eta = None
         if self.total is not None and rate > 0:

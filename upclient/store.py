@@ -237,7 +237,7 @@ class FileStore(BaseStore):
             yield handle is not None
         finally:
             if handle is not None:
-                self._os_unlock(handle)
+                self._os_unlock(handle, key)
             with self._local:
                 self._held.discard(key)
 
@@ -247,18 +247,32 @@ class FileStore(BaseStore):
         except ImportError:  # pragma: no cover - no advisory locks (Windows)
             return -1
         self._ensure_dir()
-        fd = os.open(self.directory / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        path = self.directory / f"{key}.lock"
+        for _ in range(10):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                return None
+            # The holder before us removes the file as it lets go; if it did
+            # so between our open and our lock, we hold a lock on a file no one
+            # else will find: take a fresh one.
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fd
             os.close(fd)
-            return None
-        return fd
+        return None
 
-    def _os_unlock(self, fd: int) -> None:
+    def _os_unlock(self, fd: int, key: str) -> None:
         if fd < 0:
             return
         import fcntl
 
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.directory / f"{key}.lock")
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

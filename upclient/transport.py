@@ -67,6 +67,33 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _short_reason(exc: BaseException) -> str:
+    """'connection refused' rather than urllib3's paragraph; the whole chain stays in __cause__."""
+    seen = set()
+    node: Optional[BaseException] = exc
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if isinstance(node, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(node, ConnectionResetError):
+            return "connection reset by peer"
+        if isinstance(node, BrokenPipeError):
+            return "connection closed while sending"
+        if isinstance(node, urllib3.exceptions.NameResolutionError):
+            return "host name not found"
+        if isinstance(node, urllib3.exceptions.ProtocolError) and node.args:
+            first = node.args[0]
+            if isinstance(first, str) and len(node.args) == 1:
+                return first.rstrip(".").lower()
+        nxt = node.__cause__ or node.__context__
+        if nxt is None and node.args and isinstance(node.args[-1], BaseException):
+            nxt = node.args[-1]
+        if nxt is None and getattr(node, "reason", None) is not None:
+            nxt = node.reason  # type: ignore[attr-defined]
+        node = nxt if isinstance(nxt, BaseException) else None
+    return str(exc)
+
+
 class _HeaderAuth(requests.auth.AuthBase):
     """Calls the user's callable on every request, so tokens may rotate."""
 
@@ -176,12 +203,7 @@ class HttpTransport:
             err = NetworkError(f"{where}: TLS failed: {exc}", backend=backend, operation=operation)
             err.retryable = False  # a bad certificate will not get better
             return err
-        reason = exc
-        while getattr(reason, "__context__", None) is not None and reason is not reason.__context__:
-            reason = reason.__context__  # type: ignore[assignment]
-        if isinstance(reason, (TimeoutError, urllib3.exceptions.TimeoutError)):
-            return Timeout(f"{where} timed out", backend=backend, operation=operation)
-        return NetworkError(f"{where} failed: {exc}", backend=backend, operation=operation)
+        return NetworkError(f"{where} failed: {_short_reason(exc)}", backend=backend, operation=operation)
 
     def error(
         self,

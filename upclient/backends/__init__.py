@@ -41,9 +41,11 @@ def backend_for_url(url: str, settings: Settings, options: Mapping[str, Any]) ->
         raise BadInput(f"{url!r} is not a URL; expected e.g. tus+https://host/files/")
     target = _REGISTRY.get(scheme.lower())
     if target is None:
-        raise BadInput(
-            f"unknown URL scheme {scheme!r}; known schemes: {', '.join(schemes())}"
-        )
+        hint = ""
+        guesses = [k for k in _REGISTRY if k.endswith("+" + scheme.lower())]
+        if guesses:
+            hint = f" (did you mean {guesses[0]}://{url.partition('://')[2]} ?)"
+        raise BadInput(f"unknown URL scheme {scheme!r}{hint}; known schemes: {', '.join(schemes())}")
     module_name, _, class_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(url, settings, **dict(options))

@@ -259,7 +259,7 @@ class TusBackend(Backend):
         resp = self.request("HEAD", url, "head", ok=tuple(range(200, 300)) + _GONE)
         if resp.status_code in _GONE:
             raise UploadExpired(
-                f"upload {url} is gone (HTTP {resp.status_code})",
+                f"upload {url} is gone",
                 backend=self.name,
                 operation="head",
                 status=resp.status_code,
