@@ -138,13 +138,23 @@ class Upload:
             self.display.close()
 
 
+#: Each connection is capped at this many bytes/s (through a local shaping
+#: proxy), so the bar moves at a pace a person can follow: loopback alone
+#: would finish before the first frame.
+LINK_RATE = 12e6
+
+
 def run_demo(size: int, part_size: int, workdir: Path) -> int:
     from .testing.servers import ResumableUploadServer
+    from .testing.shaping import ShapingProxy
 
     say(bold(f"upclient {__version__} demo: an upload that survives an interruption"))
-    with ResumableUploadServer(workdir / "server") as server:
-        url = "tus+" + server.url
+    with ResumableUploadServer(workdir / "server") as server, ShapingProxy(
+        server.url, delay=0.002, rate=LINK_RATE
+    ) as link:
+        url = "tus+" + link.url_for(server.url)
         fact("server", f"resumable-upload (tus 1.0.0) at {server.url}")
+        fact("link", f"a local proxy capping each connection at {LINK_RATE / 1e6:.0f} MB/s, to watch the bar")
         fact("work dir", f"{workdir}  (removed at the end)")
 
         src = workdir / "demo.bin"
