@@ -5,7 +5,7 @@
 >>> result = client.put("backup.tar.gz")                           # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from . import errors  # noqa: E402
 from .client import Client  # noqa: E402

@@ -23,7 +23,7 @@ import requests.adapters
 import requests.auth
 import urllib3
 
-from . import __version__
+from ._version import __version__
 from .errors import (
     BadInput,
     NetworkError,
