@@ -20,7 +20,8 @@ from .result import FileInfo, PutOutcome, UploadResult
 from .retry import RetryPolicy
 from .settings import Settings
 from .source import Source, StreamSource, open_source
-from .store import BaseStore, FileStore, MemoryStore, resume_key
+from .resume import ResumePoint
+from .store import BaseStore, FileStore, MemoryStore
 
 __all__ = ["Client"]
 
@@ -216,49 +217,17 @@ class Client:
             )
         started = time.monotonic()
         stop = StopSignal(cancel, self._closed)
-        identity = src.identity() if resume else None
         multipart = src.size is None or src.size > self.settings.part_size
-        rkey = None
-        if identity is not None and multipart:
-            rkey = resume_key(backend.name, backend.destination(key, options), identity)
-        lock = self.store.lock(rkey) if rkey else contextlib.nullcontext(False)
-        with lock as claimed:
-            if rkey and not claimed:
-                log.info("%s is being uploaded by another process; not resuming", src.name)
-                rkey = None
-            state = None
-            if rkey:
-                record = self.store.load(rkey)
-                if record is not None and record.get("identity") != identity:
-                    log.info("%s changed since its last upload; starting afresh", src.name)
-                    self.store.delete(rkey)
-                elif record is not None:
-                    state = record.get("state")
-
+        identity = src.identity() if resume and multipart else None
+        point = ResumePoint(self.store, backend.name, backend.destination(key, options), identity, src.name)
+        with point:
+            state = point.stored_state()
             session: UploadSession = self.settings.retry.call(
                 lambda: backend.open_upload(src, key=key, metadata=meta, options=options, state=state),
                 cancel=stop,
                 what=f"opening the upload of {src.name}",
             )
-
-            def save(_: Optional[Part] = None) -> None:
-                if rkey is None:
-                    return
-                st = session.state()
-                if st is None:
-                    return
-                self.store.save(
-                    rkey,
-                    {
-                        "backend": backend.name,
-                        "id": session.upload_id,
-                        "identity": identity,
-                        "expires": session.expires,
-                        "state": st,
-                    },
-                )
-
-            save()
+            point.save(session)
             if src.seekable:
                 parts: Iterable[Part] = list(session.pending_parts())
                 parts_total = session.parts_total
@@ -281,18 +250,16 @@ class Client:
                     tracker=tracker,
                     stop=stop,
                     on_progress=on_progress,
-                    on_part_done=save,
+                    on_part_done=lambda _part: point.save(session),
                 )
                 src.check_unchanged()
                 result = self.settings.retry.call(session.finish, cancel=stop, what="finishing the upload")
             except SourceChanged:
-                if rkey:
-                    self.store.delete(rkey)
+                point.forget()
                 with contextlib.suppress(UpClientError):
                     session.abort()
                 raise
-        if rkey:
-            self.store.delete(rkey)
+            point.forget()
         return _with_run_facts(result, session, tracker, time.monotonic() - started)
 
     def put_many(
