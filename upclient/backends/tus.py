@@ -294,6 +294,26 @@ class TusBackend(Backend):
             )
         return resp
 
+    def patch(self, url: str, io: PartIO, start: int, end: int, *, offset: int,
+              checksum: Optional[str], length: Optional[int] = None) -> requests.Response:
+        """PATCH the source's bytes ``[start, end)`` at upload offset ``offset``.
+
+        With ``checksum`` the range is read into memory once, digested and sent
+        from there, so it is never read twice; ``length`` announces a deferred
+        ``Upload-Length``.
+        """
+        headers = {"Content-Type": OCTET_STREAM, "Upload-Offset": str(offset)}
+        if length is not None:
+            headers["Upload-Length"] = str(length)
+        if checksum:
+            data = io.read(start, end)
+            digest = hashlib.new(checksum, data).digest()
+            headers["Upload-Checksum"] = f"{checksum} {base64.b64encode(digest).decode()}"
+            body = io.body(start, end, data=data)
+        else:
+            body = io.body(start, end)
+        return self.request("PATCH", url, "patch", headers=headers, body=body, ok=(200, 204))
+
     # -- uploads ---------------------------------------------------------------------
 
     def open_upload(
@@ -363,13 +383,6 @@ class TusBackend(Backend):
             extra={"deferred_length": resp.headers.get("Upload-Defer-Length") == "1",
                    "concat": resp.headers.get("Upload-Concat")},
         )
-
-    def exists(self, id: str) -> bool:
-        try:
-            self.head(self.resolve(id))
-        except NotFound:
-            return False
-        return True
 
     def download(self, id: str, sink: Sink, *, offset: int = 0, length: Optional[int] = None) -> int:
         url = self.resolve(id)
@@ -511,18 +524,10 @@ class SerialUpload(UploadSession):
             resp = self._create(body=io.body(start, part.end))
             self._check_offset(part, resp)
             return
-        headers = {"Content-Type": OCTET_STREAM, "Upload-Offset": str(start)}
-        if part.last and not self.length_sent:
-            headers["Upload-Length"] = str(part.end)
-        if self.checksum:
-            data = io.read(start, part.end)
-            digest = hashlib.new(self.checksum, data).digest()
-            headers["Upload-Checksum"] = f"{self.checksum} {base64.b64encode(digest).decode()}"
-            body = io.body(start, part.end, data=data)
-        else:
-            body = io.body(start, part.end)
-        resp = self.backend.request("PATCH", self.url, "patch", headers=headers, body=body, ok=(200, 204))
-        if "Upload-Length" in headers:
+        announce = part.end if part.last and not self.length_sent else None
+        resp = self.backend.patch(self.url, io, start, part.end, offset=start, checksum=self.checksum,
+                                  length=announce)
+        if announce is not None:
             self.length_sent = True
         self._check_offset(part, resp)
 
@@ -633,15 +638,8 @@ class ConcatUpload(UploadSession):
                 return
         start = part.offset + (entry["offset"] or 0)
         if start < part.end:
-            headers = {"Content-Type": OCTET_STREAM, "Upload-Offset": str(start - part.offset)}
-            if self.checksum:
-                data = io.read(start, part.end)
-                digest = hashlib.new(self.checksum, data).digest()
-                headers["Upload-Checksum"] = f"{self.checksum} {base64.b64encode(digest).decode()}"
-                body = io.body(start, part.end, data=data)
-            else:
-                body = io.body(start, part.end)
-            resp = self.backend.request("PATCH", entry["url"], "patch", headers=headers, body=body, ok=(200, 204))
+            resp = self.backend.patch(entry["url"], io, start, part.end, offset=start - part.offset,
+                                      checksum=self.checksum)
             entry["offset"] = _int_header(resp, "Upload-Offset")
             self.expires = _http_date(resp.headers.get("Upload-Expires")) or self.expires
         self._settle(part, entry)
