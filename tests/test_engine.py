@@ -171,6 +171,21 @@ def test_cancel_from_another_thread_stops_quickly_and_leaves_no_busy_thread(data
     assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("upclient-")]
 
 
+def test_a_timeout_cancels_the_upload_and_keeps_its_resume_point(data_file):
+    path, data = data_file
+    store = upclient.MemoryStore()
+    client, backend = make_client(concurrency=1, delay=0.1, store=store, parallel=False)
+    started = time.monotonic()
+    with pytest.raises(errors.Cancelled, match="timed out"):
+        client.put(path, timeout=0.35)
+    assert time.monotonic() - started < 1.5
+    assert backend.inflight == 0
+    (record,) = [store.load(k) for k in store.keys()]
+    assert record["state"]["done"]
+    with pytest.raises(errors.BadInput):
+        client.put(path, timeout=0)
+
+
 def test_ctrl_c_in_the_calling_thread_stops_the_workers_and_keeps_the_resume_point(data_file):
     path, data = data_file
     store = upclient.MemoryStore()

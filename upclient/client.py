@@ -170,6 +170,7 @@ class Client:
         cancel: Any = None,
         resume: bool = True,
         size: Optional[int] = None,
+        timeout: Optional[float] = None,
         **options: Any,
     ) -> UploadResult:
         """Upload ``source`` and block until the server has all of it.
@@ -180,7 +181,8 @@ class Client:
         with :class:`~upclient.Progress` in this thread a few times a second
         and once at the end.  ``cancel`` is an Event-like object; setting it
         stops the upload with :class:`~upclient.errors.Cancelled` and keeps its
-        resume point, as Ctrl-C does.  A file uploaded before and interrupted
+        resume point, as Ctrl-C does; so does ``timeout``, in seconds for the
+        whole upload.  A file uploaded before and interrupted
         resumes from where the server stands, unless ``resume=False``.
         Backend options are keyword arguments.
         """
@@ -189,10 +191,13 @@ class Client:
         meta = _check_metadata(metadata)
         if key is not None and (not isinstance(key, str) or not key):
             raise BadInput("key must be a non-empty string")
+        if timeout is not None and not timeout > 0:
+            raise BadInput(f"timeout must be a positive number of seconds, not {timeout!r}")
         owned = not isinstance(source, Source)
         src = open_source(source, size=size)
         try:
-            return self._put(engine, src, key, meta, on_progress, cancel, resume, options)
+            return self._put(engine, src, key, meta, on_progress, StopSignal(cancel, self._closed, timeout=timeout),
+                             resume, options)
         finally:
             if owned:
                 src.close()
@@ -204,7 +209,7 @@ class Client:
         key: Optional[str],
         meta: dict,
         on_progress: Optional[ProgressCallback],
-        cancel: Any,
+        stop: StopSignal,
         resume: bool,
         options: Mapping[str, Any],
     ) -> UploadResult:
@@ -216,7 +221,6 @@ class Client:
                 operation="put",
             )
         started = time.monotonic()
-        stop = StopSignal(cancel, self._closed)
         multipart = src.size is None or src.size > self.settings.part_size
         identity = src.identity() if resume and multipart else None
         point = ResumePoint(self.store, backend.name, backend.destination(key, options), identity, src.name)

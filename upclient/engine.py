@@ -34,11 +34,14 @@ PROGRESS_INTERVAL = 0.2
 
 
 class StopSignal:
-    """A cancel flag that is also set when any parent flag is (user, client)."""
+    """A cancel flag, also set by any parent flag (the user's, the client's)
+    and, with a ``timeout``, once that many seconds have passed."""
 
-    def __init__(self, *parents: Any) -> None:
+    def __init__(self, *parents: Any, timeout: Optional[float] = None) -> None:
         self._own = threading.Event()
         self._parents = [p for p in parents if p is not None]
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self.timed_out = False
 
     def set(self) -> None:
         self._own.set()
@@ -49,7 +52,15 @@ class StopSignal:
         if any(p.is_set() for p in self._parents):
             self._own.set()
             return True
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self.timed_out = True
+            self._own.set()
+            return True
         return False
+
+    def error(self) -> Cancelled:
+        """The Cancelled error that says why this signal was set."""
+        return Cancelled("upload timed out; its resume point is kept" if self.timed_out else "upload cancelled")
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Sleep up to ``timeout`` seconds, waking early when set; returns is_set()."""
@@ -97,7 +108,7 @@ class TransferEngine:
             while True:
                 while not exhausted and len(inflight) < width:
                     if stop.is_set():
-                        raise Cancelled("upload cancelled")
+                        raise stop.error()
                     part = next(pending, None)  # a stream is read here, in order
                     if part is None:
                         exhausted = True
@@ -115,7 +126,7 @@ class TransferEngine:
                     if on_part_done is not None:
                         on_part_done(part)
                 if stop.is_set():
-                    raise Cancelled("upload cancelled")
+                    raise stop.error()
                 if on_progress is not None and time.monotonic() >= next_report:
                     next_report = time.monotonic() + PROGRESS_INTERVAL
                     on_progress(tracker.snapshot())
@@ -151,7 +162,7 @@ class TransferEngine:
     ) -> None:
         def attempt() -> None:
             if stop.is_set():
-                raise Cancelled("upload cancelled")
+                raise stop.error()
             io = PartIO(source, part, tracker.reader(part.index), stop)
             try:
                 session.send_part(part, io)

@@ -73,7 +73,7 @@ class RetryPolicy:
 
                 time.sleep(seconds)
             elif cancel.wait(seconds):
-                raise Cancelled("upload cancelled")
+                raise cancel.error() if hasattr(cancel, "error") else Cancelled("upload cancelled")
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None

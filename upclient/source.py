@@ -77,7 +77,7 @@ class PartBody:
         if remaining <= 0:
             return b""
         if self._cancel is not None and self._cancel.is_set():
-            raise Cancelled("upload cancelled")
+            raise self._cancel.error() if hasattr(self._cancel, "error") else Cancelled("upload cancelled")
         if size is None or size < 0:
             want = min(remaining, BLOCK_SIZE)
         else:

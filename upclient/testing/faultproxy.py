@@ -30,8 +30,14 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, Counter, Dict, List, Mapping, Optional, Set, Tuple, Union
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Counter, Dict, List, Mapping, Optional, Tuple, Union
+
+# parse_upstream and proxied_url live in upclient.testing.proxy; they are
+# imported here too, where they used to be defined.
+from upclient.testing.proxy import LoopbackProxy
+from upclient.testing.proxy import parse_upstream as parse_upstream
+from upclient.testing.proxy import proxied_url as proxied_url
+from upclient.testing.proxy import set_nodelay as _set_nodelay
 
 __all__ = ["FaultProxy"]
 
@@ -42,45 +48,6 @@ Upstream = Union[str, Tuple[str, int]]
 _MAX_HEAD = 64 * 1024
 _MAX_LINE = 8 * 1024
 _RECV_SIZE = 256 * 1024
-
-
-def parse_upstream(upstream: Any) -> Tuple[str, int]:
-    """``(host, port)`` from a URL, ``"host:port"``, a tuple, or an object with ``.url``.
-
-    Used by :class:`FaultProxy` and :class:`~upclient.testing.shaping.ShapingProxy`.
-    """
-    if hasattr(upstream, "url") and not isinstance(upstream, (str, tuple)):
-        upstream = upstream.url
-    if isinstance(upstream, tuple):
-        host, port = upstream
-        return str(host), int(port)
-    if not isinstance(upstream, str):
-        raise TypeError(f"upstream must be a URL, 'host:port' or (host, port), not {upstream!r}")
-    if "://" in upstream:
-        parts = urlsplit(upstream)
-        if not parts.hostname:
-            raise ValueError(f"no host in {upstream!r}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return parts.hostname, port
-    host, sep, port_text = upstream.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"upstream {upstream!r} is not 'host:port'")
-    return host.strip("[]"), int(port_text)
-
-
-def proxied_url(proxy_base: str, upstream_url: str) -> str:
-    """``upstream_url`` with its scheme and authority replaced by ``proxy_base``'s.
-
-    A relative URL (``/files/abc``) is joined to ``proxy_base``.
-    """
-    base = urlsplit(proxy_base)
-    parts = urlsplit(upstream_url)
-    return urlunsplit((base.scheme, base.netloc, parts.path or "/", parts.query, parts.fragment))
-
-
-def _set_nodelay(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _abortive_close(sock: Optional[socket.socket]) -> None:
@@ -193,6 +160,13 @@ class _Connection:
         )
 
     # -------------------------------------------------------------- control
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def threads(self) -> List[threading.Thread]:
+        """The request-loop thread and, once it exists, the response pump."""
+        return [self.thread] if self.pump is None else [self.thread, self.pump]
 
     def abort(self) -> None:
         """Wake every thread of this connection (proxy stop)."""
@@ -319,14 +293,17 @@ class _Connection:
             if sink is not None:
                 sink(data)
 
-        if not chunked:
-            remaining = length
+        def copy(remaining: int) -> None:
+            """Pass on exactly ``remaining`` bytes."""
             while remaining > 0:
                 if self.closing.is_set():
                     raise _ClientGone("proxy stopping")
                 data = reader.read_some(min(remaining, _RECV_SIZE))
                 remaining -= len(data)
                 emit(data)
+
+        if not chunked:
+            copy(length)
             return
         while True:
             line = reader.read_until(b"\r\n", _MAX_LINE)
@@ -346,13 +323,7 @@ class _Connection:
                     emit(trailer)
                     if trailer == b"\r\n":
                         return
-            remaining = size + 2  # chunk data and its CRLF
-            while remaining > 0:
-                if self.closing.is_set():
-                    raise _ClientGone("proxy stopping")
-                data = reader.read_some(min(remaining, _RECV_SIZE))
-                remaining -= len(data)
-                emit(data)
+            copy(size + 2)  # chunk data and its CRLF
 
     def _send_own_response(self, params: Mapping[str, Any]) -> None:
         status = int(params["status"])
@@ -486,7 +457,7 @@ class _Connection:
         _abortive_close(self.client)
 
 
-class FaultProxy:
+class FaultProxy(LoopbackProxy[_Connection]):
     """A threaded TCP proxy on 127.0.0.1 that injects HTTP faults on demand.
 
     :param upstream: where to forward: a URL (``http://127.0.0.1:8080/files/``;
@@ -515,6 +486,12 @@ class FaultProxy:
     connection is reset, as close to "connection refused" as a proxy gets.
     """
 
+    # Lifecycle (start, stop, use as a context manager), address (port, url,
+    # url_for) and the accept loop come from LoopbackProxy.
+    _label = "FaultProxy"
+    _accept_thread_name = "FaultProxy-accept"
+    _log = log
+
     def __init__(
         self,
         upstream: Any,
@@ -524,106 +501,15 @@ class FaultProxy:
         connect_timeout: float = 5.0,
         drain_timeout: float = 2.0,
     ) -> None:
-        self.upstream: Tuple[str, int] = parse_upstream(upstream)
-        self.host = host
-        self._requested_port = port
-        self._port: Optional[int] = None
-        self.connect_timeout = connect_timeout
+        super().__init__(upstream, host=host, port=port, connect_timeout=connect_timeout)
         self.drain_timeout = drain_timeout
-        self._lock = threading.Lock()
         self._faults: List[_Fault] = []
-        self._conns: Set[_Connection] = set()
-        self._listener: Optional[socket.socket] = None
-        self._accept_thread: Optional[threading.Thread] = None
-        self._stopping = threading.Event()
-        self._conn_seq = 0
-        self._connections = 0
         self._requests: Counter[str] = collections.Counter()
         self._request_log: List[Tuple[str, str]] = []
         self._fired: Counter[str] = collections.Counter()
 
-    # --------------------------------------------------------------- lifecycle
-
-    def start(self) -> "FaultProxy":
-        """Bind and start accepting connections; returns ``self``."""
-        if self._listener is not None:
-            raise RuntimeError("FaultProxy is already running")
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, self._port or self._requested_port))
-        listener.listen(128)
-        listener.settimeout(0.1)
-        self._listener = listener
-        self._port = listener.getsockname()[1]
-        self._stopping.clear()
-        self._accept_thread = threading.Thread(target=self._accept_loop, name="FaultProxy-accept", daemon=True)
-        self._accept_thread.start()
-        log.info("FaultProxy %s -> %s:%s", self.url, *self.upstream)
-        return self
-
-    def stop(self, timeout: float = 1.0) -> None:
-        """Stop accepting, cut every open connection, and join all threads.
-
-        Returns within about ``timeout`` seconds; idempotent. Faults and
-        counters are kept, and :meth:`start` may be called again (same port).
-        """
-        if self._listener is None:
-            return
-        self._stopping.set()
-        deadline = time.monotonic() + timeout
-        if self._accept_thread is not None:
-            self._accept_thread.join(max(0.0, deadline - time.monotonic()))
-        with contextlib.suppress(OSError):
-            self._listener.close()
-        self._listener = None
-        with self._lock:
-            conns = list(self._conns)
-        for conn in conns:
-            conn.abort()
-        for conn in conns:
-            conn.thread.join(max(0.0, deadline - time.monotonic()))
-            if conn.pump is not None:
-                conn.pump.join(max(0.0, deadline - time.monotonic()))
-        alive = [c.number for c in conns if c.thread.is_alive() or (c.pump is not None and c.pump.is_alive())]
-        if alive:
-            log.warning("FaultProxy: connection threads %s still running after stop", alive)
-        log.info("FaultProxy %s stopped", self.url)
-
-    def __enter__(self) -> "FaultProxy":
-        if self._listener is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._listener is not None
-
-    @property
-    def port(self) -> int:
-        """The port the proxy listens on (known once started)."""
-        if self._port is None:
-            raise RuntimeError("FaultProxy has not been started")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (no path)."""
-        return f"http://{self.host}:{self.port}"
-
-    def url_for(self, upstream_url: str) -> str:
-        """The URL that reaches ``upstream_url`` through this proxy.
-
-        Scheme and authority are replaced by the proxy's; path and query are
-        kept. A relative URL (``/files/abc``) is joined to the proxy's address.
-        """
-        return proxied_url(self.url, upstream_url)
-
-    def __repr__(self) -> str:
-        where = self.url if self._port is not None else "(not started)"
-        return f"<FaultProxy {where} -> {self.upstream[0]}:{self.upstream[1]}>"
+    def _new_connection(self, client: socket.socket, peer: Any, number: int) -> _Connection:
+        return _Connection(self, client, peer, number)
 
     # ------------------------------------------------------------------ faults
 
@@ -706,12 +592,6 @@ class FaultProxy:
     # ---------------------------------------------------------------- counters
 
     @property
-    def connections(self) -> int:
-        """How many client connections were accepted."""
-        with self._lock:
-            return self._connections
-
-    @property
     def requests(self) -> Dict[str, int]:
         """Requests seen, by method (a copy)."""
         with self._lock:
@@ -735,12 +615,6 @@ class FaultProxy:
         """How often each kind of fault (``reset``, ``respond``, ``stall``) fired."""
         with self._lock:
             return dict(self._fired)
-
-    @property
-    def active_connections(self) -> int:
-        """Client connections open right now."""
-        with self._lock:
-            return len(self._conns)
 
     def reset_counters(self) -> None:
         """Zero the counters and the request log (faults stay armed)."""
@@ -774,32 +648,3 @@ class FaultProxy:
                     self._fired[fault.kind] += 1
                     return fault
         return None
-
-    def _forget(self, conn: _Connection) -> None:
-        with self._lock:
-            self._conns.discard(conn)
-
-    def _accept_loop(self) -> None:
-        listener = self._listener
-        assert listener is not None
-        while not self._stopping.is_set():
-            try:
-                client, peer = listener.accept()
-            except socket.timeout:
-                continue
-            except OSError as exc:
-                if not self._stopping.is_set():
-                    log.warning("FaultProxy: accept failed: %s", exc)
-                    time.sleep(0.05)
-                continue
-            client.settimeout(None)
-            _set_nodelay(client)
-            with self._lock:
-                if self._stopping.is_set():
-                    client.close()
-                    break
-                self._connections += 1
-                self._conn_seq += 1
-                conn = _Connection(self, client, peer, self._conn_seq)
-                self._conns.add(conn)
-            conn.thread.start()

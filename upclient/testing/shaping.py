@@ -29,18 +29,14 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Deque, List, Optional, Set, Tuple
+from typing import Any, Deque, List, Optional, Tuple
 
-from upclient.testing.faultproxy import parse_upstream, proxied_url
+from upclient.testing.proxy import LoopbackProxy
+from upclient.testing.proxy import set_nodelay as _set_nodelay
 
 __all__ = ["ShapingProxy"]
 
 log = logging.getLogger(__name__)
-
-
-def _set_nodelay(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class _Pipe:
@@ -170,6 +166,9 @@ class _ShapedConnection:
         self.accepted = time.monotonic()
         self.setup = threading.Thread(target=self._setup, name=f"Shaping-conn-{number}", daemon=True)
 
+    def start(self) -> None:
+        self.setup.start()
+
     def threads(self) -> List[threading.Thread]:
         out = [self.setup]
         for pipe in self.pipes:
@@ -236,7 +235,7 @@ class _ShapedConnection:
         self.proxy._forget(self)
 
 
-class ShapingProxy:
+class ShapingProxy(LoopbackProxy[_ShapedConnection]):
     """A TCP proxy on 127.0.0.1 adding latency and a per-connection bandwidth cap.
 
     :param upstream: where to forward: a URL (only host and port are used),
@@ -256,6 +255,12 @@ class ShapingProxy:
     :attr:`connections` the connections accepted.
     """
 
+    # Lifecycle (start, stop, use as a context manager), address (port, url,
+    # url_for) and the accept loop come from LoopbackProxy.
+    _label = "ShapingProxy"
+    _accept_thread_name = "Shaping-accept"
+    _log = log
+
     def __init__(
         self,
         upstream: Any,
@@ -271,36 +276,16 @@ class ShapingProxy:
             raise ValueError("delay must be >= 0")
         if rate is not None and rate < 0:
             raise ValueError("rate must be >= 0 or None")
-        self.upstream: Tuple[str, int] = parse_upstream(upstream)
+        super().__init__(upstream, host=host, port=port, connect_timeout=connect_timeout)
         self.delay = float(delay)
         self.rate = float(rate) if rate else None
         self.handshake = handshake
-        self.host = host
-        self._requested_port = port
-        self._port: Optional[int] = None
-        self.connect_timeout = connect_timeout
-        self._lock = threading.Lock()
-        self._conns: Set[_ShapedConnection] = set()
-        self._listener: Optional[socket.socket] = None
-        self._accept_thread: Optional[threading.Thread] = None
-        self._stopping = threading.Event()
-        self._connections = 0
         self._bytes_done = [0, 0]
 
-    def start(self) -> "ShapingProxy":
-        """Bind and start accepting connections; returns ``self``."""
-        if self._listener is not None:
-            raise RuntimeError("ShapingProxy is already running")
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, self._port or self._requested_port))
-        listener.listen(128)
-        listener.settimeout(0.1)
-        self._listener = listener
-        self._port = listener.getsockname()[1]
-        self._stopping.clear()
-        self._accept_thread = threading.Thread(target=self._accept_loop, name="Shaping-accept", daemon=True)
-        self._accept_thread.start()
+    def _new_connection(self, client: socket.socket, peer: Any, number: int) -> _ShapedConnection:
+        return _ShapedConnection(self, client, number)
+
+    def _log_started(self) -> None:
         log.info(
             "ShapingProxy %s -> %s:%s (delay %.1f ms each way, %s per connection)",
             self.url,
@@ -309,71 +294,6 @@ class ShapingProxy:
             self.delay * 1000,
             f"{self.rate / 1e6:.1f} MB/s" if self.rate else "no bandwidth cap",
         )
-        return self
-
-    def stop(self, timeout: float = 1.0) -> None:
-        """Stop accepting, cut every connection and join all threads (idempotent)."""
-        if self._listener is None:
-            return
-        self._stopping.set()
-        deadline = time.monotonic() + timeout
-        if self._accept_thread is not None:
-            self._accept_thread.join(max(0.0, deadline - time.monotonic()))
-        with contextlib.suppress(OSError):
-            self._listener.close()
-        self._listener = None
-        with self._lock:
-            conns = list(self._conns)
-        for conn in conns:
-            conn.abort()
-        for conn in conns:
-            for thread in conn.threads():
-                if thread.ident is not None:
-                    thread.join(max(0.0, deadline - time.monotonic()))
-        alive = [t.name for c in conns for t in c.threads() if t.is_alive()]
-        if alive:
-            log.warning("ShapingProxy: threads still running after stop: %s", alive)
-        log.info("ShapingProxy %s stopped", self.url)
-
-    def __enter__(self) -> "ShapingProxy":
-        if self._listener is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._listener is not None
-
-    @property
-    def port(self) -> int:
-        """The port the proxy listens on (known once started)."""
-        if self._port is None:
-            raise RuntimeError("ShapingProxy has not been started")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (no path)."""
-        return f"http://{self.host}:{self.port}"
-
-    def url_for(self, upstream_url: str) -> str:
-        """The URL that reaches ``upstream_url`` through this proxy."""
-        return proxied_url(self.url, upstream_url)
-
-    @property
-    def connections(self) -> int:
-        """How many client connections were accepted."""
-        with self._lock:
-            return self._connections
-
-    @property
-    def active_connections(self) -> int:
-        """Connections open right now."""
-        with self._lock:
-            return len(self._conns)
 
     def _bytes(self, index: int) -> int:
         with self._lock:
@@ -393,38 +313,10 @@ class ShapingProxy:
         """Bytes carried from the upstream to clients."""
         return self._bytes(1)
 
-    def __repr__(self) -> str:
-        where = self.url if self._port is not None else "(not started)"
-        return f"<ShapingProxy {where} -> {self.upstream[0]}:{self.upstream[1]} delay={self.delay} rate={self.rate}>"
+    def _repr_details(self) -> str:
+        return f" delay={self.delay} rate={self.rate}"
 
-    def _forget(self, conn: _ShapedConnection) -> None:
-        with self._lock:
-            if conn in self._conns:
-                self._conns.discard(conn)
-                if len(conn.pipes) == 2:
-                    self._bytes_done[0] += conn.pipes[0].bytes
-                    self._bytes_done[1] += conn.pipes[1].bytes
-
-    def _accept_loop(self) -> None:
-        listener = self._listener
-        assert listener is not None
-        while not self._stopping.is_set():
-            try:
-                client, _peer = listener.accept()
-            except socket.timeout:
-                continue
-            except OSError as exc:
-                if not self._stopping.is_set():
-                    log.warning("ShapingProxy: accept failed: %s", exc)
-                    time.sleep(0.05)
-                continue
-            client.settimeout(None)
-            _set_nodelay(client)
-            with self._lock:
-                if self._stopping.is_set():
-                    client.close()
-                    break
-                self._connections += 1
-                conn = _ShapedConnection(self, client, self._connections)
-                self._conns.add(conn)
-            conn.setup.start()
+    def _connection_ended(self, conn: _ShapedConnection) -> None:
+        if len(conn.pipes) == 2:
+            self._bytes_done[0] += conn.pipes[0].bytes
+            self._bytes_done[1] += conn.pipes[1].bytes
