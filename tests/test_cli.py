@@ -21,15 +21,17 @@ import termios
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 
 import upclient
 from upclient.testing.servers import ResumableUploadServer, free_port
 
+# The make_file fixture comes from conftest as well.
+from .conftest import MiB, sha256_file
+
 REPO = Path(__file__).resolve().parent.parent
-MiB = 1024 * 1024
 SECRET = "Bearer s3cr3t-t0ken-do-not-print"
 INTERRUPTED = "interrupted; run the same command again to resume"
 
@@ -63,33 +65,6 @@ def env(tmp_path: Path) -> Dict[str, str]:
     e["XDG_STATE_HOME"] = str(tmp_path / "state")  # the default FileStore lands here
     e["PYTHONUNBUFFERED"] = "1"
     return e
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(MiB), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@pytest.fixture
-def make_file(tmp_path: Path) -> Callable[..., Tuple[Path, str]]:
-    """make_file(size, name) -> (path, sha256) of random content."""
-
-    def make(size: int, name: str) -> Tuple[Path, str]:
-        path = tmp_path / name
-        h = hashlib.sha256()
-        with open(path, "wb") as f:
-            left = size
-            while left:
-                block = os.urandom(min(left, MiB))
-                f.write(block)
-                h.update(block)
-                left -= len(block)
-        return path, h.hexdigest()
-
-    return make
 
 
 def run_cli(

@@ -28,6 +28,18 @@ def tus_client(server_url, **kw):
     return upclient.Client("tus+" + server_url, **kw)
 
 
+def interrupted_upload(client, path, at):
+    """Start uploading ``path`` with ``client`` and cancel it once the source
+    was read up to offset ``at``; return the one resume record left in the
+    client's store, as stored (also when its expiry has passed)."""
+    cancel = threading.Event()
+    with HookedFileSource(path, lambda off: off >= at and cancel.set()) as src:
+        with pytest.raises(errors.Cancelled):
+            client.put(src, cancel=cancel)
+    (key,) = list(client.store.keys())
+    return client.store._read(key)
+
+
 @pytest.fixture(params=["node", "rus"])
 def server(request):
     return request.getfixturevalue(f"{request.param}_server")
@@ -75,13 +87,8 @@ def test_a_stream_of_unknown_length_uses_deferred_length(server, size):
 
 def test_info_of_an_unfinished_upload_shows_its_offset(server, make_file):
     path, _ = make_file(8 * PART)
-    cancel = threading.Event()
-    store = upclient.MemoryStore()
-    with tus_client(server.url, store=store, concat=False, concurrency=1) as client:
-        with HookedFileSource(path, lambda off: off >= 3 * PART and cancel.set()) as src:
-            with pytest.raises(errors.Cancelled):
-                client.put(src, cancel=cancel)
-        (record,) = [store.load(k) for k in store.keys()]
+    with tus_client(server.url, store=upclient.MemoryStore(), concat=False, concurrency=1) as client:
+        record = interrupted_upload(client, path, at=3 * PART)
         info = client.info(record["id"])
         assert not info.complete
         assert info.size == 8 * PART
@@ -90,14 +97,9 @@ def test_info_of_an_unfinished_upload_shows_its_offset(server, make_file):
 
 def test_abort_terminates_the_upload_and_forgets_its_resume_point(server, make_file):
     path, _ = make_file(8 * PART)
-    cancel = threading.Event()
     store = upclient.MemoryStore()
     with tus_client(server.url, store=store, concat=False, concurrency=1) as client:
-        with HookedFileSource(path, lambda off: off >= 3 * PART and cancel.set()) as src:
-            with pytest.raises(errors.Cancelled):
-                client.put(src, cancel=cancel)
-        (key,) = list(store.keys())
-        upload = store.load(key)["id"]
+        upload = interrupted_upload(client, path, at=3 * PART)["id"]
         client.abort(upload)
         assert list(store.keys()) == []
         assert not client.exists(upload)
@@ -106,13 +108,9 @@ def test_abort_terminates_the_upload_and_forgets_its_resume_point(server, make_f
 
 def test_a_stored_upload_that_vanished_starts_afresh(server, make_file, store):
     path, digest = make_file(8 * PART)
-    cancel = threading.Event()
     with tus_client(server.url, store=store, concat=False, concurrency=1) as client:
-        with HookedFileSource(path, lambda off: off >= 3 * PART and cancel.set()) as src:
-            with pytest.raises(errors.Cancelled):
-                client.put(src, cancel=cancel)
-        (key,) = list(store.keys())
-        client.delete(store.load(key)["id"])  # e.g. the server cleaned it up
+        record = interrupted_upload(client, path, at=3 * PART)
+        client.delete(record["id"])  # e.g. the server cleaned it up
         result = client.put(path)
     assert not result.resumed
     assert result.sent_bytes == 8 * PART
@@ -124,13 +122,8 @@ def test_an_expired_upload_starts_afresh(tmp_path, make_file, store):
         pytest.skip("@tus/server is not installed")
     path, digest = make_file(8 * PART)
     with TusNodeServer(tmp_path / "srv", expiration=1.5) as server:
-        cancel = threading.Event()
         with tus_client(server.url, store=store, concurrency=1) as client:
-            with HookedFileSource(path, lambda off: off >= 3 * PART and cancel.set()) as src:
-                with pytest.raises(errors.Cancelled):
-                    client.put(src, cancel=cancel)
-            (key,) = list(store.keys())
-            record = store._read(key)
+            record = interrupted_upload(client, path, at=3 * PART)
             assert record["expires"] and record["expires"] > time.time() - 5
             time.sleep(2.0)
             result = client.put(path)
@@ -159,14 +152,8 @@ def test_tuspy_finishes_an_upload_that_upclient_started(server, make_file):
     from tusclient import client as tusclient
 
     path, digest = make_file(6 * PART)
-    cancel = threading.Event()
-    store = upclient.MemoryStore()
-    with tus_client(server.url, store=store, concat=False, concurrency=1) as client:
-        with HookedFileSource(path, lambda off: off >= 2 * PART and cancel.set()) as src:
-            with pytest.raises(errors.Cancelled):
-                client.put(src, cancel=cancel)
-    (key,) = list(store.keys())
-    url = store.load(key)["id"]
+    with tus_client(server.url, store=upclient.MemoryStore(), concat=False, concurrency=1) as client:
+        url = interrupted_upload(client, path, at=2 * PART)["id"]
     uploader = tusclient.TusClient(server.url).uploader(str(path), url=url, chunk_size=PART)
     assert 0 < uploader.offset < 6 * PART
     uploader.upload()
