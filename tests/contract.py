@@ -65,7 +65,7 @@ class BackendContract:
             client.put(path, on_progress=seen.append)
         assert seen, "no progress reported"
         assert seen[-1].bytes_done == seen[-1].total == 5 * PART + 3
-        assert seen[-1].parts_done == seen[-1].parts_total == 6
+        assert seen[-1].parts_done == seen[-1].parts_total >= 1  # how many is the backend's choice
         done = [p.bytes_done for p in seen]
         assert done == sorted(done)
 

@@ -100,3 +100,17 @@ def test_policy_is_an_immutable_value():
     assert RetryPolicy.never().attempts == 1
     with pytest.raises(ValueError):
         RetryPolicy(attempts=0)
+
+
+def test_tries_that_advance_do_not_use_up_the_budget():
+    fn, calls = flaky(*[errors.NetworkError("reset")] * 10)
+    assert RetryPolicy(attempts=3, backoff=0).call(fn, progressed=lambda: True) == "ok"
+    assert len(calls) == 11
+
+
+def test_tries_that_stall_use_up_the_budget_even_after_progress():
+    advancing = iter([True, True, False, False, False, False])
+    fn, calls = flaky(*[errors.NetworkError("reset")] * 10)
+    with pytest.raises(errors.NetworkError):
+        RetryPolicy(attempts=3, backoff=0).call(fn, progressed=lambda: next(advancing))
+    assert len(calls) == 5  # two advancing failures, then three stalled ones

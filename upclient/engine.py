@@ -99,6 +99,9 @@ class TransferEngine:
         on_part_done: Optional[Callable[[Part], None]] = None,
     ) -> None:
         """Send ``parts`` through ``session``; returns when all are on the server."""
+        if isinstance(parts, list) and len(parts) == 1:
+            self._run_inline(session, source, parts[0], tracker, stop, on_progress, on_part_done)
+            return
         width = self.concurrency if session.parallel else 1
         pending = iter(parts)
         inflight: Dict[cf.Future, Part] = {}
@@ -134,6 +137,36 @@ class TransferEngine:
             stop.set()
             self._drain(inflight, on_part_done)
             raise
+        if on_progress is not None:
+            on_progress(tracker.snapshot())
+
+    def _run_inline(
+        self,
+        session: UploadSession,
+        source: Source,
+        part: Part,
+        tracker: ProgressTracker,
+        stop: StopSignal,
+        on_progress: Optional[Callable[[Progress], Any]],
+        on_part_done: Optional[Callable[[Part], None]],
+    ) -> None:
+        """A lone part runs in the caller's thread: no hand-over to a worker
+        and back, which is most of the cost of a small file."""
+        if on_progress is not None:
+            next_report = [time.monotonic() + PROGRESS_INTERVAL]
+
+            def report() -> None:
+                if time.monotonic() >= next_report[0]:
+                    next_report[0] = time.monotonic() + PROGRESS_INTERVAL
+                    on_progress(tracker.snapshot())
+
+            tracker.on_block = report
+        try:
+            self._send(session, source, part, tracker, stop)
+        finally:
+            tracker.on_block = None
+        if on_part_done is not None:
+            on_part_done(part)
         if on_progress is not None:
             on_progress(tracker.snapshot())
 
@@ -173,5 +206,13 @@ class TransferEngine:
         def recover(error: BaseException) -> None:
             session.recover(part, error)
 
-        self.retry.call(attempt, cancel=stop, what=f"part {part.index}", before_retry=recover)
+        seen = [session.confirmed(part)]
+
+        def progressed() -> bool:
+            now = session.confirmed(part)
+            advanced, seen[0] = now > seen[0], max(now, seen[0])
+            return advanced
+
+        self.retry.call(attempt, cancel=stop, what=f"part {part.index}", before_retry=recover,
+                        progressed=progressed)
         tracker.finish_part(part.index, part.size)

@@ -63,6 +63,9 @@ class ProgressTracker:
         self._lock = threading.Lock()
         self._start = time.monotonic()
         self._samples: Deque[Tuple[float, int]] = collections.deque()
+        #: Called after each block is counted; set when the part runs in the
+        #: caller's thread, so progress can be reported from there.
+        self.on_block: Optional[Callable[[], None]] = None
 
     def reader(self, part: int) -> Callable[[int], None]:
         """A callback for one attempt at ``part``: counts each block read."""
@@ -73,6 +76,8 @@ class ProgressTracker:
             with self._lock:
                 self._live[part] = self._live.get(part, 0) + n
                 self._sent += n
+            if self.on_block is not None:
+                self.on_block()
 
         return on_read
 

@@ -29,6 +29,30 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, UpClientError) and exc.retryable and not isinstance(exc, Cancelled)
 
 
+class _StalledTries:
+    """Counts failed tries in a row that made no progress (all of them, without a probe)."""
+
+    def __init__(self, progressed: Optional[Callable[[], bool]]) -> None:
+        self.progressed = progressed
+        self.count = 0
+
+    def stop_after(self, attempts: int) -> Callable[[tenacity.RetryCallState], bool]:
+        def stop(state: tenacity.RetryCallState) -> bool:
+            if self.progressed is not None and self.progressed():
+                self.count = 0  # the budget starts over
+            else:
+                self.count += 1
+            return self.count >= attempts
+
+        return stop
+
+    def as_state(self, state: tenacity.RetryCallState) -> tenacity.RetryCallState:
+        """The retry state with the attempt number the backoff should grow from."""
+        if self.progressed is not None:
+            state.attempt_number = max(1, self.count)
+        return state
+
+
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
     """How often and how patiently a failed request or part is tried again.
@@ -64,8 +88,20 @@ class RetryPolicy:
             return float(min(max(after, 0.0), self.max_retry_after))
         return tenacity.wait_random_exponential(multiplier=self.backoff, max=self.max_backoff)(state)
 
-    def retrying(self, cancel: Any = None, what: str = "request") -> tenacity.Retrying:
-        """A tenacity ``Retrying`` for one operation; ``cancel`` is an Event-like."""
+    def retrying(
+        self,
+        cancel: Any = None,
+        what: str = "request",
+        progressed: Optional[Callable[[], bool]] = None,
+    ) -> tenacity.Retrying:
+        """A tenacity ``Retrying`` for one operation; ``cancel`` is an Event-like.
+
+        ``progressed()``, asked after each failed try, says whether the server
+        confirmed more of the work since it was last asked; a try that made
+        progress does not use up the budget, and the backoff starts over, so
+        a long transfer over a flaky link is never given up while it advances.
+        """
+        stalled = _StalledTries(progressed)
 
         def sleep(seconds: float) -> None:
             if cancel is None:
@@ -81,17 +117,17 @@ class RetryPolicy:
                 "retrying %s in %.1fs (try %d of %d failed: %s)",
                 what,
                 state.next_action.sleep if state.next_action else 0.0,
-                state.attempt_number,
+                stalled.count,
                 self.attempts,
                 exc,
             )
 
-        stop: Any = tenacity.stop_after_attempt(self.attempts)
+        stop: Any = stalled.stop_after(self.attempts)
         if self.deadline is not None:
             stop = stop | tenacity.stop_after_delay(self.deadline)
         return tenacity.Retrying(
             stop=stop,
-            wait=self._wait,
+            wait=lambda state: self._wait(stalled.as_state(state)),
             retry=tenacity.retry_if_exception(_is_retryable),
             sleep=sleep,
             before_sleep=before_sleep,
@@ -105,13 +141,28 @@ class RetryPolicy:
         cancel: Any = None,
         what: str = "request",
         before_retry: Optional[Callable[[BaseException], None]] = None,
+        progressed: Optional[Callable[[], bool]] = None,
     ) -> T:
-        """Run ``fn`` under this policy; ``before_retry(error)`` runs before each new try."""
-        last: Optional[BaseException] = None
-        for attempt in self.retrying(cancel, what):
+        """Run ``fn`` under this policy; ``before_retry(error)`` runs before each new try.
+
+        The first try runs bare; the tenacity machinery is built only once it
+        has failed in a way worth retrying, so the common case costs nothing.
+        """
+        try:
+            return fn()
+        except BaseException as exc:
+            if self.attempts == 1 or not _is_retryable(exc):
+                raise
+            failure = exc
+        first: Optional[BaseException] = failure
+        last: BaseException = failure
+        for attempt in self.retrying(cancel, what, progressed):
             with attempt:
+                if first is not None:  # the failure above is the first try
+                    err, first = first, None
+                    raise err
                 try:
-                    if last is not None and before_retry is not None:
+                    if before_retry is not None:
                         before_retry(last)
                     return fn()
                 except BaseException as exc:

@@ -169,13 +169,15 @@ class FileSource(Source):
         self._stat = st
         self.size = st.st_size
         self.name = self.path.name
-        self.content_type = _guess_type(self.name)
-        self.resolved = str(self.path.resolve())
+
+    @property
+    def content_type(self) -> str:  # type: ignore[override]
+        return _guess_type(self.name)
 
     def identity(self) -> Dict[str, Any]:
         st = self._stat
         return {
-            "path": self.resolved,
+            "path": str(self.path.resolve()),
             "size": st.st_size,
             "mtime_ns": st.st_mtime_ns,
             "inode": st.st_ino,

@@ -150,6 +150,11 @@ class UploadSession:
     def recover(self, part: Part, error: BaseException) -> None:
         """Re-synchronise with the server before ``part`` is tried again."""
 
+    def confirmed(self, part: Part) -> int:
+        """Bytes of ``part`` the server is known to hold (a failed try may still
+        have advanced it); the engine gives a part that advances more tries."""
+        return 0
+
     def finish(self) -> UploadResult:
         """Complete the upload once every part is sent."""
         raise NotImplementedError

@@ -444,7 +444,14 @@ def _parts(start: int, size: int, part_size: int, first_index: int = 0) -> Itera
 
 
 class SerialUpload(UploadSession):
-    """One tus upload filled in order by PATCH requests."""
+    """One tus upload filled in order by PATCH requests.
+
+    Without checksums the rest of a file goes in one streamed PATCH, as the
+    protocol recommends: memory does not grow with it, the server keeps what
+    arrived if it breaks, and HEAD says where to go on.  A server that
+    refuses so large a request (413) gets ``part_size`` requests instead.
+    With checksums, each PATCH is one part, digested in memory before it goes.
+    """
 
     parallel = False
 
@@ -459,6 +466,8 @@ class SerialUpload(UploadSession):
         self.length_sent = source.size is not None
         algorithm = backend.capabilities().checksum_algorithm()
         self.checksum = algorithm if backend.settings.checksum else None
+        #: Bytes per request; None: all that is left, in one request.
+        self.limit: Optional[int] = part_size if self.checksum else None
 
     @classmethod
     def new(
@@ -467,13 +476,16 @@ class SerialUpload(UploadSession):
         self = cls(backend, source, meta, part_size)
         self.header = header
         caps = backend.capabilities()
-        # The first part rides on the POST where the server allows it, unless
-        # it must carry a checksum (servers check those on PATCH only).
-        inline = caps.has("creation-with-upload") and source.seekable and not self.checksum
-        if not inline or source.size == 0:
+        # A small file rides on the POST where the server allows it: one
+        # request in all.  A larger one is created first, so that its URL, the
+        # resume point, is known before the bytes go; and bytes that must carry
+        # a checksum go by PATCH, where servers check it.
+        inline = (
+            caps.has("creation-with-upload") and source.seekable and not self.checksum
+            and source.size is not None and 0 < source.size <= part_size
+        )
+        if not inline:
             self._create(body=None)
-        if source.size is not None:
-            self.parts_total = max(1, -(-source.size // part_size)) if source.size else 0
         return self
 
     @classmethod
@@ -507,9 +519,17 @@ class SerialUpload(UploadSession):
         return resp
 
     def pending_parts(self) -> List[Part]:
-        assert self.source.size is not None
+        size = self.source.size
+        assert size is not None
+        if self.limit is None:  # one part: the rest of the file
+            self.parts_total = 1 if size else 0
+            return [Part(index=0, offset=self.offset, size=size - self.offset)] if self.offset < size else []
+        self.parts_total = -(-size // self.part_size)
         first = self.offset // self.part_size
-        return list(_parts(self.offset, self.source.size, self.part_size, first))
+        return list(_parts(self.offset, size, self.part_size, first))
+
+    def confirmed(self, part: Part) -> int:
+        return max(0, min(self.offset, part.end) - part.offset)
 
     def send_part(self, part: Part, io: PartIO) -> None:
         start = max(self.offset, part.offset)
@@ -520,25 +540,37 @@ class SerialUpload(UploadSession):
                 f"server offset {self.offset} is before part {part.index} at {part.offset}",
                 backend=self.backend.name, operation="patch",
             )
-        if self.url is None:  # creation-with-upload: the POST carries the first part
-            resp = self._create(body=io.body(start, part.end))
-            self._check_offset(part, resp)
-            return
-        announce = part.end if part.last and not self.length_sent else None
-        resp = self.backend.patch(self.url, io, start, part.end, offset=start, checksum=self.checksum,
-                                  length=announce)
-        if announce is not None:
-            self.length_sent = True
-        self._check_offset(part, resp)
+        while True:
+            end = part.end if self.limit is None else min(part.end, start + self.limit)
+            try:
+                if self.url is None:  # creation-with-upload: the POST carries the first bytes
+                    resp = self._create(body=io.body(start, end))
+                else:
+                    announce = end if part.last and end == part.end and not self.length_sent else None
+                    resp = self.backend.patch(self.url, io, start, end, offset=start, checksum=self.checksum,
+                                              length=announce)
+                    if announce is not None:
+                        self.length_sent = True
+            except TooLarge:
+                if self.limit is not None or end - start <= self.part_size:
+                    raise
+                log.info("server refused a %d-byte request; sending %d bytes at a time", end - start,
+                         self.part_size)
+                self.limit = self.part_size
+                continue
+            self._check_offset(part, end, resp)
+            if self.offset >= part.end:
+                return
+            start = self.offset
 
-    def _check_offset(self, part: Part, resp: requests.Response) -> None:
+    def _check_offset(self, part: Part, end: int, resp: requests.Response) -> None:
         self.expires = _http_date(resp.headers.get("Upload-Expires")) or self.expires
         offset = _int_header(resp, "Upload-Offset")
         if offset is None:
             raise ServerError("server did not say the new Upload-Offset", backend=self.backend.name,
                               operation="patch", status=resp.status_code)
         self.offset = offset
-        if offset < part.end:  # the server kept only part of it: send the rest
+        if offset < end:  # the server kept only some of it: send the rest
             raise OffsetConflict(
                 f"server took {offset - part.offset} of {part.size} bytes of part {part.index}",
                 backend=self.backend.name, operation="patch", retry_after=0.0,
