@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metadata", "-m", action="append", type=_metadata_arg, default=[], metavar="KEY=VALUE",
                    help="metadata stored with the upload (repeatable)")
     p.add_argument("--part-size", type=_positive_size_arg, metavar="SIZE",
-                   help="bytes per part or request, e.g. 8M, 512K (default 8M)")
+                   help="bytes per part or request, e.g. 8M, 512K (default 16M)")
     p.add_argument("--concurrency", type=_positive_int_arg, metavar="N", help="parts in flight at once (default 4)")
     p.add_argument("--max-files", type=_positive_int_arg, metavar="N", help="files uploaded at once (default 4)")
     resume = p.add_mutually_exclusive_group()

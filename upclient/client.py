@@ -54,8 +54,9 @@ class Client:
     ``tus+https://...``) or a :class:`~upclient.backends.base.Backend` object.
     Keyword settings are shared by every call:
 
-    - ``part_size`` (bytes, default 8 MiB) and ``concurrency`` (parts in flight
-      at once, default 4): memory stays near their product;
+    - ``part_size`` (bytes, default 16 MiB) and ``concurrency`` (parts in flight
+      at once, default 4): parts held in memory (streams, checksummed parts)
+      stay below their product; parts read from files are streamed;
     - ``max_files``: files ``put_many`` uploads at once (default 4);
     - ``retry``: a :class:`~upclient.RetryPolicy`;
     - ``connect_timeout`` / ``read_timeout`` in seconds;
@@ -77,7 +78,7 @@ class Client:
         self,
         target: Union[str, Backend],
         *,
-        part_size: int = 8 * 1024 * 1024,
+        part_size: int = 16 * 1024 * 1024,
         concurrency: int = 4,
         max_files: int = 4,
         retry: Optional[RetryPolicy] = None,

@@ -17,7 +17,7 @@ MiB = 1024 * 1024
 class Settings:
     """Shared, immutable transfer settings (see :class:`upclient.Client`)."""
 
-    part_size: int = 8 * MiB
+    part_size: int = 16 * MiB
     concurrency: int = 4
     max_files: int = 4
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)

@@ -1,0 +1,1 @@
+"""upclient's benchmark: ``python -m bench`` or ``python bench/run.py`` (see bench/run.py)."""

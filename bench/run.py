@@ -1,0 +1,962 @@
+"""``make bench``: upclient against its peers, same files, same servers, one run.
+
+Scenarios (``--only`` takes their letters):
+
+a. one 1 GiB file over loopback to the discarding sink (``bench/sink.py``,
+   which offers concatenation, so parallel clients can use it);
+b. the same file to the reference server, @tus/server (``TusNodeServer``);
+c. a 256 MiB file through ``ShapingProxy`` (40 ms round trip, 20 MB/s per
+   TCP connection) to the ``resumable-upload`` server, which offers
+   concatenation: serial clients are capped by one connection, parallel ones
+   are not;
+d. 1,000 files of 16 KiB to the sink: ``put_many`` against a loop of the peers;
+e. upclient's peak RSS for 512 MiB, 1 GiB and 2 GiB (part_size 8 MiB,
+   concurrency 4, to the sink): it must not grow with the file.
+
+The clients: upclient (``part_size`` 8 MiB, ``concurrency`` 4, no store, no
+checksums); tuspy 1.1.0 (``TusClient(url).uploader(path, chunk_size=8 MiB,
+metadata={"filename": ...}).upload()``); the resumable-upload 0.3.0 client
+(``TusClient(url, chunk_size=8 MiB, checksum=False).upload_file(path)``, and
+with ``parallel_uploads=4``); curl (a creating POST, then one streamed
+``PATCH -T file`` of the whole file: ``--data-binary @file`` would load the
+file into memory, and curl refuses that for 1 GiB).
+
+How it measures: every client run is its own process (``bench/worker.py``;
+curl directly) started under GNU time, so its peak RSS is that process's own
+(``/usr/bin/time``, Debian package ``time``).  The time is the upload's
+alone: a Python client is timed inside its process from the client's
+construction to its close, after all imports; curl by its own
+``%{time_total}`` of both requests.  Each scenario starts with one
+unrecorded warm-up upload, then runs the clients in rounds, in a rotating
+order, and reports the median, because other work on the machine moves
+single figures (the 1-minute load average is recorded per run).  Test files
+and server stores live in /dev/shm when it has room, so the disk is not
+measured; every upload is checked afterwards with HEAD (Upload-Offset must
+equal the size).
+
+Prints a table (MB/s = 10^6 bytes per second), checks the targets, writes
+``bench/results/latest.json`` and ``bench/bench.png``.  ``--quick`` uses
+small sizes and one round, a smoke run of well under a minute; a full run
+takes about 6 minutes on 2 cores.  Every server, proxy, client process and
+temporary file is removed on the way out, also after a failure, Ctrl-C or
+SIGTERM.
+
+Run: ``python bench/run.py`` or ``python -m bench`` from the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import dataclasses
+import datetime
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.sink import SinkProcess  # noqa: E402
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+PART = 8 * MiB
+WORKER = HERE / "worker.py"
+RESULTS = HERE / "results" / "latest.json"
+PLOT = HERE / "bench.png"
+#: No single client run may take longer than this (seconds).
+RUN_TIMEOUT = 300.0
+#: The whole benchmark stops starting new runs after this (seconds).
+TOTAL_BUDGET = 13 * 60.0
+#: ShapingProxy settings for scenario c: 20 ms each way, 20 MB/s per connection.
+WAN_DELAY = 0.020
+WAN_RATE = 20e6
+
+
+# -- clients ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientSpec:
+    """One client configuration: ``kind`` picks the runner, ``params`` go to it."""
+
+    id: str
+    kind: str  # upclient, tuspy, resumable-upload, curl
+    params: Tuple[Tuple[str, Any], ...] = ()
+
+    @property
+    def options(self) -> Dict[str, Any]:
+        return dict(self.params)
+
+
+def client(id: str, kind: str, **params: Any) -> ClientSpec:
+    return ClientSpec(id, kind, tuple(sorted(params.items())))
+
+
+# upclient with its defaults (part_size 16 MiB), and some variations for information
+UPCLIENT = client("upclient", "upclient", concurrency=4)
+UPCLIENT_SERIAL = client("upclient concat=False", "upclient", concurrency=4, concat=False)
+UPCLIENT_8 = client("upclient part=8MiB", "upclient", part_size=PART, concurrency=4)
+UPCLIENT_C1 = client("upclient c=1", "upclient", concurrency=1)
+UPCLIENT_C4 = client("upclient c=4", "upclient", concurrency=4)
+UPCLIENT_MANY = client("upclient put_many", "upclient", concurrency=4, max_files=8)
+TUSPY = client("tuspy", "tuspy", chunk_size=PART)
+TUSPY_LOOP = client("tuspy loop", "tuspy", chunk_size=PART)
+RU = client("resumable-upload", "resumable-upload", chunk_size=PART, parallel=1)
+RU_P4 = client("resumable-upload p=4", "resumable-upload", chunk_size=PART, parallel=4)
+RU_LOOP = client("resumable-upload loop", "resumable-upload", chunk_size=PART, parallel=1)
+CURL = client("curl", "curl")
+
+
+# -- scenarios -------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Scenario:
+    key: str
+    title: str
+    server: str  # sink, tus-node, resumable-upload
+    shaped: bool
+    sizes: List[int]  # one file of each size, or
+    count: int  # ... this many files of sizes[0] (count > 1)
+    clients: List[ClientSpec]
+    rounds: int
+    reference: ClientSpec  # the upclient configuration that ratios use
+    note: str = ""
+
+
+def scenarios(quick: bool) -> List[Scenario]:
+    big = 64 * MiB if quick else GiB
+    wan = 16 * MiB if quick else 256 * MiB
+    rounds = 1 if quick else 5  # loopback figures move with other work on the machine
+    return [
+        Scenario(
+            "a", f"{_size(big)} file, loopback, discarding sink", "sink", False, [big], 1,
+            [UPCLIENT, UPCLIENT_SERIAL, UPCLIENT_8, TUSPY, RU, RU_P4, CURL], rounds, UPCLIENT,
+            note="sink offers concatenation: upclient (concurrency 4) and resumable-upload p=4 "
+            "send parallel partial uploads; 'part=8MiB' is for information (more requests)",
+        ),
+        Scenario(
+            "b", f"{_size(big)} file, loopback, @tus/server 2.4.5", "tus-node", False, [big], 1,
+            [UPCLIENT, TUSPY, RU, CURL], rounds, UPCLIENT,
+            note="no concatenation on @tus/server: every client sends PATCH requests in order "
+            "(upclient: the whole file in one streamed PATCH, like curl)",
+        ),
+        Scenario(
+            "c", f"{_size(wan)} file, 40 ms RTT + 20 MB/s per connection, resumable-upload server",
+            "resumable-upload", True, [wan], 1,
+            [UPCLIENT_C1, UPCLIENT_C4, TUSPY, RU, RU_P4, CURL], 1, UPCLIENT_C4,
+            note=f"{_size(wan)}, not 1 GiB: a serial client needs ~{wan / WAN_RATE:.0f} s per run",
+        ),
+        Scenario(
+            "d", f"{100 if quick else 1000} files of 16 KiB, loopback, discarding sink", "sink", False,
+            [16 * 1024], 100 if quick else 1000,
+            [UPCLIENT_MANY, TUSPY_LOOP, RU_LOOP], 1 if quick else 3, UPCLIENT_MANY,
+            note="put_many with max_files=8 against one client object uploading in a loop",
+        ),
+        Scenario(
+            "e", "upclient peak RSS by file size, loopback, discarding sink", "sink", False,
+            [big // 2, big, 2 * big], 1, [UPCLIENT_8, UPCLIENT], 1, UPCLIENT_8,
+            note="part_size 8 MiB (and the 16 MiB default), concurrency 4; memory must not grow with the file",
+        ),
+    ]
+
+
+# -- measuring one process -------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Proc:
+    returncode: int
+    elapsed: float
+    maxrss_kib: int
+    cpu: float  # user + system seconds
+
+
+def _gnu_time() -> Optional[str]:
+    """``/usr/bin/time`` if it is GNU time (it reports the child's own peak RSS)."""
+    path = shutil.which("time", path="/usr/bin:/bin:/usr/local/bin")
+    if path is None:
+        return None
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if "GNU" in (out.stdout + out.stderr) else None
+
+
+GNU_TIME = _gnu_time()
+
+
+def spawn(cmd: Sequence[str], *, timeout: float, stdout: Any = subprocess.DEVNULL,
+          stderr: Any = None, env: Optional[Dict[str, str]] = None, scratch: Path) -> Proc:
+    """Run ``cmd`` to its end: wall time, peak RSS and CPU time of that process alone.
+
+    The peak RSS comes from GNU time (``%M``, the child's ``ru_maxrss``).  Not
+    from our own ``wait4``: a child's ``ru_maxrss`` starts from the RSS of the
+    process that forked it, and this harness is bigger than curl.  Without
+    GNU time, ``wait4`` is used and the figures are floored at our own RSS
+    (said in the report).  The child runs in its own process group, killed
+    whole on timeout or Ctrl-C.
+    """
+    stats = scratch / "time.txt"
+    argv = list(cmd)
+    if GNU_TIME:
+        with contextlib.suppress(FileNotFoundError):
+            stats.unlink()
+        argv = [GNU_TIME, "-q", "-f", "%M %U %S", "-o", str(stats), *argv]
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    timer = threading.Timer(timeout, _kill_group, (proc,))
+    timer.daemon = True
+    timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:  # Ctrl-C: the child must not outlive us
+        _kill_group(proc)
+        with contextlib.suppress(Exception):
+            proc.wait(5)
+        raise
+    finally:
+        timer.cancel()
+    elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    maxrss, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+    if GNU_TIME:
+        try:
+            fields = stats.read_text().split()[-3:]
+            maxrss, cpu = int(fields[0]), float(fields[1]) + float(fields[2])
+        except (OSError, ValueError, IndexError):
+            maxrss, cpu = 0, cpu
+    return Proc(proc.returncode, elapsed, maxrss, cpu)
+
+
+def _kill_group(proc: "subprocess.Popen[Any]") -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+# -- results ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Run:
+    scenario: str
+    client: str
+    kind: str
+    round: int
+    size: int  # bytes of one file
+    files: int
+    bytes: int = 0
+    elapsed: Optional[float] = None  # seconds of upload, as the client measured it
+    peak_rss_mib: Optional[float] = None
+    rss_after_import_mib: Optional[float] = None
+    cpu_seconds: Optional[float] = None
+    label: str = ""
+    ok: bool = False
+    verified: Optional[bool] = None
+    error: str = ""
+    load_average: Optional[float] = None  # 1-minute load average when the run started
+    urls: List[str] = dataclasses.field(default_factory=list, repr=False)
+
+    @property
+    def mbps(self) -> Optional[float]:
+        if not self.ok or not self.elapsed:
+            return None
+        return self.bytes / self.elapsed / 1e6
+
+    @property
+    def files_per_s(self) -> Optional[float]:
+        if not self.ok or not self.elapsed:
+            return None
+        return self.files / self.elapsed
+
+
+class Bench:
+    """Runs the scenarios; owns the temporary directory, servers and results."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.quick = args.quick
+        self.runs: List[Run] = []
+        self.notes: List[str] = []
+        self.started = time.monotonic()
+        self.tmp = Path(tempfile.mkdtemp(prefix="upclient-bench-", dir=args.tmpdir or default_tmpdir()))
+        self.files: Dict[Tuple[int, int], List[str]] = {}
+        self.env = dict(os.environ)
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            [str(REPO)] + ([self.env["PYTHONPATH"]] if self.env.get("PYTHONPATH") else [])
+        )
+        self.python = args.python or sys.executable
+        self.load: Dict[str, Tuple[float, float]] = {}
+
+    # -- files -------------------------------------------------------------------
+
+    def dataset(self, size: int, count: int) -> List[str]:
+        """``count`` files of ``size`` bytes of random-looking data (made once, kept in cache)."""
+        key = (size, count)
+        if key not in self.files:
+            folder = self.tmp / f"data-{size}x{count}"
+            folder.mkdir()
+            if count == 1:
+                paths = [str(folder / f"file-{_size(size).replace(' ', '')}.bin")]
+                _write_file(paths[0], size)
+            else:
+                paths = []
+                for i in range(count):
+                    path = folder / f"small-{i:05d}.bin"
+                    path.write_bytes(os.urandom(size))
+                    paths.append(str(path))
+            self.files[key] = paths
+        return self.files[key]
+
+    def drop_dataset(self, size: int, count: int) -> None:
+        paths = self.files.pop((size, count), None)
+        if paths:
+            shutil.rmtree(Path(paths[0]).parent, ignore_errors=True)
+
+    def close(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() - self.started > TOTAL_BUDGET
+
+    # -- servers -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def server(self, scenario: Scenario) -> Iterator[Tuple[str, Callable[[], None]]]:
+        """Start the scenario's server (and proxy); yields (creation URL, cleanup between runs)."""
+        with contextlib.ExitStack() as stack:
+            if scenario.server == "sink":
+                sink = stack.enter_context(SinkProcess(concat=True, python=self.python))
+                url, store = sink.url, None
+            elif scenario.server == "tus-node":
+                from upclient.testing import TusNodeServer
+
+                store = self.tmp / "tus-node"
+                node = stack.enter_context(TusNodeServer(store))
+                url = node.url
+            elif scenario.server == "resumable-upload":
+                from upclient.testing import ResumableUploadServer
+
+                store = self.tmp / "resumable-upload"
+                server = stack.enter_context(ResumableUploadServer(store, log_level="WARNING"))
+                url = server.url
+            else:
+                raise ValueError(scenario.server)
+            if scenario.shaped:
+                from upclient.testing import ShapingProxy
+
+                upstream = urllib.parse.urlsplit(url)
+                proxy = stack.enter_context(
+                    ShapingProxy((upstream.hostname, upstream.port), delay=WAN_DELAY, rate=WAN_RATE)
+                )
+                url = proxy.url_for(url)
+
+            def cleanup() -> None:
+                if store is None:
+                    return
+                for entry in Path(store).iterdir():
+                    if entry.is_file() and ".sqlite3" not in entry.name:
+                        with contextlib.suppress(OSError):
+                            entry.unlink()
+
+            yield url, cleanup
+
+    # -- one run -----------------------------------------------------------------
+
+    def run_client(self, scenario: Scenario, spec: ClientSpec, url: str, paths: List[str], rnd: int) -> Run:
+        size = os.path.getsize(paths[0])
+        run = Run(scenario.key, spec.id, spec.kind, rnd, size, len(paths), load_average=os.getloadavg()[0])
+        try:
+            if spec.kind == "curl":
+                self._run_curl(run, url, paths)
+            else:
+                self._run_python(run, spec, url, paths)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # one failed run must not stop the benchmark
+            run.ok = False
+            run.error = f"{type(exc).__name__}: {exc}"
+        if run.ok:
+            run.verified, problem = verify(run.urls, size, len(paths))
+            if not run.verified:
+                run.error = problem
+        return run
+
+    def _run_python(self, run: Run, spec: ClientSpec, url: str, paths: List[str]) -> None:
+        result_path = self.tmp / "result.json"
+        log_path = self.tmp / "worker.log"
+        with contextlib.suppress(FileNotFoundError):
+            result_path.unlink()
+        job = dict(spec.options, client=spec.kind, url=url, files=paths, result=str(result_path))
+        with open(log_path, "wb") as log:
+            proc = spawn([self.python, str(WORKER), json.dumps(job)], timeout=RUN_TIMEOUT,
+                         stderr=log, env=self.env, scratch=self.tmp)
+        out: Dict[str, Any] = {}
+        if result_path.exists():
+            out = json.loads(result_path.read_text())
+        run.peak_rss_mib = proc.maxrss_kib / 1024
+        run.cpu_seconds = proc.cpu
+        run.label = out.get("label", spec.kind)
+        if out.get("rss_after_import_kib"):
+            run.rss_after_import_mib = out["rss_after_import_kib"] / 1024
+        if proc.returncode != 0 or not out.get("ok"):
+            tail = log_path.read_text(errors="replace")[-600:] if log_path.exists() else ""
+            run.error = out.get("error") or f"exit status {proc.returncode} {tail}".strip()
+            return
+        run.ok = True
+        run.elapsed = out["elapsed"]
+        run.bytes = out["bytes"]
+        run.urls = out["urls"]
+
+    def _run_curl(self, run: Run, url: str, paths: List[str]) -> None:
+        if len(paths) != 1:
+            raise ValueError("curl runs take one file")
+        path = paths[0]
+        size = os.path.getsize(path)
+        head_path = self.tmp / "curl-headers.txt"
+        status_path = self.tmp / "curl-status.txt"
+        tus = ["-H", "Tus-Resumable: 1.0.0"]
+        name = base64.b64encode(os.path.basename(path).encode()).decode()
+        # The time is curl's own (%{time_total} of both requests): the Python
+        # clients' timing leaves out their interpreter's start-up too.
+        with open(status_path, "wb") as out:
+            create = spawn(
+                ["curl", "-sS", "-X", "POST", *tus, "-H", f"Upload-Length: {size}",
+                 "-H", f"Upload-Metadata: filename {name}", "-D", str(head_path), "-o", "/dev/null",
+                 "-w", "%{time_total}", url],
+                timeout=RUN_TIMEOUT, stdout=out, scratch=self.tmp,
+            )
+        create_time = _float(status_path.read_text())
+        location = None
+        if head_path.exists():
+            for line in head_path.read_text("latin-1").splitlines():
+                if line.lower().startswith("location:"):
+                    location = urllib.parse.urljoin(url, line.split(":", 1)[1].strip())
+        if create.returncode != 0 or location is None:
+            run.error = f"curl POST failed (exit {create.returncode})"
+            return
+        # -T streams the file (--data-binary @file would read it into memory
+        # first); "Expect:" drops the 100-continue round trip.
+        with open(status_path, "wb") as out:
+            patch = spawn(
+                ["curl", "-sS", "-X", "PATCH", *tus, "-H", "Upload-Offset: 0", "-H", "Expect:",
+                 "-H", "Content-Type: application/offset+octet-stream", "-T", path,
+                 "-o", "/dev/null", "-w", "%{http_code} %{time_total}", location],
+                timeout=RUN_TIMEOUT, stdout=out, scratch=self.tmp,
+            )
+        code, _, patch_time = status_path.read_text().strip().partition(" ")
+        elapsed = (create_time or create.elapsed) + (_float(patch_time) or patch.elapsed)
+        run.label = _curl_version()
+        run.peak_rss_mib = max(create.maxrss_kib, patch.maxrss_kib) / 1024
+        run.cpu_seconds = create.cpu + patch.cpu
+        if patch.returncode != 0 or code not in ("200", "204"):
+            run.error = f"curl PATCH failed (exit {patch.returncode}, HTTP {code})"
+            return
+        run.ok = True
+        run.elapsed = elapsed
+        run.bytes = size
+        run.urls = [location]
+
+    # -- scenarios ---------------------------------------------------------------
+
+    def run_scenario(self, scenario: Scenario) -> None:
+        if self.out_of_time():
+            self._note(f"time budget of {TOTAL_BUDGET:.0f} s used up: {scenario.key} skipped")
+            return
+        print(f"\n== {scenario.key}. {scenario.title}", flush=True)
+        if scenario.note:
+            print(f"   ({scenario.note})", flush=True)
+        load_before = os.getloadavg()[0]
+        with self.server(scenario) as (url, cleanup):
+            self.warm_up(scenario, url, cleanup)
+            for size in scenario.sizes:
+                paths = self.dataset(size, scenario.count)
+                for rnd in range(scenario.rounds):
+                    # Rotate the order each round so no client always goes first.
+                    shift = rnd % len(scenario.clients)
+                    for spec in scenario.clients[shift:] + scenario.clients[:shift]:
+                        if self.out_of_time():
+                            self._note(f"time budget of {TOTAL_BUDGET:.0f} s used up: "
+                                       f"{scenario.key} stopped in round {rnd + 1}")
+                            return
+                        run = self.run_client(scenario, spec, url, paths, rnd)
+                        cleanup()
+                        self.runs.append(run)
+                        print("   " + _describe(run), flush=True)
+                if scenario.key in ("c",) or size >= 2 * GiB:
+                    self.drop_dataset(size, scenario.count)  # not reused by a later scenario
+        self.load[scenario.key] = (load_before, os.getloadavg()[0])
+
+    def warm_up(self, scenario: Scenario, url: str, cleanup: Callable[[], None]) -> None:
+        """One unrecorded upload first, so no measured client pays a cold server (Node's JIT)."""
+        if scenario.count > 1:
+            paths = self.dataset(scenario.sizes[0], scenario.count)[:50]
+        else:
+            paths = self.dataset(min(scenario.sizes[0], (4 if scenario.shaped else 64) * MiB), 1)
+        run = self.run_client(scenario, scenario.reference, url, paths, -1)
+        cleanup()
+        if not run.ok or not run.verified:
+            self._note(f"warm-up upload for {scenario.key} failed: {run.error[:300]}")
+
+    def _note(self, text: str) -> None:
+        print("   ! " + text, flush=True)
+        self.notes.append(text)
+
+
+# -- verification ----------------------------------------------------------------
+
+
+def verify(urls: List[str], size: int, count: int) -> Tuple[bool, str]:
+    """HEAD every upload: the server must hold all ``size`` bytes of each."""
+    if len(urls) != count:
+        return False, f"{len(urls)} upload URLs for {count} files"
+    conns: Dict[str, http.client.HTTPConnection] = {}
+    try:
+        for url in urls:
+            parts = urllib.parse.urlsplit(url)
+            conn = conns.get(parts.netloc)
+            if conn is None:
+                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+                conns[parts.netloc] = conn
+            conn.request("HEAD", parts.path, headers={"Tus-Resumable": "1.0.0"})
+            resp = conn.getresponse()
+            resp.read()
+            offset = resp.headers.get("Upload-Offset")
+            if resp.status != 200 or offset is None or int(offset) != size:
+                return False, (f"HEAD {parts.path}: HTTP {resp.status}, "
+                               f"Upload-Offset {offset}, expected {size}")
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        return False, f"verification failed: {exc}"
+    finally:
+        for conn in conns.values():
+            conn.close()
+    return True, ""
+
+
+# -- reporting -------------------------------------------------------------------
+
+
+def _size(n: int) -> str:
+    if n >= GiB and n % GiB == 0:
+        return f"{n // GiB} GiB"
+    if n >= MiB:
+        return f"{n / MiB:g} MiB"
+    return f"{n / 1024:g} KiB"
+
+
+def _describe(run: Run) -> str:
+    what = f"{run.scenario}/{run.client:<24} r{run.round + 1} {_size(run.size):>8}"
+    if run.files > 1:
+        what += f" x{run.files}"
+    if not run.ok:
+        return f"{what}  FAILED: {run.error[:300]}"
+    ver = "" if run.verified else f"  UNVERIFIED: {run.error}"
+    return (f"{what}  {run.mbps:8.1f} MB/s  {run.elapsed:7.2f} s  peak RSS {run.peak_rss_mib:6.1f} MiB"
+            f"  cpu {run.cpu_seconds:5.2f} s{ver}")
+
+
+_curl_label: List[str] = []
+
+
+def _curl_version() -> str:
+    if not _curl_label:
+        try:
+            out = subprocess.run(["curl", "--version"], capture_output=True, text=True, timeout=10).stdout
+            _curl_label.append(" ".join(out.split()[:2]))
+        except (OSError, subprocess.SubprocessError):
+            _curl_label.append("curl")
+    return _curl_label[0]
+
+
+@dataclasses.dataclass
+class Row:
+    scenario: str
+    client: str
+    size: int
+    files: int
+    runs: int
+    failed: int
+    mbps: Optional[float]  # median over rounds
+    mbps_min: Optional[float]
+    mbps_max: Optional[float]
+    files_per_s: Optional[float]
+    ratio: Optional[float]  # reference upclient / this client (median MB/s)
+    peak_rss_mib: Optional[float]  # max over rounds
+    cpu_seconds: Optional[float]  # median
+    label: str
+
+
+def summarize(runs: List[Run], scens: List[Scenario]) -> List[Row]:
+    rows: List[Row] = []
+    for sc in scens:
+        for size in sc.sizes:
+            ref_mbps = None
+            groups: List[Tuple[ClientSpec, List[Run]]] = []
+            for spec in sc.clients:
+                group = [r for r in runs if r.scenario == sc.key and r.client == spec.id and r.size == size]
+                if group:
+                    groups.append((spec, group))
+            for spec, group in groups:
+                if spec == sc.reference:
+                    ok = [r.mbps for r in group if r.ok and r.verified]
+                    ref_mbps = statistics.median(ok) if ok else None
+            for spec, group in groups:
+                good = [r for r in group if r.ok and r.verified]
+                speeds = [r.mbps for r in good if r.mbps is not None]
+                med = statistics.median(speeds) if speeds else None
+                rss = [r.peak_rss_mib for r in group if r.peak_rss_mib]
+                cpu = [r.cpu_seconds for r in good if r.cpu_seconds is not None]
+                fps = [r.files_per_s for r in good if r.files_per_s is not None]
+                rows.append(Row(
+                    scenario=sc.key, client=spec.id, size=size, files=sc.count, runs=len(group),
+                    failed=len(group) - len(good), mbps=med,
+                    mbps_min=min(speeds) if speeds else None, mbps_max=max(speeds) if speeds else None,
+                    files_per_s=statistics.median(fps) if fps else None,
+                    ratio=(ref_mbps / med) if (ref_mbps and med and spec != sc.reference) else None,
+                    peak_rss_mib=max(rss) if rss else None,
+                    cpu_seconds=statistics.median(cpu) if cpu else None,
+                    label=next((r.label for r in group if r.label), spec.kind),
+                ))
+    return rows
+
+
+def print_table(rows: List[Row]) -> None:
+    head = (f"{'':2}{'client':<24}{'data':>14}{'MB/s':>9}{'(min-max)':>18}{'files/s':>9}"
+            f"{'upclient/x':>11}{'peak RSS MiB':>13}{'cpu s':>7}")
+    print("\n" + head)
+    print("-" * len(head))
+    last = None
+    for row in rows:
+        if row.scenario != last:
+            print(f"{row.scenario}.")
+            last = row.scenario
+        data = _size(row.size) + (f" x{row.files}" if row.files > 1 else "")
+        mbps = f"{row.mbps:9.1f}" if row.mbps is not None else f"{'failed':>9}"
+        span = (f"{row.mbps_min:8.1f}-{row.mbps_max:<8.1f}" if row.mbps_min is not None and row.runs > 1
+                else f"{'':18}") if row.mbps is not None else f"{'':18}"
+        fps = f"{row.files_per_s:9.0f}" if (row.files > 1 and row.files_per_s) else f"{'':9}"
+        ratio = f"{row.ratio:10.2f}x" if row.ratio else f"{'':11}"
+        rss = f"{row.peak_rss_mib:13.1f}" if row.peak_rss_mib else f"{'':13}"
+        cpu = f"{row.cpu_seconds:7.2f}" if row.cpu_seconds is not None else f"{'':7}"
+        fail = f"  ({row.failed}/{row.runs} failed)" if row.failed else ""
+        print(f"  {row.client:<24}{data:>14}{mbps}{span:>18}{fps}{ratio}{rss}{cpu}{fail}")
+
+
+@dataclasses.dataclass
+class Target:
+    name: str
+    met: Optional[bool]  # None: not measured
+    detail: str
+
+
+def check_targets(rows: List[Row], quick: bool) -> List[Target]:
+    def get(scenario: str, client_id: str, size: Optional[int] = None) -> Optional[Row]:
+        for row in rows:
+            if row.scenario == scenario and row.client == client_id and (size is None or row.size == size):
+                return row
+        return None
+
+    def speed(row: Optional[Row]) -> Optional[float]:
+        return row.mbps if row is not None else None
+
+    out: List[Target] = []
+    up, curl, tuspy = speed(get("a", UPCLIENT.id)), speed(get("a", CURL.id)), speed(get("a", TUSPY.id))
+    if up and curl and tuspy:
+        out.append(Target("sink loopback: upclient >= curl", up >= curl,
+                          f"{up:.0f} vs {curl:.0f} MB/s ({up / curl:.2f}x)"))
+        out.append(Target("sink loopback: upclient >= 2x tuspy", up >= 2 * tuspy,
+                          f"{up:.0f} vs {tuspy:.0f} MB/s ({up / tuspy:.2f}x)"))
+    else:
+        out.append(Target("sink loopback (a)", None, "not measured"))
+    up, curl = speed(get("b", UPCLIENT.id)), speed(get("b", CURL.id))
+    if up and curl:
+        out.append(Target("@tus/server loopback: upclient within 5% of curl", up >= 0.95 * curl,
+                          f"{up:.0f} vs {curl:.0f} MB/s ({up / curl:.2f}x)"))
+    else:
+        out.append(Target("@tus/server loopback (b)", None, "not measured"))
+    up, tuspy = speed(get("c", UPCLIENT_C4.id)), speed(get("c", TUSPY.id))
+    if up and tuspy:
+        out.append(Target("shaped link: upclient c=4 >= 3.5x tuspy", up >= 3.5 * tuspy,
+                          f"{up:.1f} vs {tuspy:.1f} MB/s ({up / tuspy:.2f}x)"))
+    else:
+        out.append(Target("shaped link (c)", None, "not measured"))
+    up, tuspy = get("d", UPCLIENT_MANY.id), get("d", TUSPY_LOOP.id)
+    if up and tuspy and up.files_per_s and tuspy.files_per_s:
+        out.append(Target("small files: upclient put_many >= 5x tuspy loop",
+                          up.files_per_s >= 5 * tuspy.files_per_s,
+                          f"{up.files_per_s:.0f} vs {tuspy.files_per_s:.0f} files/s "
+                          f"({up.files_per_s / tuspy.files_per_s:.2f}x)"))
+    else:
+        out.append(Target("small files (d)", None, "not measured"))
+    rss = [(row.size, row.peak_rss_mib) for row in rows
+           if row.scenario == "e" and row.client == UPCLIENT_8.id and row.peak_rss_mib]
+    if rss:
+        rss.sort()
+        biggest_size, biggest = rss[-1]
+        spread = max(r for _, r in rss) - min(r for _, r in rss)
+        flat = spread <= PART / MiB
+        label = "2 GiB" if not quick else _size(biggest_size)
+        out.append(Target(f"peak RSS for {label} < 100 MiB and flat (spread <= 8 MiB)",
+                          biggest < 100 and flat,
+                          ", ".join(f"{_size(s)}: {r:.1f} MiB" for s, r in rss)
+                          + f"; spread {spread:.1f} MiB"))
+    else:
+        out.append(Target("peak RSS (e)", None, "not measured"))
+    return out
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or ""
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = f", {int(line.split()[1]) / 1024 / 1024:.0f} GiB RAM"
+                break
+    node = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10)
+        node = ", node " + out.stdout.strip()
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"{now}; {platform.system()} {platform.release()}; {cpu}, {os.cpu_count()} cores{mem}; "
+            f"Python {platform.python_version()}; {_curl_version()}{node}")
+
+
+def plot(rows: List[Row], scens: List[Scenario], targets: List[Target], path: Path, title: str) -> None:
+    """One panel per scenario (upclient in blue, peers in grey, peak RSS over each bar) and the targets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [sc for sc in scens if any(r.scenario == sc.key for r in rows)]
+    if not panels:
+        return
+    count = len(panels) + 1
+    cols = min(3, count)
+    nrows = -(-count // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 4.4 * nrows), squeeze=False)
+    flat = list(axes.flat)
+    for ax, sc in zip(flat, panels):
+        mine = [r for r in rows if r.scenario == sc.key]
+        if sc.key == "e":
+            values = [r.peak_rss_mib or 0 for r in mine]
+            ax.bar([_size(r.size) for r in mine], values, color="#1f77b4")
+            ax.axhline(100, color="#d62728", linestyle="--", linewidth=1)
+            ax.text(0.02, 100, " target < 100 MiB", color="#d62728", va="bottom", fontsize=7,
+                    transform=ax.get_yaxis_transform())
+            ax.set_ylabel("peak RSS (MiB)")
+            ax.set_xlabel("file size")
+            ax.set_ylim(0, 115)
+        else:
+            labels = [r.client.replace("resumable-upload", "r-u") for r in mine]
+            if sc.key == "d":
+                values = [r.files_per_s or 0 for r in mine]
+                ax.set_ylabel("files/s (median)")
+            else:
+                values = [r.mbps or 0 for r in mine]
+                ax.set_ylabel("MB/s (median)")
+            colors = ["#1f77b4" if r.client.startswith("upclient") else "#9a9a9a" for r in mine]
+            xs = range(len(values))
+            ax.bar(xs, values, color=colors)
+            for i, r in enumerate(mine):
+                if r.mbps_min is not None and r.runs > 1 and sc.key != "d":
+                    ax.plot([i, i], [r.mbps_min, r.mbps_max], color="black", linewidth=1)
+                if r.peak_rss_mib:
+                    ax.annotate(f"{r.peak_rss_mib:.0f} MiB", (i, values[i]), ha="center", va="bottom",
+                                fontsize=7, xytext=(0, 2), textcoords="offset points")
+            ax.set_xticks(list(xs))
+            ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+            ax.margins(y=0.12)
+        ax.set_title(textwrap.fill(f"{sc.key}. {sc.title}", 60), fontsize=9)
+    ax = flat[len(panels)]
+    measured = [t for t in targets if t.met is not None]
+    if measured:
+        names = [t.name for t in measured]
+        ax.barh(range(len(measured)), [1] * len(measured),
+                color=["#2ca02c" if t.met else "#d62728" for t in measured])
+        ax.set_yticks(range(len(measured)))
+        ax.set_yticklabels([""] * len(measured))
+        for i, (name, t) in enumerate(zip(names, measured)):
+            ax.text(0.02, i, f"{'MET' if t.met else 'MISS'}: {name}\n{t.detail}", va="center", fontsize=6.5,
+                    color="white")
+        ax.invert_yaxis()
+        ax.set_xticks([])
+    ax.set_title("targets", fontsize=9)
+    for extra in flat[len(panels) + 1:]:
+        extra.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def default_tmpdir() -> Optional[str]:
+    """/dev/shm when it has room: files and server stores in RAM keep the disk out of the figures."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return "/dev/shm" if st.f_bavail * st.f_frsize >= 8 * GiB else None
+
+
+def _write_file(path: str, size: int) -> None:
+    """Random-looking bytes, fast: one 16 MiB random block, rotated differently each time."""
+    block = memoryview(os.urandom(16 * MiB))
+    with open(path, "wb") as handle:
+        written, n = 0, 0
+        while written < size:
+            shift = (n * 7919 * 4099) % len(block)
+            for piece in (block[shift:], block[:shift]):
+                piece = piece[: size - written]
+                handle.write(piece)
+                written += len(piece)
+            n += 1
+
+
+def _float(text: str) -> Optional[float]:
+    try:
+        return float(text.strip())
+    except ValueError:
+        return None
+
+
+def _without_urls(run: Dict[str, Any]) -> Dict[str, Any]:
+    run.pop("urls", None)
+    return run
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+# -- main ------------------------------------------------------------------------
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench/run.py",
+                                     description="upclient vs tuspy, resumable-upload and curl")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes, one round: a smoke run of well under a minute")
+    parser.add_argument("--only", action="append", default=[], metavar="SCENARIO",
+                        help="run only these scenarios (a-e; repeat or comma-separate)")
+    parser.add_argument("--rounds", type=int,
+                        help="rounds for every scenario (default: a, b 5; d 3; c, e 1; all 1 with --quick)")
+    parser.add_argument("--python",
+                        help="interpreter for the Python clients and the sink (default: this one)")
+    parser.add_argument("--tmpdir", help="where test files and server stores go (default: /dev/shm if it "
+                        "has 8 GiB free, else the system temp dir)")
+    parser.add_argument("--no-plot", action="store_true", help="do not write bench/bench.png")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    scens = scenarios(args.quick)
+    wanted = {s.strip().lower() for item in args.only for s in item.split(",") if s.strip()}
+    unknown = wanted - {s.key for s in scens}
+    if unknown:
+        print(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from a-e", file=sys.stderr)
+        return 2
+    if wanted:
+        scens = [s for s in scens if s.key in wanted]
+    if args.rounds:
+        for sc in scens:
+            sc.rounds = args.rounds
+    if shutil.which("curl") is None:
+        print("curl not found: its runs will fail", file=sys.stderr)
+    if GNU_TIME is None:
+        print("GNU time (/usr/bin/time) not found: peak RSS figures include this harness's own RSS "
+              "(apt-get install time)", file=sys.stderr)
+    machine = machine_line()
+    print(f"upclient benchmark{' (--quick)' if args.quick else ''}: {machine}", flush=True)
+    # Ctrl-C and SIGTERM (from make or CI) unwind the same way, so every server
+    # stops; SIGINT is set explicitly as a shell starting us in the background ignores it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    bench = Bench(args)
+    interrupted = False
+    try:
+        for sc in scens:
+            try:
+                bench.run_scenario(sc)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # a server that would not start: report, go on
+                bench._note(f"scenario {sc.key} failed: {type(exc).__name__}: {exc}")
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ninterrupted: reporting what was measured", file=sys.stderr)
+    finally:
+        bench.close()
+    rows = summarize(bench.runs, scens)
+    print_table(rows)
+    targets = check_targets(rows, args.quick)
+    print("\ntargets" + (" (--quick sizes: indicative only)" if args.quick else "") + ":")
+    for t in targets:
+        mark = "n/a " if t.met is None else ("MET " if t.met else "MISS")
+        print(f"  [{mark}] {t.name}: {t.detail}")
+    loads = ", ".join(f"{k}: {a:.1f}->{b:.1f}" for k, (a, b) in bench.load.items())
+    total = time.monotonic() - bench.started
+    print(f"\nmachine: {machine}")
+    print(f"load average (1 min) before->after each scenario: {loads}; total {total:.0f} s")
+    for note in bench.notes:
+        print(f"note: {note}")
+    report = {
+        "machine": machine,
+        "quick": args.quick,
+        "total_seconds": total,
+        "interrupted": interrupted,
+        "load_average": bench.load,
+        "notes": bench.notes,
+        "scenarios": [
+            {"key": s.key, "title": s.title, "server": s.server, "shaped": s.shaped, "sizes": s.sizes,
+             "files": s.count, "rounds": s.rounds, "reference": s.reference.id, "note": s.note,
+             "clients": [{"id": c.id, "kind": c.kind, **c.options} for c in s.clients]}
+            for s in scens
+        ],
+        "summary": [dataclasses.asdict(r) for r in rows],
+        "targets": [dataclasses.asdict(t) for t in targets],
+        "runs": [dict(_without_urls(dataclasses.asdict(r)), mbps=r.mbps) for r in bench.runs],
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2))
+    print(f"results: {RESULTS.relative_to(REPO)}")
+    if not args.no_plot and rows:
+        try:
+            title = f"upclient benchmark{' (quick)' if args.quick else ''}: {machine}"
+            plot(rows, scens, targets, PLOT, title)
+            print(f"plot: {PLOT.relative_to(REPO)}")
+        except ImportError:
+            print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
