@@ -32,7 +32,10 @@ demo: $(STAMP)
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# GNU time measures each client's own peak RSS; Debian's package "time".
 bench: $(STAMP) $(NODE_STAMP)
+	@[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; } \
+	  || { echo "make bench needs GNU time (/usr/bin/time): apt-get install time"; exit 1; }
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
