@@ -15,6 +15,7 @@ from .backends import backend_for_url
 from .backends.base import Backend, Part, UploadSession
 from .engine import StopSignal, TransferEngine, stream_parts
 from .errors import BadInput, SourceChanged, UpClientError
+from .pacing import FilePacer
 from .progress import Progress, ProgressTracker
 from .result import FileInfo, PutOutcome, UploadResult
 from .retry import RetryPolicy
@@ -278,10 +279,13 @@ class Client:
         resume: bool = True,
         **options: Any,
     ) -> List[PutOutcome]:
-        """Upload many sources, ``max_files`` at a time; one outcome per source, in order.
+        """Upload many sources, several at a time; one outcome per source, in order.
 
-        An error uploading one file is kept in its outcome and does not stop
-        the others; a cancel, Ctrl-C or a closed client stops them all.
+        How many go at once is measured, not guessed: from one up to
+        ``max_files``, as long as more at once means more files per second
+        (see :mod:`upclient.pacing`).  An error uploading one file is kept in
+        its outcome and does not stop the others; a cancel, Ctrl-C or a closed
+        client stops them all.
         """
         items = list(sources)
         key_list = list(keys) if keys is not None else [None] * len(items)
@@ -291,9 +295,11 @@ class Client:
         stop = StopSignal(cancel, self._closed)
         outcomes: List[Optional[PutOutcome]] = [None] * len(items)
 
-        def one(i: int) -> PutOutcome:
-            if stop.is_set():
-                return PutOutcome(items[i], error=_cancelled())
+        pacer = FilePacer(self.settings.max_files)
+        queue = iter(range(len(items)))
+        queue_lock = threading.Lock()
+
+        def upload(i: int) -> PutOutcome:
             try:
                 r = self.put(items[i], key_list[i], metadata=metadata, on_progress=on_progress,
                              cancel=stop, resume=resume, **options)
@@ -301,18 +307,32 @@ class Client:
             except UpClientError as exc:
                 return PutOutcome(items[i], error=exc)
 
+        def worker() -> None:
+            # Each worker takes the next source while the pacer lets it.
+            while pacer.acquire(stop) and not stop.is_set():
+                with queue_lock:
+                    i = next(queue, None)
+                if i is None:
+                    pacer.release(finished=False)
+                    return
+                try:
+                    outcomes[i] = upload(i)
+                finally:
+                    pacer.release()
+
         width = min(self.settings.max_files, max(1, len(items)))
         with cf.ThreadPoolExecutor(width, thread_name_prefix="upclient-file") as pool:
-            futures = {pool.submit(one, i): i for i in range(len(items))}
+            workers = [pool.submit(worker) for _ in range(width)]
             try:
-                pending = set(futures)
+                pending = set(workers)
                 while pending:
                     done, pending = cf.wait(pending, timeout=0.2)
                     for f in done:
-                        outcomes[futures[f]] = f.result()
+                        f.result()
             except BaseException:
                 stop.set()
                 raise
+        outcomes = [o if o is not None else PutOutcome(items[i], error=_cancelled()) for i, o in enumerate(outcomes)]
         return [o for o in outcomes if o is not None]
 
     # -- the other verbs -----------------------------------------------------------

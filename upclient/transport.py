@@ -245,6 +245,8 @@ class HttpTransport:
             if resp.is_redirect and method in ("GET", "HEAD"):
                 resp.close()
                 resp = self.session.request(method, url, headers=headers, stream=stream, timeout=timeout)
+            elif not stream:
+                resp.content  # noqa: B018 - read the body: only then is the connection reused
         except UpClientError:
             raise  # raised by a body (cancelled, source changed)
         except requests.exceptions.RequestException as exc:
