@@ -132,6 +132,25 @@ class BackendContract:
             assert client.get(result.id, dest) == 2 * PART + 1
         assert sha256_bytes(dest.read_bytes()) == digest
 
+    def test_get_reports_progress_and_can_be_cancelled(self, client_factory, make_file, tmp_path):
+        if not self.can_get:
+            pytest.skip("this backend cannot download")
+        path, digest = make_file(3 * MiB + 5)
+        seen = []
+        with client_factory() as client:
+            result = client.put(path)
+            data = client.get(result.id, on_progress=seen.append)
+            assert sha256_bytes(data) == digest
+            assert (seen[-1].bytes_done, seen[-1].total) == (3 * MiB + 5, 3 * MiB + 5)
+            cancel = threading.Event()
+            cancel.set()
+            dest = tmp_path / "never.bin"
+            with pytest.raises(errors.Cancelled):
+                client.get(result.id, dest, cancel=cancel)
+            assert not dest.exists() and not list(tmp_path.glob("never.bin*"))
+            with pytest.raises(errors.BadInput, match="no directory"):
+                client.get(result.id, tmp_path / "missing-dir" / "x.bin")
+
     def test_delete_then_it_no_longer_exists(self, client_factory, make_file):
         if not self.can_delete:
             pytest.skip("this backend cannot delete")

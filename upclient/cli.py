@@ -19,6 +19,7 @@ error (bad arguments, a missing file), 130 after Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import concurrent.futures as cf
 import datetime
 import json
@@ -715,11 +716,19 @@ class Command:
     def do_get(self) -> int:
         a = self.args
         client = self.client()
+        show_bar = not (a.quiet or a.json or getattr(a, "no_progress", False)) and sys.stderr.isatty()
+        total = a.length
+        if show_bar and total is None:  # for a bar with a percentage; without a size it just counts
+            with contextlib.suppress(UpClientError):
+                size = client.info(a.id).size
+                total = None if size is None else max(0, size - (a.offset or 0))
+        self.display = ProgressDisplay(show_bar, os.path.basename(a.id.rstrip("/")) or a.id, total)
+        progress = (lambda p: self.display.update(0, p)) if show_bar else None
         with client:
             if a.dest in (None, "-"):
                 out = sys.stdout.buffer
                 try:
-                    client.get(a.id, out, offset=a.offset, length=a.length)
+                    client.get(a.id, out, offset=a.offset, length=a.length, on_progress=progress)
                     out.flush()
                 except BrokenPipeError:
                     # The reader went away (e.g. `| head`): not worth a message.
@@ -729,7 +738,8 @@ class Command:
                     return EXIT_FAILED
             else:
                 # With a destination, get returns the byte count (typed Union[bytes, int]).
-                n = int(client.get(a.id, a.dest, offset=a.offset, length=a.length))
+                n = int(client.get(a.id, a.dest, offset=a.offset, length=a.length, on_progress=progress))
+        self.display.close()
         if a.dest in (None, "-"):
             return EXIT_OK  # stdout holds the bytes: nothing else goes there
         if a.json:

@@ -344,28 +344,37 @@ class Client:
         *,
         offset: int = 0,
         length: Optional[int] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Any = None,
     ) -> Union[bytes, int]:
         """Download ``length`` bytes (to the end if None) from ``offset``.
 
         Without ``dest`` the bytes are returned; with a path or a binary file
-        object they are written there and the count is returned.  A broken
-        download continues from the last byte received.
+        object they are written there and the count is returned.  A path is
+        written to a temporary file beside it and renamed at the end, so it
+        never holds half a download.  A broken download continues from the
+        last byte received.  ``on_progress`` and ``cancel`` work as for
+        :meth:`put`.
         """
         if not isinstance(offset, int) or offset < 0:
             raise BadInput(f"offset must be a non-negative integer, not {offset!r}")
         if length is not None and (not isinstance(length, int) or length < 0):
             raise BadInput(f"length must be a non-negative integer, not {length!r}")
+        stop = StopSignal(cancel, self._closed)
         if dest is None:
             buf = io.BytesIO()
-            self._download(id, buf.write, offset, length)
+            self._download(id, buf.write, offset, length, on_progress, stop)
             return buf.getvalue()
         if isinstance(dest, (str, os.PathLike)):
             if os.path.isdir(dest):
                 raise BadInput(f"{dest} is a directory: give a file path")
+            parent = os.path.dirname(os.path.abspath(dest))
+            if not os.path.isdir(parent):
+                raise BadInput(f"cannot write {dest}: no directory {parent}")
             tmp = f"{os.fspath(dest)}.upclient-part"
             try:
                 with open(tmp, "wb") as f:
-                    n = self._download(id, f.write, offset, length)
+                    n = self._download(id, f.write, offset, length, on_progress, stop)
                 os.replace(tmp, dest)
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -373,16 +382,38 @@ class Client:
                 raise
             return n
         if hasattr(dest, "write"):
-            return self._download(id, dest.write, offset, length)
+            return self._download(id, dest.write, offset, length, on_progress, stop)
         raise BadInput("dest must be a path or a binary file object")
 
-    def _download(self, id: str, write: Callable[[bytes], Any], offset: int, length: Optional[int]) -> int:
+    def _download(
+        self,
+        id: str,
+        write: Callable[[bytes], Any],
+        offset: int,
+        length: Optional[int],
+        on_progress: Optional[ProgressCallback],
+        stop: StopSignal,
+    ) -> int:
         got = 0
+        total = length
+        if on_progress is not None and total is None:
+            with contextlib.suppress(UpClientError):  # no size known: the bar just counts
+                size = self.info(id).size
+                total = None if size is None else max(0, size - offset)
+        tracker = ProgressTracker(id.rsplit("/", 1)[-1] or id, total)
+        count = tracker.reader(0)
+        next_report = [0.0]
 
         def sink(block: bytes) -> None:
             nonlocal got
+            if stop.is_set():
+                raise stop.error()
             write(block)
             got += len(block)
+            count(len(block))
+            if on_progress is not None and time.monotonic() >= next_report[0]:
+                next_report[0] = time.monotonic() + 0.2
+                on_progress(tracker.snapshot())
 
         def attempt() -> int:
             remaining = None if length is None else length - got
@@ -391,7 +422,17 @@ class Client:
             self.backend.download(id, sink, offset=offset + got, length=remaining)
             return got
 
-        return self.settings.retry.call(attempt, cancel=self._closed, what=f"downloading {id}")
+        seen = [0]
+
+        def progressed() -> bool:  # a download that advances keeps its retry budget
+            advanced, seen[0] = got > seen[0], got
+            return advanced
+
+        n = self.settings.retry.call(attempt, cancel=stop, what=f"downloading {id}", progressed=progressed)
+        if on_progress is not None:
+            tracker.finish_part(0, got)
+            on_progress(tracker.snapshot())
+        return n
 
     def info(self, id: str) -> FileInfo:
         """What the server knows about ``id``: size, metadata, upload progress."""
