@@ -208,3 +208,28 @@ def test_secrets_stay_out_of_reprs_and_errors():
         with pytest.raises(errors.AuthError) as info:
             c.put(b"x")
         assert "SECRET" not in str(info.value)
+
+
+def test_one_patch_for_the_whole_file_and_part_sized_ones_after_a_413():
+    with responses.RequestsMock() as rsps:
+        options(rsps)
+        rsps.add(responses.POST, URL, status=201, headers={"Location": UPLOAD})
+        rsps.add(responses.PATCH, UPLOAD, status=413, body="too big")
+        for end in (4, 8, 10):
+            rsps.add(responses.PATCH, UPLOAD, status=204, headers={"Upload-Offset": str(end)})
+        result = client(part_size=4, checksum=False).put(b"0123456789", key="x.bin")
+        patches = [c.request for c in rsps.calls if c.request.method == "PATCH"]
+        assert [p.headers["Content-Length"] for p in patches] == ["10", "4", "4", "2"]
+        assert [p.headers["Upload-Offset"] for p in patches] == ["0", "0", "4", "8"]
+        assert result.size == 10
+
+
+def test_a_file_larger_than_a_part_is_created_before_its_bytes_go():
+    # so that its URL, the resume point, exists before anything can be lost
+    with responses.RequestsMock() as rsps:
+        options(rsps, "creation,creation-with-upload")
+        rsps.add(responses.POST, URL, status=201, headers={"Location": UPLOAD})
+        rsps.add(responses.PATCH, UPLOAD, status=204, headers={"Upload-Offset": "10"})
+        client(part_size=4).put(b"0123456789")
+        post = rsps.calls[1].request
+        assert post.headers.get("Content-Length") == "0" and "Upload-Length" in post.headers
