@@ -10,11 +10,11 @@ c. a 256 MiB file through ``ShapingProxy`` (40 ms round trip, 20 MB/s per
    concatenation: serial clients are capped by one connection, parallel ones
    are not;
 d. 1,000 files of 16 KiB to the sink: ``put_many`` against a loop of the peers;
-e. upclient's peak RSS for 512 MiB, 1 GiB and 2 GiB (part_size 8 MiB,
-   concurrency 4, to the sink): it must not grow with the file.
+e. upclient's peak RSS for 512 MiB, 1 GiB and 2 GiB (part_size 8 MiB and the
+   16 MiB default, concurrency 4, to the sink): it must not grow with the file.
 
-The clients: upclient (``part_size`` 8 MiB, ``concurrency`` 4, no store, no
-checksums); tuspy 1.1.0 (``TusClient(url).uploader(path, chunk_size=8 MiB,
+The clients: upclient (its defaults: ``part_size`` 16 MiB, ``concurrency`` 4;
+no store, no checksums; a row with 8 MiB parts for information); tuspy 1.1.0 (``TusClient(url).uploader(path, chunk_size=8 MiB,
 metadata={"filename": ...}).upload()``); the resumable-upload 0.3.0 client
 (``TusClient(url, chunk_size=8 MiB, checksum=False).upload_file(path)``, and
 with ``parallel_uploads=4``); curl (a creating POST, then one streamed
