@@ -400,3 +400,25 @@ def test_sigint_exits_130_and_the_next_run_resumes(url, env, make_file, server, 
     [line] = json_lines(second.stdout)
     assert line["resumed"] is True and line["sent_bytes"] < size
     assert server_sha256(url, line["id"], tmp_path) == digest
+
+
+def test_rm_of_a_local_file_gives_up_its_interrupted_upload(url, env, make_file, tmp_path):
+    import threading
+
+    import upclient
+    from upclient import errors
+
+    from .contract import HookedFileSource
+
+    path, _ = make_file(8 * MiB)
+    store_dir = tmp_path / "store"
+    cancel = threading.Event()
+    with upclient.Client(url, store=upclient.FileStore(store_dir), part_size=1 * MiB) as client:
+        with HookedFileSource(path, lambda off: off >= 2 * MiB and cancel.set()) as src:
+            with pytest.raises(errors.Cancelled):
+                client.put(src, cancel=cancel)
+    assert list(upclient.FileStore(store_dir).keys())
+    proc = run_cli("rm", str(path), "--from", url, "--store", str(store_dir), "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.decode().splitlines()[0]) == {"file": str(path), "ok": True, "aborted": 1}
+    assert not list(upclient.FileStore(store_dir).keys())

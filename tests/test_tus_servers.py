@@ -240,3 +240,17 @@ def test_sixteen_threads_upload_many_small_files_through_put_many(rus_server, ma
     assert all(o.ok for o in outcomes)
     for outcome, (_, digest) in zip(outcomes, files):
         assert rus_server.stored_sha256(outcome.result.id) == digest
+
+
+@pytest.mark.parametrize("concat", [True, False], ids=["parallel", "serial"])
+def test_abort_by_path_gives_up_the_interrupted_upload_of_that_file(rus_server, make_file, concat):
+    path, _ = make_file(24 * PART)
+    store = upclient.MemoryStore()
+    with tus_client(rus_server.url, store=store, concat=concat, concurrency=2) as client:
+        state = interrupted_upload(client, path, at=3 * PART)["state"]
+        urls = [p["url"] for p in state["partials"].values()] if concat else [state["url"]]
+        assert urls
+        assert client.abort(path) == 1
+        assert list(store.keys()) == []
+        assert not any(client.exists(u) for u in urls)
+        assert client.abort(path) == 0  # nothing left to give up

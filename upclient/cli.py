@@ -37,6 +37,7 @@ from .client import Client
 from .errors import BadInput, Cancelled, UpClientError, Unsupported
 from .progress import Progress
 from .retry import RetryPolicy
+from .store import FileStore
 
 __all__ = ["main", "parse_size"]
 
@@ -409,8 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="url", metavar="URL", help=f"server URL (default ${URL_ENV})")
 
     p = sub.add_parser("rm", parents=[common], help="delete a file or an unfinished upload")
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID|FILE",
+                   help="an id to delete, or a local FILE whose interrupted upload to give up")
     p.add_argument("--from", dest="url", metavar="URL", help=f"server URL (default ${URL_ENV})")
+    p.add_argument("--store", metavar="DIR", help="directory of resume points, for a FILE (default: user state dir)")
 
     p = sub.add_parser("ls", parents=[common], help="list stored files (where the backend can)")
     p.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
@@ -589,7 +592,6 @@ class Command:
         files: List[str] = list(a.files)
         sizes = self._check_files(files)
         metadata = dict(a.metadata)
-        from .store import FileStore
 
         extra: Dict[str, Any] = {}
         for opt in ("part_size", "concurrency", "max_files"):
@@ -784,8 +786,17 @@ class Command:
         return EXIT_OK
 
     def do_rm(self) -> int:
-        with self.client() as client:
-            client.delete(self.args.id)
+        a = self.args
+        extra: Dict[str, Any] = {"store": FileStore(a.store)} if a.store else {}
+        with self.client(**extra) as client:
+            if os.path.isfile(a.id):  # a local file: give up its interrupted upload
+                n = client.abort(a.id)
+                if a.json:
+                    self.emit_json({"file": a.id, "ok": True, "aborted": n})
+                elif not a.quiet:
+                    self.err(f"gave up {n} interrupted upload{'s' if n != 1 else ''} of {a.id}")
+                return EXIT_OK
+            client.delete(a.id)
         if self.args.json:
             self.emit_json({"id": self.args.id, "ok": True, "deleted": True})
         elif not self.args.quiet:

@@ -446,13 +446,34 @@ class Client:
         """Remove ``id`` from the server."""
         self.settings.retry.call(lambda: self.backend.delete(id), cancel=self._closed, what="delete")
 
-    def abort(self, id: str) -> None:
-        """Abandon the unfinished upload ``id`` on the server and forget its resume point."""
-        self.settings.retry.call(lambda: self.backend.abort(id), cancel=self._closed, what="abort")
+    def abort(self, target: Union[str, "os.PathLike[str]"]) -> int:
+        """Abandon unfinished uploads on the server and forget their resume points.
+
+        ``target`` is an upload's id, or the path of a local file whose
+        interrupted upload (to this client's destination) should be given up:
+        the form to use when the upload went in parallel parts and has no
+        single id yet.  Returns how many uploads were abandoned.
+        """
+        records = []
         for rkey in list(self.store.keys()):
             record = self.store.load(rkey)
-            if record and record.get("id") == id:
+            if record is not None and record.get("backend") == self.backend.name:
+                records.append((rkey, record))
+        path = os.fspath(target)
+        if os.path.isfile(path):
+            where = os.path.realpath(path)
+            mine = [(k, r) for k, r in records if (r.get("identity") or {}).get("path") == where]
+            for rkey, record in mine:
+                state = record["state"]
+                self.settings.retry.call(lambda st=state: self.backend.abort_state(st),  # type: ignore[misc]
+                                         cancel=self._closed, what="abort")
                 self.store.delete(rkey)
+            return len(mine)
+        self.settings.retry.call(lambda: self.backend.abort(path), cancel=self._closed, what="abort")
+        for rkey, record in records:
+            if record.get("id") == path:
+                self.store.delete(rkey)
+        return 1
 
     def iter(self, prefix: str = "", **options: Any) -> Iterator[FileInfo]:
         """Every stored file under ``prefix``, page by page, lazily."""

@@ -258,6 +258,10 @@ class Backend:
     def abort(self, id: str) -> None:
         raise Unsupported("abort is not supported", backend=self.name, operation="abort")
 
+    def abort_state(self, state: Dict[str, Any]) -> None:
+        """Abandon the upload a resume point describes (its session state)."""
+        raise Unsupported("abort is not supported", backend=self.name, operation="abort")
+
     def iter(self, prefix: str = "", **options: Any) -> Iterator[FileInfo]:
         raise Unsupported("listing is not supported", backend=self.name, operation="iter")
 

@@ -423,6 +423,14 @@ class TusBackend(Backend):
         except NotFound:
             pass  # already gone: what abort wanted
 
+    def abort_state(self, state: Dict[str, Any]) -> None:
+        if state.get("mode") == "concat":
+            urls = [p["url"] for p in state.get("partials", {}).values() if p.get("url")]
+        else:
+            urls = [state["url"]] if state.get("url") else []
+        for url in urls:
+            self.abort(url)
+
     def terminate_quietly(self, url: str) -> None:
         """Best-effort DELETE of an upload that is no longer wanted."""
         if not self.capabilities().has("termination"):
