@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, U
 
 from .backends import backend_for_url
 from .backends.base import Backend, Part, UploadSession
+from .digest import DigestCache
 from .engine import StopSignal, TransferEngine, stream_parts
 from .errors import BadInput, SourceChanged, UpClientError
 from .pacing import FilePacer
@@ -121,6 +122,8 @@ class Client:
             self.backend = backend_for_url(target, self.settings, backend_options)
         else:
             raise BadInput(f"target must be a URL or a Backend, not {type(target).__name__}")
+        if hasattr(self.backend, "digests"):  # backends that need whole-file digests remember them here
+            self.backend.digests = DigestCache(self.store)
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._executor: Optional[cf.ThreadPoolExecutor] = None
@@ -128,6 +131,23 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<upclient.Client {self.backend!r}>"
+
+    def __getattr__(self, name: str) -> Any:
+        """The backend's own verbs (``extra_verbs``), called under the shared retry policy."""
+        backend = self.__dict__.get("backend")
+        if backend is None or name not in getattr(backend, "extra_verbs", ()):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        verb = getattr(backend, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self.settings.retry.call(lambda: verb(*args, **kwargs), cancel=self._closed, what=name)
+
+        call.__name__ = name
+        call.__doc__ = verb.__doc__
+        return call
+
+    def __dir__(self) -> List[str]:
+        return sorted(set(super().__dir__()) | set(getattr(self.backend, "extra_verbs", ())))
 
     # -- lifecycle -----------------------------------------------------------------
 

@@ -19,6 +19,8 @@ __all__ = ["Backend", "register", "backend_for_url", "schemes"]
 _REGISTRY: Dict[str, str] = {
     "tus+http": "upclient.backends.tus:TusBackend",
     "tus+https": "upclient.backends.tus:TusBackend",
+    "community+http": "upclient.backends.community:CommunityBackend",
+    "community+https": "upclient.backends.community:CommunityBackend",
 }
 
 

@@ -180,6 +180,9 @@ class Backend:
     client_options: ClassVar[FrozenSet[str]] = frozenset()
     put_options: ClassVar[FrozenSet[str]] = frozenset()
     streams: ClassVar[bool] = False
+    #: Verbs of this backend beyond the shared ones; ``Client`` offers them
+    #: too, under the shared retry policy (``client.purge(...)``...).
+    extra_verbs: ClassVar[FrozenSet[str]] = frozenset()
 
     def __init__(self, url: str, settings: Settings, **options: Any) -> None:
         unknown = set(options) - set(self.client_options)

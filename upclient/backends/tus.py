@@ -393,23 +393,7 @@ class TusBackend(Backend):
                 return 0
             headers["Range"] = f"bytes={offset}-{end}"
         resp = self.request("GET", url, "get", headers=headers, ok=(200, 206), stream=True)
-        skip = offset if resp.status_code == 200 else 0  # the server ignored Range
-        left = length
-        written = 0
-        for block in self.http.iter_body(resp, backend=self.name, operation="get"):
-            if skip:
-                cut = min(skip, len(block))
-                block, skip = block[cut:], skip - cut
-            if left is not None:
-                block = block[:left]
-                left -= len(block)
-            if block:
-                sink(block)
-                written += len(block)
-            if left == 0:
-                resp.close()
-                break
-        return written
+        return int(self.http.copy_body(resp, sink, offset=offset, length=length, backend=self.name))
 
     def delete(self, id: str) -> None:
         if not self.capabilities().has("termination"):
