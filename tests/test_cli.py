@@ -422,3 +422,17 @@ def test_rm_of_a_local_file_gives_up_its_interrupted_upload(url, env, make_file,
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.decode().splitlines()[0]) == {"file": str(path), "ok": True, "aborted": 1}
     assert not list(upclient.FileStore(store_dir).keys())
+
+
+def test_backend_options_and_credentials_reach_the_backend_and_never_the_output(url, env, make_file):
+    path, _ = make_file(3 * MiB)
+    proc = run_cli("put", str(path), "--to", url, "-o", "concat=false", "--part-size", "1M", "--json",
+                   "--token", "sekrit-token-value", "-vv", env=env)
+    # tus takes no token: a clear usage error that names the option, and not the secret
+    assert proc.returncode == 2
+    assert b"token" in proc.stderr and b"sekrit-token-value" not in proc.stderr + proc.stdout
+    proc = run_cli("put", str(path), "--to", url, "-o", "concat=false", "-o", "nonsense=1", env=env)
+    assert proc.returncode == 2 and b"nonsense" in proc.stderr
+    proc = run_cli("put", str(path), "--to", url, "-o", "concat=false", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.decode().splitlines()[0])["size"] == 3 * MiB

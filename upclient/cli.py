@@ -157,6 +157,16 @@ def _format_seconds(s: Optional[float]) -> str:
     return f"{s // 60:d}:{s % 60:02d}"
 
 
+def _option_value(text: str) -> Any:
+    """A backend option from the command line: true/false and integers as such, else the text."""
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    return int(text) if re.fullmatch(r"-?[0-9]+", text) else text
+
+
 class Redactor:
     """Replaces secrets (header values, URL passwords) in text the CLI prints."""
 
@@ -364,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--retries", type=_non_negative_int_arg, metavar="N",
                    help="tries again after a network or server failure, per request or part (default 4)")
     g.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    g.add_argument("--token", default=os.environ.get("UPCLIENT_TOKEN"), metavar="TOKEN",
+                   help="bearer token, for backends that take one (default $UPCLIENT_TOKEN); never printed")
+    g.add_argument("--api-key", default=os.environ.get("UPCLIENT_API_KEY"), metavar="KEY",
+                   help="API key, with --user-id and --org-id (default $UPCLIENT_API_KEY); never printed")
+    g.add_argument("--user-id", metavar="ID", help="user id for API-key calls")
+    g.add_argument("--org-id", metavar="ID", help="organisation id for API-key calls")
     g.add_argument("--json", action="store_true", help="machine-readable output: one JSON object per line")
     g.add_argument("-q", "--quiet", action="store_true", help="print only ids and errors")
     g.add_argument("-v", "--verbose", action="count", default=0,
@@ -396,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="start afresh and keep no resume point on disk")
     resume.add_argument("--store", metavar="DIR", help="directory for resume points (default: user state dir)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--category", help="the file's category, for backends that sort files (community)")
+    p.add_argument("-o", "--option", action="append", type=_metadata_arg, default=[], metavar="KEY=VALUE",
+                   help="an option of the backend's put (repeatable), e.g. -o concat=false")
 
     p = sub.add_parser("get", parents=[common], help="download a file",
                        description="Download a stored file (to stdout if DEST is - or missing).")
@@ -437,6 +456,8 @@ class Command:
         self.redact = Redactor()
         for name, value in args.header:
             self.redact.add_header(name, value)
+        for secret in (getattr(args, "token", None), getattr(args, "api_key", None)):
+            self.redact.add(secret, always=True)
         self.display = ProgressDisplay(False, "", None)
         self.stdout_broken = False
 
@@ -513,6 +534,9 @@ class Command:
             kwargs["read_timeout"] = a.timeout
         if a.retries is not None:
             kwargs["retry"] = RetryPolicy(attempts=a.retries + 1)
+        for name in ("token", "api_key", "user_id", "org_id"):
+            if getattr(a, name, None):
+                kwargs[name] = getattr(a, name)
         if a.insecure:
             kwargs["verify"] = False
             import urllib3
@@ -607,6 +631,9 @@ class Command:
         if "-" in files and sys.stdin.isatty() and not a.quiet:
             self.err("reading standard input from the terminal; end it with Ctrl-D")
         cancel = threading.Event()
+        put_options: Dict[str, Any] = {k: _option_value(v) for k, v in a.option}
+        if a.category:
+            put_options["category"] = a.category
         outcomes: Dict[int, Optional[BaseException]] = {}
         lock = threading.Lock()
 
@@ -622,6 +649,7 @@ class Command:
                     metadata=metadata,
                     on_progress=lambda p: self.display.update(i, p),
                     cancel=cancel,
+                    **put_options,
                 )
             except Exception as exc:  # UpClientError; anything else is a bug, reported all the same
                 with lock:
