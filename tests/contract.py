@@ -24,6 +24,11 @@ from .conftest import MiB, sha256_bytes
 PART = 256 * 1024
 
 
+def resume_points(store) -> list:
+    """The store's resume records (digest records, remembered on purpose, aside)."""
+    return [k for k in store.keys() if not k.startswith("digest-")]
+
+
 class HookedFileSource(FileSource):
     """A file source that calls ``hook(offset)`` before each read, from the reading thread."""
 
@@ -92,12 +97,12 @@ class BackendContract:
         with client_factory(part_size=PART, concurrency=2, store=store) as client:
             with HookedFileSource(path, hook) as source, pytest.raises(errors.Cancelled):
                 client.put(source, cancel=cancel)
-            assert list(store.keys()), "the resume point was not kept"
+            assert resume_points(store), "the resume point was not kept"
             result = client.put(path)
         assert result.resumed
         assert result.sent_bytes <= size - size // 3 + 2 * PART
         assert stored_sha256(result) == digest
-        assert not list(store.keys()), "a finished upload left its resume point"
+        assert not resume_points(store), "a finished upload left its resume point"
 
     def test_unknown_put_option_is_bad_input_before_any_request(self, client_factory, make_file):
         path, _ = make_file(10)
@@ -213,7 +218,7 @@ class BackendContract:
             with HookedFileSource(path, hook) as source, pytest.raises(errors.SourceChanged):
                 client.put(source)
         assert changed.is_set()
-        assert not list(store.keys()), "a resume point for a changed file was kept"
+        assert not resume_points(store), "a resume point for a changed file was kept"
 
     def test_closed_client_refuses_work_and_leaves_no_threads(self, client_factory, make_file):
         path, _ = make_file(4 * PART)

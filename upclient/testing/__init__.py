@@ -9,10 +9,14 @@
   holds a response back.
 * :class:`ShapingProxy` adds latency and a per-connection bandwidth cap, for
   benchmarks.
+* :class:`CommunityServer` emulates the community multipart API (auth,
+  dedup, server-side resume, signed part URLs, faults on demand); also
+  ``python -m upclient.testing community``.
 
 Nothing here prints; diagnostics go to the ``upclient.testing`` loggers.
 """
 
+from upclient.testing.community import CommunityServer
 from upclient.testing.faultproxy import FaultProxy
 from upclient.testing.servers import ResumableUploadServer, ServerStartError, TusNodeServer, free_port
 from upclient.testing.shaping import ShapingProxy
@@ -23,5 +27,6 @@ __all__ = [
     "ServerStartError",
     "FaultProxy",
     "ShapingProxy",
+    "CommunityServer",
     "free_port",
 ]
