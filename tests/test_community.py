@@ -187,3 +187,30 @@ def test_unicode_file_names_and_metadata(community, make_file):
         info = client.info(r.id)
     assert community.stored_sha256(r.id) == digest
     assert r.key.endswith(".jpg") and info.metadata.get("título") == "ñandú 🐦"
+
+
+def test_a_business_error_is_typed_and_keeps_its_code_and_is_not_retried(community, make_file):
+    path, _ = make_file(100 * KiB, name="biz.bin")
+    community.fail_request("init", status=200, code=2001, times=1)
+    before = community.request_count("init")
+    with make_client(community, retry=upclient.RetryPolicy(attempts=3, backoff=0)) as client:
+        with pytest.raises(errors.RequestRejected) as info:
+            client.put(path)
+    assert info.value.code == 2001 and info.value.backend == "community"
+    assert community.request_count("init") == before + 1
+
+
+def test_a_file_changed_between_hashing_and_sending_is_caught(community, make_file):
+    path, _ = make_file(1 * MiB, name="moving.bin")
+    with make_client(community, part_size=256 * KiB, concurrency=1) as client:
+        client.md5(path)  # hashed (and remembered) while it was one file
+        grown = {"done": False}
+
+        def hook(offset):
+            if offset >= 256 * KiB and not grown["done"]:
+                grown["done"] = True
+                with open(path, "ab") as f:
+                    f.write(b"more")
+
+        with HookedFileSource(path, hook) as src, pytest.raises(errors.SourceChanged):
+            client.put(src)

@@ -326,3 +326,43 @@ def test_info_list_by_url_and_delete(server: CommunityServer) -> None:
 
     run(server, body)
     assert server.request_count("delete") == 2 and server.request_count("by_key") == 4
+
+
+# -- crossing the SDK and upclient: the same server, either client first -----------
+
+
+def upclient_client(server: CommunityServer, **kw: Any) -> Any:
+    import upclient
+
+    kw.setdefault("store", None)
+    return upclient.Client("community+" + server.url, token=TOKEN, **kw)
+
+
+def test_a_file_the_sdk_uploaded_is_found_listed_and_deduplicated_by_upclient(server, tmp_path):
+    data = make_data(5 * PART + 9)
+    path = tmp_path / "from-sdk.mp4"
+    path.write_bytes(data)
+    sdk_file = run(server, lambda c: c.upload(str(path), options=UploadOptions(category="video"))).file
+    with upclient_client(server, part_size=PART) as client:
+        info = client.info(sdk_file.id)
+        assert (info.size, info.extra["file"].file_md5) == (len(data), hashlib.md5(data).hexdigest())
+        assert sdk_file.id in [f.id for f in client.iter_files(category="video")]
+        assert client.info_by_key(sdk_file.file_key).id == sdk_file.id
+        before = server.part_puts
+        again = client.put(path, category="video")
+        assert again.deduplicated and again.id == sdk_file.id and server.part_puts == before
+        assert hashlib.sha256(client.get(sdk_file.id)).hexdigest() == sha256(data)
+
+
+def test_a_file_upclient_uploaded_is_deduplicated_by_the_sdk(server, tmp_path):
+    data = make_data(3 * PART + 1)
+    path = tmp_path / "from-upclient.bin"
+    path.write_bytes(data)
+    with upclient_client(server, part_size=PART) as client:
+        mine = client.put(path, category="document")
+    assert server.stored_sha256(mine.id) == sha256(data)
+    before = server.part_puts
+    theirs = run(server, lambda c: c.upload(str(path), options=UploadOptions(category="document")))
+    assert theirs.deduplicated and theirs.file.id == mine.id and server.part_puts == before
+    got = run(server, lambda c: c.get_file_info(mine.id))
+    assert got.file_md5 == hashlib.md5(data).hexdigest()
