@@ -214,15 +214,45 @@ def run_demo(size: int, part_size: int, workdir: Path) -> int:
                          else red("MISMATCH: the server's bytes differ from the source")))
             if not ok:
                 return 1
+        if run_dedup(src, digest, workdir) != 0:
+            return 1
     say()
-    say(dim("server stopped; cleaning up"))
+    say(dim("servers stopped; cleaning up"))
     return 0
+
+
+def run_dedup(src: Path, digest: str, workdir: Path) -> int:
+    """Step 4: the same file to a deduplicating server (the community API emulator), twice."""
+    from .testing.community import CommunityServer
+
+    step(4, "Deduplication: the same bytes twice to a deduplicating server")
+    token = "demo-token"
+    with CommunityServer(workdir / "community", tokens={token}) as server:
+        fact("server", f"community multipart API emulator at {server.url}")
+        store = FileStore(workdir / "resume")
+        with Client("community+" + server.url, token=token, store=store, concurrency=4) as client:
+            t = time.monotonic()
+            first = Upload(client, src).run()
+            fact("first upload", f"{format_bytes(first.sent_bytes)} sent in {time.monotonic() - t:.2f} s "
+                                 f"(MD5 read once, then the parts in parallel)")
+            t = time.monotonic()
+            second = client.put(src)
+            fact("second upload", f"{format_bytes(second.sent_bytes)} sent in {time.monotonic() - t:.3f} s: "
+                                  + ("deduplicated, the server already had it" if second.deduplicated
+                                     else "NOT deduplicated"))
+            fact("same file", f"{first.id == second.id} (id {first.id})")
+            fact("MD5", "remembered from the first upload, not read again (the file is unchanged)")
+        ok = second.deduplicated and second.sent_bytes == 0 and server.stored_sha256(first.id) == digest
+        say("   " + (green("one copy on the server, byte for byte the source; the second upload sent nothing")
+                     if ok else red("deduplication did not happen")))
+        return 0 if ok else 1
 
 
 def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m upclient.demo",
-        description="Upload a file to a local tus server, interrupt it, resume it, verify it.",
+        description="Upload a file to a local tus server, interrupt it, resume it, verify it; "
+        "then upload it twice to a deduplicating server.",
     )
     parser.add_argument("--size", default="64M", help="size of the demo file, e.g. 64M, 1G (default 64M)")
     parser.add_argument("--part-size", default="2M", help="part size (default 2M)")
