@@ -436,3 +436,23 @@ def test_backend_options_and_credentials_reach_the_backend_and_never_the_output(
     proc = run_cli("put", str(path), "--to", url, "-o", "concat=false", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.decode().splitlines()[0])["size"] == 3 * MiB
+
+
+def test_put_to_the_community_api_with_a_category_then_dedup(env, make_file, tmp_path):
+    from upclient.testing.community import CommunityServer
+
+    path, digest = make_file(2 * MiB)
+    video = path.rename(path.with_suffix(".mp4"))
+    with CommunityServer(tmp_path / "community", tokens={"cli-token-123"}, min_part_size=256 * 1024) as server:
+        url = "community+" + server.url
+        args = ("put", str(video), "--to", url, "--category", "video", "--json", "--part-size", "512K")
+        first = run_cli(*args, env=dict(env, UPCLIENT_TOKEN="cli-token-123"))
+        assert first.returncode == 0, first.stderr
+        one = json.loads(first.stdout.decode().splitlines()[0])
+        assert server.stored_sha256(one["id"]) == digest
+        assert server.file_object(one["id"])["category"] == "video"
+        second = run_cli(*args, env=dict(env, UPCLIENT_TOKEN="cli-token-123"))
+        two = json.loads(second.stdout.decode().splitlines()[0])
+        assert second.returncode == 0 and two["id"] == one["id"] and two["sent_bytes"] == 0
+        assert (one["deduplicated"], two["deduplicated"]) == (False, True)
+        assert b"cli-token-123" not in first.stdout + first.stderr + second.stdout + second.stderr

@@ -725,6 +725,7 @@ class Command:
                     "url": r.url,
                     "size": r.size,
                     "resumed": r.resumed,
+                    "deduplicated": r.deduplicated,
                     "sent_bytes": r.sent_bytes,
                     "elapsed": round(r.elapsed, 3),
                     "expires": r.expires,
@@ -736,7 +737,9 @@ class Command:
             return
         rate = r.sent_bytes / r.elapsed if r.elapsed > 0 else 0.0
         how = f"{format_bytes(r.size)} in {r.elapsed:.1f} s, {format_bytes(rate)}/s"
-        if r.resumed:
+        if r.deduplicated:
+            how = f"{format_bytes(r.size)}, deduplicated: the server had it, nothing sent"
+        elif r.resumed:
             how = f"resumed: re-sent {format_bytes(r.sent_bytes)} of {format_bytes(r.size)} in {r.elapsed:.1f} s"
         name = "stdin" if file == "-" else file
         self.out(f"{name} -> {r.id}  ({how})")
