@@ -8,12 +8,17 @@ the upload URLs, and the peak RSS the process had reached after its imports
 (so the harness can tell the interpreter's own share from the upload's).
 The harness (``bench/run.py``) measures the process's real peak RSS.
 
-Spec keys: ``client`` (``upclient``, ``tuspy``, ``resumable-upload``),
-``url`` (the tus creation URL, ``http://...``), ``files`` (paths),
+Spec keys: ``client`` (``upclient``, ``tuspy``, ``resumable-upload``;
+``upclient-community``, ``community-sdk`` for the community emulator),
+``url`` (the tus creation URL, ``http://...``; the community base URL),
+``token`` (community bearer token), ``files`` (paths),
 ``result`` (where to write the JSON result; stdout if absent), and per
 client: ``part_size``, ``concurrency``, ``max_files``, ``concat``
 (upclient); ``chunk_size`` (tuspy, resumable-upload); ``parallel``
-(resumable-upload's ``parallel_uploads``).
+(resumable-upload's ``parallel_uploads``); ``part_size``, ``concurrency``
+(upclient-community, community-sdk: ``None`` or absent is the client's own
+default). A community upload answered as deduplicated is an error: the
+harness makes every file fresh so each run moves the bytes.
 """
 
 from __future__ import annotations
@@ -99,7 +104,72 @@ def _resumable_upload(spec: Dict[str, Any]) -> Tuple[Callable[[], List[str]], st
     return run, f"resumable-upload {version('resumable-upload')}"
 
 
-CLIENTS = {"upclient": _upclient, "tuspy": _tuspy, "resumable-upload": _resumable_upload}
+def _upclient_community(spec: Dict[str, Any]) -> Tuple[Callable[[], List[str]], str]:
+    import upclient
+    import upclient.backends.community  # noqa: F401  (imported before the clock, like the tus backend)
+
+    def run() -> List[str]:
+        options: Dict[str, Any] = {}
+        if spec.get("part_size") is not None:
+            options["part_size"] = int(spec["part_size"])
+        client = upclient.Client(
+            "community+" + spec["url"],
+            token=spec["token"],
+            store=None,
+            concurrency=int(spec.get("concurrency") or 4),
+            **options,
+        )
+        try:
+            urls = []
+            for path in spec["files"]:
+                result = client.put(path, category="general")
+                if result.deduplicated:
+                    raise RuntimeError(f"{path}: deduplicated by the server, no bytes sent")
+                urls.append(result.url)
+            return urls
+        finally:
+            client.close()
+
+    return run, f"upclient {upclient.__version__}"
+
+
+def _community_sdk(spec: Dict[str, Any]) -> Tuple[Callable[[], List[str]], str]:
+    import asyncio
+    from importlib.metadata import version
+
+    import aiofiles  # noqa: F401  (the SDK's imports, before the clock)
+    import aiohttp  # noqa: F401
+    from community_uploader import CommunityUploader, UploadOptions
+
+    token = spec["token"]
+
+    async def upload_all() -> List[str]:
+        kwargs: Dict[str, Any] = {}
+        if spec.get("concurrency") is not None:
+            kwargs["concurrency"] = int(spec["concurrency"])
+        part_size = int(spec["part_size"]) if spec.get("part_size") is not None else None
+        urls = []
+        async with CommunityUploader(spec["url"], get_token=lambda: token, **kwargs) as uploader:
+            for path in spec["files"]:
+                result = await uploader.upload(path, options=UploadOptions(category="general", part_size=part_size))
+                if result.deduplicated:
+                    raise RuntimeError(f"{path}: deduplicated by the server, no bytes sent")
+                urls.append(result.file.cdn_url or result.file.oss_url)
+        return urls
+
+    def run() -> List[str]:
+        return asyncio.run(upload_all())
+
+    return run, f"community-uploader {version('community-uploader')}"
+
+
+CLIENTS = {
+    "upclient": _upclient,
+    "tuspy": _tuspy,
+    "resumable-upload": _resumable_upload,
+    "upclient-community": _upclient_community,
+    "community-sdk": _community_sdk,
+}
 
 
 def main() -> int:

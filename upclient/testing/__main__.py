@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     community.add_argument(
         "--url-lifetime", type=float, default=3600.0, help="seconds a part URL stays valid (default 3600)"
     )
+    community.add_argument(
+        "--public-url",
+        default=None,
+        help="base URL put in the URLs handed out (part uploads, oss/cdn/imagekit) instead of the "
+        "server's own, e.g. a proxy in front of it",
+    )
     community.set_defaults(run=_run_community)
     return parser
 
@@ -105,6 +111,7 @@ def _run_community(args: argparse.Namespace) -> int:
         default_part_size=args.part_size,
         min_part_size=min(args.min_part_size, args.part_size),
         url_lifetime=args.url_lifetime,
+        public_url=args.public_url,
     )
     return _serve_until_signalled(server)
 

@@ -930,6 +930,10 @@ class CommunityServer:
         each); more wait in the listen backlog.
     :param idle_timeout: seconds a connection may stay silent (idle
         keep-alive, or a stalled body) before it is closed.
+    :param public_url: the base URL (``http://host:port``, no path) put in
+        every URL the emulator hands out (part upload URLs, ``oss_url``,
+        ``cdn_url``, ``imagekit_url``) instead of :attr:`url`, so clients
+        reach them through a proxy in front of it; ``None``: :attr:`url`.
 
     All methods are thread-safe.
     """
@@ -953,6 +957,7 @@ class CommunityServer:
         region: str = "local",
         max_connections: int = 64,
         idle_timeout: float = 30.0,
+        public_url: Optional[str] = None,
     ) -> None:
         if isinstance(tokens, str):
             tokens = [tokens]
@@ -985,6 +990,7 @@ class CommunityServer:
         self.region = region
         self.max_connections = int(max_connections)
         self.idle_timeout = float(idle_timeout)
+        self.public_url: Optional[str] = public_url.rstrip("/") if public_url else None
 
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -1078,6 +1084,11 @@ class CommunityServer:
     def url(self) -> str:
         """The base URL, ``http://127.0.0.1:PORT`` (no path)."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def _public_base(self) -> str:
+        """The base of the URLs handed out: ``public_url`` if set, else :attr:`url`."""
+        return self.public_url or self.url
 
     @staticmethod
     def user_for_token(token: str) -> str:
@@ -1360,7 +1371,7 @@ class CommunityServer:
         path = f"{UPLOAD_PREFIX}{quote(record.id)}/{part.number}"
         gen = str(self._generation)
         signature = self._signature("PUT", path, str(expires), gen)
-        return f"{self.url}{path}?Expires={expires}&Gen={gen}&Signature={signature}"
+        return f"{self._public_base}{path}?Expires={expires}&Gen={gen}&Signature={signature}"
 
     def _check_signature(self, method: str, path: str, query: Mapping[str, str]) -> None:
         expires, gen, signature = query.get("Expires"), query.get("Gen"), query.get("Signature")
@@ -1455,7 +1466,7 @@ class CommunityServer:
 
     def _file_object(self, record: _Upload) -> Dict[str, Any]:
         key = quote(record.file_key)
-        base = self.url
+        base = self._public_base
         return {
             "id": record.id,
             "file_key": record.file_key,
