@@ -144,3 +144,27 @@ def test_stream_with_a_wrong_announced_size_fails():
     src = StreamSource(io.BytesIO(b"z" * 5), size=6)
     with pytest.raises(errors.SourceChanged):
         list(src.chunks(10))
+
+
+def test_a_stream_of_known_size_is_never_read_past_it():
+    class Socketish(io.RawIOBase):
+        """Blocks (here: fails) if read after the announced bytes, as a kept-alive socket would."""
+
+        def __init__(self, data):
+            self.data = data
+
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            if not self.data:
+                raise AssertionError("read past the announced size")
+            n = min(len(b), len(self.data))
+            b[:n], self.data = self.data[:n], self.data[n:]
+            return n
+
+    for total in (0, 7, 10, 25):
+        src = StreamSource(Socketish(b"q" * total), size=total)
+        chunks = list(src.chunks(10))
+        assert b"".join(c[1] for c in chunks) == b"q" * total
+        assert chunks[-1][2] and not any(c[2] for c in chunks[:-1])

@@ -320,7 +320,15 @@ class StreamSource(Source):
         return bytes(buf)
 
     def chunks(self, part_size: int) -> Iterator[Tuple[int, bytes, bool]]:
-        """Yield ``(offset, data, is_last)``; looks one part ahead to know the end."""
+        """Yield ``(offset, data, is_last)``.
+
+        With a known size, never read past it (a request body on a kept-alive
+        socket has no end of file to find); without one, look one part ahead
+        to know which part is the last.
+        """
+        if self.size is not None:
+            yield from self._sized_chunks(part_size, self.size)
+            return
         offset = 0
         current = self._read_full(part_size)
         while True:
@@ -335,6 +343,20 @@ class StreamSource(Source):
                 return
             offset += len(current)
             current = following
+
+
+    def _sized_chunks(self, part_size: int, size: int) -> Iterator[Tuple[int, bytes, bool]]:
+        offset = 0
+        while True:
+            want = min(part_size, size - offset)
+            data = self._read_full(want)
+            if len(data) < want:
+                raise SourceChanged(f"stream ended after {offset + len(data)} bytes, {size} were announced")
+            last = offset + want >= size
+            yield offset, data, last
+            if last:
+                return
+            offset += want
 
 
 def open_source(

@@ -1,0 +1,50 @@
+"""The web-view example works as documented: one Client, many request threads, bodies streamed through."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from wsgiref.simple_server import make_server
+
+import requests
+
+import upclient
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "wsgi_upload_view.py"
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("wsgi_upload_view", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_threaded_web_view_forwards_every_upload_byte_exact(rus_server):
+    example = load_example()
+    client = upclient.Client("tus+" + rus_server.url, store=None, part_size=256 * 1024)
+    httpd = make_server("127.0.0.1", 0, example.make_app(client), server_class=example.ThreadingWSGIServer)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_port}/upload"
+        bodies = [os.urandom(n) for n in (0, 1, 300_000, 1_000_000, 70_000, 5, 600_000, 2_000)]
+
+        def send(i):
+            return requests.put(url, data=bodies[i], headers={"X-Filename": f"f{i}.bin"}, timeout=30)
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(send, range(len(bodies))))
+        for body, answer in zip(bodies, answers):
+            assert answer.status_code == 201, answer.text
+            assert rus_server.stored_sha256(answer.json()["id"]) == hashlib.sha256(body).hexdigest()
+        assert requests.get(url, timeout=10).status_code == 404
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        client.close()
+        thread.join(5)
