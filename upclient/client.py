@@ -122,8 +122,7 @@ class Client:
             self.backend = backend_for_url(target, self.settings, backend_options)
         else:
             raise BadInput(f"target must be a URL or a Backend, not {type(target).__name__}")
-        if hasattr(self.backend, "digests"):  # backends that need whole-file digests remember them here
-            self.backend.digests = DigestCache(self.store)
+        self.backend.digests = DigestCache(self.store)  # digests survive a re-run, as resume points do
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._executor: Optional[cf.ThreadPoolExecutor] = None

@@ -194,6 +194,9 @@ class Backend:
         self.url = url
         self.settings = settings
         self.options = options
+        #: Whole-file digests remembered by file identity; the Client gives
+        #: its own (kept in its store), so a re-run does not read a file again.
+        self.digests: Optional[Any] = None
         self._http: Optional[Any] = None
         self._http_lock = threading.Lock()
 
@@ -216,6 +219,15 @@ class Backend:
                         pool_size=max(32, 2 * s.concurrency + s.max_files + 16),
                     )
         return self._http
+
+    def digest(self, source: Source, algorithm: str = "md5", *, on_progress: Any = None) -> str:
+        """The whole-file digest of ``source`` (for deduplicating servers), read at most once."""
+        if self.digests is None:  # a backend used without a Client remembers for its own life
+            from ..digest import DigestCache
+            from ..store import MemoryStore
+
+            self.digests = DigestCache(MemoryStore())
+        return str(self.digests.digest(source, algorithm, on_progress=on_progress))
 
     def check_put_options(self, options: Mapping[str, Any]) -> None:
         unknown = set(options) - set(self.put_options)

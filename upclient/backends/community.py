@@ -129,7 +129,6 @@ class CommunityBackend(Backend):
             raise BadInput("the community backend needs token= (str or callable) or api_key=")
         if self.api_key is not None and not self.user_id:
             raise BadInput("api_key= needs user_id= (and optionally org_id=)")
-        self.digests: Any = None  # a DigestCache, given by the Client
 
     # -- wire ------------------------------------------------------------------------
 
@@ -188,21 +187,12 @@ class CommunityBackend(Backend):
     def destination(self, key: Optional[str], options: Mapping[str, Any]) -> str:
         return f"{self.base}|{options.get('category', 'general')}"
 
-    def _digests(self) -> Any:
-        """The client's digest cache; a backend used alone remembers for its own life."""
-        if self.digests is None:
-            from ..digest import DigestCache
-            from ..store import MemoryStore
-
-            self.digests = DigestCache(MemoryStore())
-        return self.digests
-
     def md5(self, path: Any, on_progress: Any = None) -> str:
         """The MD5 the server deduplicates by (from the cache when the file is unchanged)."""
         from ..source import open_source
 
         with open_source(path) as src:
-            return str(self._digests().digest(src, "md5", on_progress=on_progress))
+            return self.digest(src, "md5", on_progress=on_progress)
 
     def open_upload(
         self,
@@ -224,7 +214,7 @@ class CommunityBackend(Backend):
                            backend=self.name, operation="put")
         md5 = options.get("md5")
         if md5 is None:
-            md5 = self._digests().digest(source, "md5", on_progress=options.get("on_md5_progress"))
+            md5 = self.digest(source, "md5", on_progress=options.get("on_md5_progress"))
         payload: Dict[str, Any] = {
             "file_ext": ext,
             "file_size": source.size,
