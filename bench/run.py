@@ -845,35 +845,29 @@ def check_targets(rows: List[Row], quick: bool) -> List[Target]:
     def speed(row: Optional[Row]) -> Optional[float]:
         return row.mbps if row is not None else None
 
+    def at_least(name: str, missing: str, ours: Optional[float], theirs: Optional[float], factor: float,
+                 unit: str = "MB/s", digits: int = 0) -> Target:
+        """Target ``ours >= factor * theirs``, or 'not measured'."""
+        if not ours or not theirs:
+            return Target(missing, None, "not measured")
+        return Target(name, ours >= factor * theirs,
+                      f"{ours:.{digits}f} vs {theirs:.{digits}f} {unit} ({ours / theirs:.2f}x)")
+
     out: List[Target] = []
     up, curl, tuspy = speed(get("a", UPCLIENT.id)), speed(get("a", CURL.id)), speed(get("a", TUSPY.id))
     if up and curl and tuspy:
-        out.append(Target("sink loopback: upclient >= curl", up >= curl,
-                          f"{up:.0f} vs {curl:.0f} MB/s ({up / curl:.2f}x)"))
-        out.append(Target("sink loopback: upclient >= 2x tuspy", up >= 2 * tuspy,
-                          f"{up:.0f} vs {tuspy:.0f} MB/s ({up / tuspy:.2f}x)"))
+        out.append(at_least("sink loopback: upclient >= curl", "", up, curl, 1))
+        out.append(at_least("sink loopback: upclient >= 2x tuspy", "", up, tuspy, 2))
     else:
         out.append(Target("sink loopback (a)", None, "not measured"))
-    up, curl = speed(get("b", UPCLIENT.id)), speed(get("b", CURL.id))
-    if up and curl:
-        out.append(Target("@tus/server loopback: upclient within 5% of curl", up >= 0.95 * curl,
-                          f"{up:.0f} vs {curl:.0f} MB/s ({up / curl:.2f}x)"))
-    else:
-        out.append(Target("@tus/server loopback (b)", None, "not measured"))
-    up, tuspy = speed(get("c", UPCLIENT_C4.id)), speed(get("c", TUSPY.id))
-    if up and tuspy:
-        out.append(Target("shaped link: upclient c=4 >= 3.5x tuspy", up >= 3.5 * tuspy,
-                          f"{up:.1f} vs {tuspy:.1f} MB/s ({up / tuspy:.2f}x)"))
-    else:
-        out.append(Target("shaped link (c)", None, "not measured"))
-    up, tuspy = get("d", UPCLIENT_MANY.id), get("d", TUSPY_LOOP.id)
-    if up and tuspy and up.files_per_s and tuspy.files_per_s:
-        out.append(Target("small files: upclient put_many >= 5x tuspy loop",
-                          up.files_per_s >= 5 * tuspy.files_per_s,
-                          f"{up.files_per_s:.0f} vs {tuspy.files_per_s:.0f} files/s "
-                          f"({up.files_per_s / tuspy.files_per_s:.2f}x)"))
-    else:
-        out.append(Target("small files (d)", None, "not measured"))
+    out.append(at_least("@tus/server loopback: upclient within 5% of curl", "@tus/server loopback (b)",
+                        speed(get("b", UPCLIENT.id)), speed(get("b", CURL.id)), 0.95))
+    out.append(at_least("shaped link: upclient c=4 >= 3.5x tuspy", "shaped link (c)",
+                        speed(get("c", UPCLIENT_C4.id)), speed(get("c", TUSPY.id)), 3.5, digits=1))
+    many, loop = get("d", UPCLIENT_MANY.id), get("d", TUSPY_LOOP.id)
+    out.append(at_least("small files: upclient put_many >= 5x tuspy loop", "small files (d)",
+                        many.files_per_s if many else None, loop.files_per_s if loop else None, 5,
+                        unit="files/s"))
     rss = [(row.size, row.peak_rss_mib) for row in rows
            if row.scenario == "e" and row.client == UPCLIENT_8.id and row.peak_rss_mib]
     if rss:
@@ -889,12 +883,8 @@ def check_targets(rows: List[Row], quick: bool) -> List[Target]:
     else:
         out.append(Target("peak RSS (e)", None, "not measured"))
     up_row, sdk_row = get("f", COMM_UP.id), get("f", COMM_SDK.id)
-    up, sdk = speed(up_row), speed(sdk_row)
-    if up and sdk:
-        out.append(Target("community loopback: upclient >= SDK", up >= sdk,
-                          f"{up:.0f} vs {sdk:.0f} MB/s ({up / sdk:.2f}x)"))
-    else:
-        out.append(Target("community loopback throughput (f)", None, "not measured"))
+    out.append(at_least("community loopback: upclient >= SDK", "community loopback throughput (f)",
+                        speed(up_row), speed(sdk_row), 1))
     if up_row and sdk_row and up_row.peak_rss_mib and sdk_row.peak_rss_mib:
         a, b = up_row.peak_rss_mib, sdk_row.peak_rss_mib
         out.append(Target("community loopback: upclient peak RSS <= 1/2 SDK's", a <= b / 2,
