@@ -31,3 +31,12 @@ __all__ = [
     "errors",
     "__version__",
 ]
+
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    """``upclient.upyun`` (callback checks, signatures) is imported on first use."""
+    if name == "upyun":
+        import importlib
+
+        return importlib.import_module(".upyun", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,6 +21,7 @@ _REGISTRY: Dict[str, str] = {
     "tus+https": "upclient.backends.tus:TusBackend",
     "community+http": "upclient.backends.community:CommunityBackend",
     "community+https": "upclient.backends.community:CommunityBackend",
+    "upyun": "upclient.backends.upyun:UpyunBackend",
 }
 
 

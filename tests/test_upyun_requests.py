@@ -1,0 +1,277 @@
+"""Signatures, request shapes and error mapping of the UPYUN backend, with ``responses``.
+
+End-to-end behaviour is in test_upyun.py (against the emulator) and
+test_upyun_sdk.py (the official SDK against the same emulator).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+
+import pytest
+import responses
+
+import upclient
+from upclient import errors
+from upclient.backends.upyun import signing
+
+BASE = "http://127.0.0.1:9"
+SECRET = "s3cr3t-pa55"
+
+
+def client(**kw):
+    kw.setdefault("store", None)
+    kw.setdefault("retry", upclient.RetryPolicy(attempts=3, backoff=0))
+    if "auth_server" not in kw and "password_md5" not in kw:
+        kw.setdefault("password", SECRET)
+    kw.setdefault("endpoint", "127.0.0.1:9")
+    return upclient.Client("upyun://op@svc", **kw)
+
+
+def check_signed(request, method, uri, *, password=SECRET, policy=None):
+    """The request carries a valid UPYUN signature over ``uri``."""
+    date = request.headers["Date"]
+    assert abs(signing.parse_http_date(date) - time.time()) < 60
+    expected = signing.authorization("op", signing.password_md5(password), method, uri, date, policy,
+                                     request.headers.get("Content-MD5"))
+    assert request.headers["Authorization"] == expected
+
+
+# -- signatures -----------------------------------------------------------------------
+
+
+def test_signature_matches_the_protocol_test_vectors():
+    assert signing.signature(
+        signing.password_md5("password123"), "PUT", "/upyun-temp/demo.jpg", "Wed, 09 Nov 2016 14:26:58 GMT",
+        None, "7ac66c0f148de9519b8bd264312c4d64") == "YUaAZX+WNAcJdNGHS5SBlITME5A="
+    assert signing.signature(
+        hashlib.md5(b"password").hexdigest(), "POST", "/api/v1/echo", "Fri, 20 Jan 2017 08:46:20 GMT",
+        None, "d36489794822f8d33fd28217d8a5bed4") == "W738BergX15B+jso8fSPzKd0/zQ="
+    assert signing.password_md5("password123") == "482c811da5d5b4bc6d497ffa98491e38"
+
+
+def test_optional_fields_are_left_out_with_their_ampersand():
+    key = signing.password_md5("pw")
+    base = signing.signature(key, "POST", "/svc/", "D")
+    with_policy = signing.signature(key, "POST", "/svc/", "D", "cG9s")
+    assert base != with_policy != signing.signature(key, "POST", "/svc/", "D", "cG9s", "abc")
+    assert signing.signature(key, "post", "/svc/", "D") == base  # the method is upper-cased
+
+
+def test_http_dates_round_trip_and_bad_dates_are_none():
+    assert signing.http_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT"
+    assert signing.parse_http_date(signing.http_date(1_700_000_123)) == 1_700_000_123
+    assert signing.parse_http_date("yesterday") is None
+
+
+def test_purge_signature_shape():
+    header = signing.purge_authorization("svc", "op", signing.password_md5("pw"), "http://a/b\n", "D")
+    expected = hashlib.md5(("http://a/b\n&svc&D&" + signing.password_md5("pw")).encode()).hexdigest()
+    assert header == f"UpYun svc:op:{expected}"
+
+
+def callback_headers(body=b"code=200&url=%2Fa.jpg", uri="/notify", when=None, operator="op", password="pw"):
+    date = signing.http_date(when)
+    md5 = hashlib.md5(body).hexdigest()
+    auth = signing.authorization(operator, signing.password_md5(password), "POST", uri, date, None, md5)
+    return {"date": date, "content-md5": md5, "authorization": auth}, body
+
+
+def test_verify_callback_accepts_a_genuine_callback_and_nothing_else():
+    headers, body = callback_headers()
+    assert upclient.upyun.verify_callback(headers, "/notify", "op", "pw", body=body)
+    assert not upclient.upyun.verify_callback(headers, "/notify", "op", "wrong", body=body)
+    assert not upclient.upyun.verify_callback(headers, "/other", "op", "pw", body=body)
+    assert not upclient.upyun.verify_callback(headers, "/notify", "someone", "pw", body=body)
+    assert not upclient.upyun.verify_callback(headers, "/notify", "op", "pw", body=body + b"x")
+    assert not upclient.upyun.verify_callback({}, "/notify", "op", "pw")
+    assert not upclient.upyun.verify_callback({**headers, "authorization": "Bearer x"}, "/notify", "op", "pw")
+    stale, _ = callback_headers(when=time.time() - 31 * 60)
+    assert not upclient.upyun.verify_callback(stale, "/notify", "op", "pw")
+    assert upclient.upyun.verify_callback(stale, "/notify", "op", "pw", window=3600)
+
+
+# -- construction ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["upyun://svc", "upyun://op@", "upyun://op@svc/x", "tus://op@svc"])
+def test_bad_urls_are_refused(url):
+    with pytest.raises(errors.BadInput):
+        upclient.Client(url, password="x", store=None)
+
+
+def test_exactly_one_credential(monkeypatch):
+    monkeypatch.delenv("UPYUN_PASSWORD", raising=False)
+    with pytest.raises(errors.BadInput, match="exactly one"):
+        upclient.Client("upyun://op@svc", store=None)
+    with pytest.raises(errors.BadInput, match="exactly one"):
+        upclient.Client("upyun://op@svc", password="a", auth_server="http://127.0.0.1:1/", store=None)
+    with pytest.raises(errors.BadInput, match="32 hex"):
+        upclient.Client("upyun://op@svc", password_md5="nope", store=None)
+    monkeypatch.setenv("UPYUN_PASSWORD", "from-env")
+    assert upclient.Client("upyun://op@svc", store=None).backend.signer.can_purge
+
+
+@pytest.mark.parametrize("endpoint,base", [
+    (None, "https://v0.api.upyun.com"),
+    ("v1.api.upyun.com", "https://v1.api.upyun.com"),
+    ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+    ("localhost:81", "http://localhost:81"),
+    ("http://proxy.internal:3128", "http://proxy.internal:3128"),
+])
+def test_endpoints(endpoint, base):
+    c = upclient.Client("upyun://op@svc", password="x", store=None, **({"endpoint": endpoint} if endpoint else {}))
+    assert c.backend.base == base
+
+
+def test_secrets_stay_out_of_reprs():
+    c = client()
+    for text in (repr(c), repr(c.backend), repr(c.backend.signer), repr(c.settings)):
+        assert SECRET not in text and signing.password_md5(SECRET) not in text
+
+
+@pytest.mark.parametrize("key", ["../etc/passwd", "a/../../b", "a/./b", "", "/", "a\x00b", "dir/"])
+def test_keys_that_could_escape_are_refused_before_any_request(tmp_path, key):
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"x")
+    with responses.RequestsMock():  # any request would fail: none is registered
+        with pytest.raises(errors.BadInput):
+            client().put(src, key=key)
+
+
+# -- uploads --------------------------------------------------------------------------
+
+
+def test_small_put_is_one_signed_request_with_content_md5_and_headers(tmp_path):
+    data = b"png bytes" * 10
+    src = tmp_path / "local.png"
+    src.write_bytes(data)
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.PUT, BASE + "/svc/a/b/photo%20one.png", status=200,
+                 headers={"x-upyun-width": "10", "x-upyun-height": "20"})
+        result = client().put(src, key="a/b/photo one.png", headers={"x-gmkerl-rotate": "90"},
+                              metadata={"owner": "me"}, checksum=True)
+        req = rsps.calls[0].request
+    assert req.headers["Content-MD5"] == hashlib.md5(data).hexdigest()
+    assert req.headers["x-gmkerl-rotate"] == "90"
+    assert req.headers["x-upyun-meta-owner"] == "me"
+    assert req.headers["Content-Type"] == "image/png"
+    check_signed(req, "PUT", "/svc/a/b/photo%20one.png")
+    assert result.id == result.key == "a/b/photo one.png"
+    assert result.extra["headers"]["width"] == "10"
+
+
+def test_checksum_false_sends_no_md5(tmp_path):
+    src = tmp_path / "x.bin"
+    src.write_bytes(b"abc")
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.PUT, BASE + "/svc/x.bin", status=200)
+        client(checksum=False).put(src)
+        assert "Content-MD5" not in rsps.calls[0].request.headers
+
+
+def test_remote_signing_never_sends_the_password(tmp_path):
+    src = tmp_path / "x.bin"
+    src.write_bytes(b"abc")
+    asked = []
+
+    def sign(request):
+        fields = json.loads(request.body)
+        asked.append(fields)
+        return 200, {}, "UPYUN op:c2lnbmVk"
+
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.POST, "http://signer.test/sign", callback=sign)
+        rsps.add(responses.PUT, BASE + "/svc/x.bin", status=200)
+        client(auth_server="http://signer.test/sign").put(src)
+        put = rsps.calls[1].request
+    assert put.headers["Authorization"] == "UPYUN op:c2lnbmVk"
+    (fields,) = asked
+    assert set(fields) == {"username", "method", "uri", "date", "content_md5"}
+    assert fields["uri"] == "/svc/x.bin" and fields["method"] == "PUT" and fields["username"] == "op"
+    assert fields["date"] == put.headers["Date"]
+
+
+def test_purge_cannot_be_signed_remotely():
+    with pytest.raises(errors.Unsupported, match="password"):
+        client(auth_server="http://signer.test/sign").purge(["a.jpg"])
+
+
+def test_purge_request_shape():
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.POST, "https://purge.upyun.com/purge/", json={"invalid_domain_of_url": []})
+        assert client().purge(["a/b c.jpg", "http://cdn.example.com/x.png"]) == []
+        req = rsps.calls[0].request
+    field = "http://svc.b0.upaiyun.com/a/b%20c.jpg\nhttp://cdn.example.com/x.png\n"
+    from urllib.parse import parse_qs
+
+    assert parse_qs(req.body.decode())["purge"] == [field]
+    assert req.headers["Authorization"] == signing.purge_authorization(
+        "svc", "op", signing.password_md5(SECRET), field, req.headers["Date"])
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+def error_body(code, msg, rid="req-1"):
+    return {"msg": msg, "code": code, "id": rid}
+
+
+@pytest.mark.parametrize("status,code,cls", [
+    (401, 40100005, errors.AuthError),
+    (401, 40100002, errors.AuthError),
+    (404, 40400001, errors.NotFound),
+    (403, 40300005, errors.Conflict),
+    (406, 40600002, errors.Conflict),
+    (403, 40300011, errors.AuthError),
+    (429, 42900001, errors.RateLimited),
+    (503, 50300001, errors.ServiceError),
+    (400, 40011058, errors.UploadExpired),
+    (400, 40011061, errors.OffsetConflict),
+    (403, 40300007, errors.ChecksumMismatch),
+])
+def test_errors_map_with_code_message_and_request_id(status, code, cls):
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.DELETE, BASE + "/svc/k", status=status, json=error_body(code, "the message"),
+                 headers={"X-Request-Id": "rid-9", "X-Upyun-Next-Part-Id": "3"})
+        with pytest.raises(cls) as info:
+            client(retry=upclient.RetryPolicy(attempts=1)).delete("k")
+    err = info.value
+    assert err.status == status and err.code == code and err.request_id == "rid-9"
+    assert "the message" in str(err) and err.backend == "upyun" and err.operation == "delete"
+    if cls is errors.OffsetConflict:
+        assert err.next_part_id == 3
+
+
+def test_credentials_never_reach_logs_or_errors(tmp_path, caplog):
+    src = tmp_path / "x.bin"
+    src.write_bytes(b"abc")
+    caplog.set_level(logging.DEBUG)
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.PUT, BASE + "/svc/x.bin", status=401, json=error_body(40100005, "signature error"))
+        with pytest.raises(errors.AuthError) as info:
+            client().put(src)
+    texts = [str(info.value), repr(info.value), caplog.text]
+    for text in texts:
+        assert SECRET not in text and signing.password_md5(SECRET) not in text
+        assert "UPYUN op:" not in text  # not even the signature
+
+
+def test_list_pages_follow_the_iterator_to_the_end_marker():
+    pages = [
+        ("a.txt\tN\t3\t1700000000\nsub\tF\t0\t1700000001", "tok1"),
+        ("z.bin\tN\t7\t1700000002", upclient.upyun.LIST_END),
+    ]
+    with responses.RequestsMock() as rsps:
+        for body, token in pages:
+            rsps.add(responses.GET, BASE + "/svc/dir/", body=body, headers={"x-upyun-list-iter": token})
+        entries = list(client().iter("dir/", limit=2, order="desc"))
+        first, second = rsps.calls[0].request, rsps.calls[1].request
+    assert [e.id for e in entries] == ["dir/a.txt", "dir/sub/", "dir/z.bin"]
+    assert [e.extra["type"] for e in entries] == ["file", "folder", "file"]
+    assert entries[0].size == 3 and entries[2].modified == 1700000002
+    assert first.headers["X-List-Limit"] == "2" and first.headers["X-List-Order"] == "desc"
+    assert "X-List-Iter" not in first.headers and second.headers["X-List-Iter"] == "tok1"
