@@ -1,4 +1,4 @@
-"""The ``upclient`` command: put, get, info, rm and ls from a shell.
+"""The ``upclient`` command: put, get, info, rm, ls, mkdir, mv, cp and purge from a shell.
 
 ::
 
@@ -7,6 +7,8 @@
     tar c dir | upclient put - --key dir.tar --to "$URL"
     upclient get ID out.bin --from "$URL"
     upclient info ID --from "$URL"
+    upclient put photo.png --key a/b/photo.png --to upyun://operator@service   # password: $UPYUN_PASSWORD
+    upclient mv a/b/photo.png a/c.png --from upyun://operator@service
 
 ``UPCLIENT_URL`` is the default for ``--to`` and ``--from``.  A killed or
 interrupted ``put`` resumes when the same command is run again (resume points
@@ -378,6 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bearer token, for backends that take one (default $UPCLIENT_TOKEN); never printed")
     g.add_argument("--api-key", default=os.environ.get("UPCLIENT_API_KEY"), metavar="KEY",
                    help="API key, with --user-id and --org-id (default $UPCLIENT_API_KEY); never printed")
+    g.add_argument("--password", metavar="PASSWORD",
+                   help="the operator's password, for upyun:// (default $UPYUN_PASSWORD); never printed")
+    g.add_argument("--auth-server", metavar="URL",
+                   help="a server that signs requests, instead of a password (upyun://)")
+    g.add_argument("--endpoint", metavar="HOST[:PORT]",
+                   help="the API host, for upyun:// (default v0.api.upyun.com); an emulator or proxy too")
     g.add_argument("--user-id", metavar="ID", help="user id for API-key calls")
     g.add_argument("--org-id", metavar="ID", help="organisation id for API-key calls")
     g.add_argument("--json", action="store_true", help="machine-readable output: one JSON object per line")
@@ -414,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--category", help="the file's category, for backends that sort files (community)")
     p.add_argument("-o", "--option", action="append", type=_metadata_arg, default=[], metavar="KEY=VALUE",
-                   help="an option of the backend's put (repeatable), e.g. -o concat=false")
+                   help="an option of the backend's put (repeatable), e.g. -o concat=false; a dotted "
+                   "KEY fills a mapping: -o form=true -o policy.notify-url=URL -o headers.x-gmkerl-rotate=90")
 
     p = sub.add_parser("get", parents=[common], help="download a file",
                        description="Download a stored file (to stdout if DEST is - or missing).")
@@ -437,6 +446,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ls", parents=[common], help="list stored files (where the backend can)")
     p.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
     p.add_argument("--from", dest="url", metavar="URL", help=f"server URL (default ${URL_ENV})")
+
+    p = sub.add_parser("mkdir", parents=[common], help="create a folder (storage backends: upyun)")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--from", dest="url", metavar="URL", help=f"server URL (default ${URL_ENV})")
+    for verb, what in (("mv", "move (rename)"), ("cp", "copy")):
+        p = sub.add_parser(verb, parents=[common], help=f"{what} a stored file on the server (upyun)")
+        p.add_argument("src", metavar="SRC")
+        p.add_argument("dst", metavar="DST")
+        p.add_argument("--from", dest="url", metavar="URL", help=f"server URL (default ${URL_ENV})")
+    p = sub.add_parser("purge", parents=[common], help="refresh CDN copies of stored files (upyun)")
+    p.add_argument("targets", nargs="+", metavar="KEY|URL")
+    p.add_argument("--domain", help="the CDN domain keys are served from (default <service>.b0.upaiyun.com)")
+    p.add_argument("--from", dest="url", metavar="URL", help=f"server URL (default ${URL_ENV})")
     return parser
 
 
@@ -456,7 +478,8 @@ class Command:
         self.redact = Redactor()
         for name, value in args.header:
             self.redact.add_header(name, value)
-        for secret in (getattr(args, "token", None), getattr(args, "api_key", None)):
+        for secret in (getattr(args, "token", None), getattr(args, "api_key", None),
+                       getattr(args, "password", None), os.environ.get("UPYUN_PASSWORD")):
             self.redact.add(secret, always=True)
         self.display = ProgressDisplay(False, "", None)
         self.stdout_broken = False
@@ -534,7 +557,7 @@ class Command:
             kwargs["read_timeout"] = a.timeout
         if a.retries is not None:
             kwargs["retry"] = RetryPolicy(attempts=a.retries + 1)
-        for name in ("token", "api_key", "user_id", "org_id"):
+        for name in ("token", "api_key", "user_id", "org_id", "password", "auth_server", "endpoint"):
             if getattr(a, name, None):
                 kwargs[name] = getattr(a, name)
         if a.insecure:
@@ -631,7 +654,7 @@ class Command:
         if "-" in files and sys.stdin.isatty() and not a.quiet:
             self.err("reading standard input from the terminal; end it with Ctrl-D")
         cancel = threading.Event()
-        put_options: Dict[str, Any] = {k: _option_value(v) for k, v in a.option}
+        put_options = _put_options(a.option)
         if a.category:
             put_options["category"] = a.category
         outcomes: Dict[int, Optional[BaseException]] = {}
@@ -854,6 +877,62 @@ class Command:
                 )
                 return EXIT_FAILED
         return EXIT_OK
+
+
+    def _storage_verb(self, method: str, run: Callable[[Client], Any], done: str) -> int:
+        """A verb only storage backends have: Unsupported says so plainly."""
+        with self.client() as client:
+            if method not in client.backend.extra_verbs:
+                name = client.backend.name
+                self.report_failure(Unsupported(f"the {name} backend has no {self.args.verb}",
+                                                backend=name, operation=self.args.verb))
+                return EXIT_FAILED
+            outcome = run(client)
+        if self.args.json:
+            self.emit_json({"ok": True, "verb": self.args.verb, "result": outcome})
+        elif not self.args.quiet:
+            self.err(done)
+        return EXIT_OK
+
+    def do_mkdir(self) -> int:
+        a = self.args
+        return self._storage_verb("mkdir", lambda c: c.mkdir(a.path), f"created {a.path}")
+
+    def do_mv(self) -> int:
+        a = self.args
+        return self._storage_verb("move", lambda c: c.move(a.src, a.dst), f"moved {a.src} to {a.dst}")
+
+    def do_cp(self) -> int:
+        a = self.args
+        return self._storage_verb("copy", lambda c: c.copy(a.src, a.dst), f"copied {a.src} to {a.dst}")
+
+    def do_purge(self) -> int:
+        a = self.args
+        refused: List[str] = []
+
+        def purge(c: Client) -> List[str]:
+            refused.extend(c.purge(a.targets, domain=a.domain))
+            return refused
+
+        status = self._storage_verb("purge", purge, f"asked the CDN to refresh {len(a.targets)} URL(s)")
+        for url in refused:
+            self.err(f"not purged (not a domain of this service): {url}")
+        return EXIT_FAILED if refused else status
+
+
+def _put_options(pairs: Sequence[Tuple[str, str]]) -> Dict[str, Any]:
+    """``-o KEY=VALUE`` pairs as put options; ``a.b=v`` sets key ``b`` of mapping option ``a``."""
+    options: Dict[str, Any] = {}
+    for key, value in pairs:
+        outer, dot, inner = key.partition(".")
+        if dot and inner:
+            slot = options.setdefault(outer, {})
+            if not isinstance(slot, dict):
+                raise _UsageError(f"-o {outer}= and -o {key}= cannot both be given")
+            slot[inner] = value  # header and policy values stay text
+        else:
+            options[key] = _option_value(value)
+    return options
 
 
 def _iso(ts: float) -> str:
