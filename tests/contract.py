@@ -48,15 +48,19 @@ class BackendContract:
     can_get = True
     #: Whether the backend can delete what it stored.
     can_delete = True
+    #: The part size the tests use (a backend with a larger minimum raises it).
+    part = PART
 
     @pytest.mark.parametrize(
-        "size",
-        [0, 1, PART - 1, PART, PART + 1, 3 * PART + 17],
+        "parts,extra",
+        [(0, 0), (0, 1), (1, -1), (1, 0), (1, 1), (3, 17)],
         ids=["empty", "one-byte", "part-minus-one", "one-part", "part-plus-one", "several-parts"],
     )
-    def test_put_round_trip_is_byte_exact(self, client_factory, stored_sha256, make_file, size):
+    def test_put_round_trip_is_byte_exact(self, client_factory, stored_sha256, make_file, parts, extra):
+        part = self.part
+        size = parts * part + extra
         path, digest = make_file(size)
-        with client_factory(part_size=PART) as client:
+        with client_factory(part_size=part) as client:
             result = client.put(path)
             assert result.size == size
             assert stored_sha256(result) == digest
@@ -64,19 +68,21 @@ class BackendContract:
                 assert sha256_bytes(client.get(result.id)) == digest
 
     def test_progress_reaches_exactly_the_size_and_never_goes_back(self, client_factory, make_file):
-        path, _ = make_file(5 * PART + 3)
+        part = self.part
+        path, _ = make_file(5 * part + 3)
         seen = []
-        with client_factory(part_size=PART) as client:
+        with client_factory(part_size=part) as client:
             client.put(path, on_progress=seen.append)
         assert seen, "no progress reported"
-        assert seen[-1].bytes_done == seen[-1].total == 5 * PART + 3
+        assert seen[-1].bytes_done == seen[-1].total == 5 * part + 3
         assert seen[-1].parts_done == seen[-1].parts_total >= 1  # how many is the backend's choice
         done = [p.bytes_done for p in seen]
         assert done == sorted(done)
 
     def test_put_bytes_and_file_objects(self, client_factory, stored_sha256, make_file):
-        path, digest = make_file(2 * PART + 5)
-        with client_factory(part_size=PART) as client:
+        part = self.part
+        path, digest = make_file(2 * part + 5)
+        with client_factory(part_size=part) as client:
             r1 = client.put(path.read_bytes(), key="from-bytes.bin")
             with open(path, "rb") as f:
                 r2 = client.put(f, key="from-file.bin")
@@ -86,7 +92,8 @@ class BackendContract:
     def test_cancel_keeps_the_resume_point_and_the_next_put_sends_only_the_rest(
         self, client_factory, stored_sha256, make_file, store
     ):
-        size = 24 * PART
+        part = self.part
+        size = 24 * part
         path, digest = make_file(size)
         cancel = threading.Event()
 
@@ -94,13 +101,13 @@ class BackendContract:
             if offset >= size // 3:
                 cancel.set()
 
-        with client_factory(part_size=PART, concurrency=2, store=store) as client:
+        with client_factory(part_size=part, concurrency=2, store=store) as client:
             with HookedFileSource(path, hook) as source, pytest.raises(errors.Cancelled):
                 client.put(source, cancel=cancel)
             assert resume_points(store), "the resume point was not kept"
             result = client.put(path)
         assert result.resumed
-        assert result.sent_bytes <= size - size // 3 + 2 * PART
+        assert result.sent_bytes <= size - size // 3 + 2 * part
         assert stored_sha256(result) == digest
         assert not resume_points(store), "a finished upload left its resume point"
 
@@ -118,23 +125,25 @@ class BackendContract:
                 client.put(tmp_path)
 
     def test_get_a_byte_range(self, client_factory, make_file):
+        part = self.part
         if not self.can_get:
             pytest.skip("this backend cannot download")
-        path, _ = make_file(3 * PART)
+        path, _ = make_file(3 * part)
         data = path.read_bytes()
-        with client_factory(part_size=PART) as client:
+        with client_factory(part_size=part) as client:
             result = client.put(path)
-            assert client.get(result.id, offset=PART - 5, length=10) == data[PART - 5 : PART + 5]
-            assert client.get(result.id, offset=3 * PART - 4) == data[-4:]
+            assert client.get(result.id, offset=part - 5, length=10) == data[part - 5 : part + 5]
+            assert client.get(result.id, offset=3 * part - 4) == data[-4:]
 
     def test_get_to_a_file(self, client_factory, make_file, tmp_path):
+        part = self.part
         if not self.can_get:
             pytest.skip("this backend cannot download")
-        path, digest = make_file(2 * PART + 1)
-        with client_factory(part_size=PART) as client:
+        path, digest = make_file(2 * part + 1)
+        with client_factory(part_size=part) as client:
             result = client.put(path)
             dest = tmp_path / "copy.bin"
-            assert client.get(result.id, dest) == 2 * PART + 1
+            assert client.get(result.id, dest) == 2 * part + 1
         assert sha256_bytes(dest.read_bytes()) == digest
 
     def test_get_reports_progress_and_can_be_cancelled(self, client_factory, make_file, tmp_path):
@@ -169,9 +178,10 @@ class BackendContract:
                 client.info(result.id)
 
     def test_put_many_gives_one_outcome_per_source_in_order(self, client_factory, stored_sha256, make_file, tmp_path):
-        files = [make_file(n) for n in (10, 2 * PART + 3, 1000)]
+        part = self.part
+        files = [make_file(n) for n in (10, 2 * part + 3, 1000)]
         missing = tmp_path / "not-there.bin"
-        with client_factory(part_size=PART) as client:
+        with client_factory(part_size=part) as client:
             outcomes = client.put_many([files[0][0], missing, files[1][0], files[2][0]])
         assert [o.ok for o in outcomes] == [True, False, True, True]
         assert isinstance(outcomes[1].error, errors.BadInput)
@@ -179,11 +189,12 @@ class BackendContract:
             assert stored_sha256(outcome.result) == digest
 
     def test_sixteen_threads_share_one_client(self, client_factory, stored_sha256, make_file):
-        files = [make_file(PART * (i % 3) + 100 * i + 1) for i in range(16)]
+        part = self.part
+        files = [make_file(part * (i % 3) + 100 * i + 1) for i in range(16)]
         results = [None] * 16
         failures = []
 
-        with client_factory(part_size=PART, concurrency=4) as client:
+        with client_factory(part_size=part, concurrency=4) as client:
 
             def work(i: int) -> None:
                 try:
@@ -203,7 +214,8 @@ class BackendContract:
     def test_a_file_changed_during_upload_fails_clearly_and_stores_no_mix(
         self, client_factory, make_file, store
     ):
-        size = 16 * PART
+        part = self.part
+        size = 16 * part
         path, _ = make_file(size)
 
         changed = threading.Event()
@@ -214,16 +226,17 @@ class BackendContract:
                 with open(path, "ab") as f:  # grows it: seen even on coarse mtime clocks
                     f.write(b"0123456789")
 
-        with client_factory(part_size=PART, concurrency=1, store=store) as client:
+        with client_factory(part_size=part, concurrency=1, store=store) as client:
             with HookedFileSource(path, hook) as source, pytest.raises(errors.SourceChanged):
                 client.put(source)
         assert changed.is_set()
         assert not resume_points(store), "a resume point for a changed file was kept"
 
     def test_closed_client_refuses_work_and_leaves_no_threads(self, client_factory, make_file):
-        path, _ = make_file(4 * PART)
+        part = self.part
+        path, _ = make_file(4 * part)
         before = set(threading.enumerate())
-        client = client_factory(part_size=PART)
+        client = client_factory(part_size=part)
         client.put(path)
         client.close()
         alive = [t.name for t in set(threading.enumerate()) - before if t.name.startswith("upclient-")]
