@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 
 import pytest
@@ -275,3 +276,109 @@ def test_list_pages_follow_the_iterator_to_the_end_marker():
     assert entries[0].size == 3 and entries[2].modified == 1700000002
     assert first.headers["X-List-Limit"] == "2" and first.headers["X-List-Order"] == "desc"
     assert "X-List-Iter" not in first.headers and second.headers["X-List-Iter"] == "tok1"
+
+
+# -- multipart answers that steer the upload ----------------------------------------------
+
+MiB = 1024 * 1024
+
+
+class FakeMultipart:
+    """A scripted multipart endpoint: ``script[(stage, part_id)]`` gives the answer once."""
+
+    def __init__(self, script=None):
+        self.script = dict(script or {})
+        self.seen = []
+
+    def __call__(self, request):
+        stage = request.headers.get("X-Upyun-Multi-Stage", "")
+        part = request.headers.get("X-Upyun-Part-Id")
+        self.seen.append((stage, None if part is None else int(part)))
+        scripted = self.script.pop((stage, None if part is None else int(part)), None)
+        if scripted is not None:
+            return scripted
+        if stage == "initiate":
+            return 204, {"x-upyun-multi-uuid": "U1", "x-upyun-next-part-id": "0"}, ""
+        if stage == "upload":
+            return 204, {"x-upyun-next-part-id": str(int(part) + 1)}, ""
+        return 201, {"x-upyun-multi-uuid": "U1"}, ""
+
+    def parts(self):
+        return [p for stage, p in self.seen if stage == "upload"]
+
+
+def fail(code, msg, status=400, **headers):
+    return status, headers, json.dumps({"code": code, "msg": msg, "id": "r"})
+
+
+def multipart_put(tmp_path, fake, size=3 * MiB + 1, **options):
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(size))
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.PUT, BASE + "/svc/big.bin", callback=fake)
+        if "info" in options:
+            rsps.add(responses.HEAD, BASE + "/svc/big.bin", headers={"x-upyun-file-size": str(size)})
+        options.pop("info", None)
+        return client(part_size=MiB, concurrency=1).put(src, **options)
+
+
+def test_serial_part_id_error_resumes_from_the_part_the_server_names(tmp_path):
+    fake = FakeMultipart({("upload", 1): fail(40011061, "part id error", **{"X-Upyun-Next-Part-Id": "3"})})
+    multipart_put(tmp_path, fake, serial=True)
+    assert fake.parts() == [0, 1, 3]  # parts 1 and 2 were on the server already
+    assert fake.seen[-1][0] == "complete"
+
+
+def test_part_already_complete_goes_straight_to_complete(tmp_path):
+    fake = FakeMultipart({("upload", 1): fail(40011062, "part already complete")})
+    multipart_put(tmp_path, fake, serial=True)
+    assert fake.parts() == [0, 1] and fake.seen[-1][0] == "complete"
+
+
+def test_file_already_upload_is_success(tmp_path):
+    fake = FakeMultipart({("complete", None): fail(40011059, "file already upload")})
+    result = multipart_put(tmp_path, fake, info=True)
+    assert result.size == 3 * MiB + 1 and result.key == "big.bin"
+
+
+def test_an_upload_forgotten_midway_starts_afresh_and_resends_what_it_had(tmp_path):
+    fake = FakeMultipart({("upload", 2): fail(40011058, "x-upyun-multi-uuid not found")})
+    result = multipart_put(tmp_path, fake)
+    assert [s for s, _ in fake.seen].count("initiate") == 2
+    parts = fake.parts()
+    assert parts[:3] == [0, 1, 2]  # part 2 found the upload gone
+    assert sorted(parts[3:]) == [0, 1, 2, 3]  # every part went again under the new upload
+    assert result.extra["restarts"] == 1
+
+
+def test_whole_file_md5_is_sent_on_complete(tmp_path):
+    fake = FakeMultipart()
+    seen = []
+
+    def spy(request):
+        seen.append(dict(request.headers))
+        return fake(request)
+
+    src = tmp_path / "big.bin"
+    data = os.urandom(2 * MiB + 5)
+    src.write_bytes(data)
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.PUT, BASE + "/svc/big.bin", callback=spy)
+        client(part_size=MiB, concurrency=2).put(src)
+    complete = seen[-1]
+    assert complete["X-Upyun-Multi-Stage"] == "complete"
+    assert complete["X-Upyun-Multi-MD5"] == hashlib.md5(data).hexdigest()
+    init = seen[0]
+    assert init["X-Upyun-Multi-Disorder"] == "true" and init["X-Upyun-Multi-Length"] == str(len(data))
+    assert init["X-Upyun-Multi-Part-Size"] == str(MiB)
+    for h in seen[1:-1]:
+        part = int(h["X-Upyun-Part-Id"])
+        assert h["Content-MD5"] == hashlib.md5(data[part * MiB:(part + 1) * MiB]).hexdigest()
+
+
+def test_part_size_must_suit_upyun(tmp_path):
+    src = tmp_path / "big.bin"
+    src.write_bytes(b"x" * (3 * 1000 * 1000))
+    with responses.RequestsMock():
+        with pytest.raises(errors.BadInput, match="multiple of 1 MiB"):
+            client(part_size=1000 * 1000).put(src)

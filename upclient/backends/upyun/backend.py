@@ -134,7 +134,8 @@ class UpyunBackend(Backend):
     (``Content-Secret``), ``serial`` (multipart parts one by one, in order),
     ``form`` (a FORM upload) with ``policy`` (extra policy fields:
     ``notify-url``, ``allow-file-type``...) and ``expiration`` (seconds the
-    policy is valid, default 1800).
+    policy is valid, default 1800), ``uuid`` (finish a multipart upload
+    another client began: its ``X-Upyun-Multi-Uuid``).
     """
 
     name: ClassVar[str] = "upyun"
@@ -142,7 +143,7 @@ class UpyunBackend(Backend):
         {"password", "password_md5", "auth_server", "endpoint", "purge_endpoint", "process_endpoint", "domain"}
     )
     put_options: ClassVar[FrozenSet[str]] = frozenset(
-        {"headers", "checksum", "content_type", "secret", "serial", "form", "policy", "expiration"}
+        {"headers", "checksum", "content_type", "secret", "serial", "form", "policy", "expiration", "uuid"}
     )
     extra_verbs: ClassVar[FrozenSet[str]] = frozenset(
         {"mkdir", "move", "copy", "usage", "purge", "set_metadata", "pretreat", "put_tasks", "task_status",

@@ -95,15 +95,21 @@ def open_upload(
     if not options.get("form") and ("policy" in options or "expiration" in options):
         raise BadInput("policy= and expiration= are for FORM uploads: add form=True", backend="upyun",
                        operation="put")
-    common: Dict[str, Any] = dict(key=name, headers=headers, metadata=metadata, content_type=content_type or source.content_type,
-                  explicit_type=content_type is not None, secret=secret, checksum=checksum)
+    common: Dict[str, Any] = dict(
+        key=name, headers=headers, metadata=metadata, content_type=content_type or source.content_type,
+        explicit_type=content_type is not None, secret=secret, checksum=checksum,
+    )
     if options.get("form"):
         return FormUpload(backend, source, policy=options.get("policy") or {},
                           expiration=options.get("expiration", 1800), **common)
     size = source.size or 0
-    if size <= backend.settings.part_size:
+    adopt = options.get("uuid")
+    if adopt is not None and (not isinstance(adopt, str) or not adopt):
+        raise BadInput("uuid must be the X-Upyun-Multi-Uuid of an unfinished upload", backend="upyun",
+                       operation="put")
+    if size <= backend.settings.part_size and adopt is None:
         return SinglePut(backend, source, **common)
-    return MultipartUpload(backend, source, serial=bool(options.get("serial")), state=state, **common)
+    return MultipartUpload(backend, source, serial=bool(options.get("serial")), state=state, adopt=adopt, **common)
 
 
 class _UpyunSession(UploadSession):
@@ -223,9 +229,11 @@ class MultipartUpload(_UpyunSession):
     """A resumable multipart upload; see the module docstring."""
 
     def __init__(self, backend: UpyunBackend, source: Source, *, serial: bool, state: Optional[Dict[str, Any]],
-                 **common: Any) -> None:
+                 adopt: Optional[str] = None, **common: Any) -> None:
         super().__init__(backend, source, **common)
         part_size = backend.settings.part_size
+        if adopt is not None:  # another client's upload: its part size is the server's to say
+            part_size = self._adopt(adopt)
         if part_size % MIN_PART or not MIN_PART <= part_size <= MAX_PART:
             raise BadInput(
                 f"UPYUN multipart parts must be a multiple of 1 MiB from 1 to 50 MiB; part_size={part_size} "
@@ -241,6 +249,9 @@ class MultipartUpload(_UpyunSession):
         self.already_uploaded = False
         self._restarts = 0
         self._md5 = _InOrderMD5(backend.settings.concurrency)
+        if adopt is not None:
+            state = {"key": self.key, "size": self.size, "part_size": part_size, "serial": serial, "uuid": adopt,
+                     "done": []}
         if state and self._matches(state):
             self.uuid = str(state["uuid"])
             self.initiated = float(state.get("initiated") or time.time())
@@ -263,6 +274,21 @@ class MultipartUpload(_UpyunSession):
             and state.get("part_size") == self.part_size and bool(state.get("serial")) == (not self.parallel)
             and isinstance(state.get("uuid"), str)
         )
+
+    def _adopt(self, uuid: str) -> int:
+        """The part size of an upload begun elsewhere; BadInput unless it is one of this file."""
+        try:
+            resp = self.backend.request("GET", self.path, "query",
+                                        headers={"X-Upyun-Multi-Info": "true", "X-Upyun-Multi-Uuid": uuid})
+        except NotFound as exc:
+            raise UploadExpired(f"no unfinished upload {uuid} of {self.key}: {exc.message}", backend="upyun",
+                                operation="query", status=exc.status, code=exc.code) from exc
+        length = resp.headers.get("X-Upyun-Multi-Length")
+        part_size = resp.headers.get("X-Upyun-Multi-Part-Size")
+        if length is not None and length.isdigit() and int(length) != self.size:
+            raise BadInput(f"upload {uuid} is of {length} bytes; this source has {self.size}", backend="upyun",
+                           operation="put")
+        return int(part_size) if part_size and part_size.isdigit() else self.backend.settings.part_size
 
     def _part(self, index: int) -> Part:
         offset = index * self.part_size
