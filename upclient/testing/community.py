@@ -148,6 +148,9 @@ without an answer. Counters: :attr:`~CommunityServer.requests`,
 ``python -m upclient.testing community --port 0 --dir DIR --token TOKEN``
 runs one from the command line (first stdout line: its URL).
 
+The HTTP plumbing (body framing, bounded connection threads, start/stop)
+is :mod:`upclient.testing.httpbase`, shared with the other emulators.
+
 Nothing here prints; diagnostics go to the ``upclient.testing.community`` logger.
 """
 
@@ -158,21 +161,16 @@ import contextlib
 import datetime
 import hashlib
 import hmac
-import http
 import json
 import logging
 import mimetypes
 import os
 import re
 import secrets
-import select
 import shutil
-import socket
-import tempfile
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import (
     Any,
@@ -189,6 +187,19 @@ from typing import (
     cast,
 )
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from upclient.testing.httpbase import (
+    BLOCK,
+    Body,
+    Drop,
+    GiB,
+    HTTPEmulator,
+    MiB,
+    PathLike,
+    RequestHandler,
+    file_digest,
+    parse_range,
+)
 
 __all__ = [
     "CommunityServer",
@@ -208,12 +219,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-PathLike = Union[str, "os.PathLike[str]"]
-
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
 
 #: The categories init accepts.
 CATEGORIES = ("general", "video", "image", "document", "avatar", "cover")
@@ -238,13 +243,7 @@ UPLOAD_PREFIX = "/upload/"
 #: Download routes: ``oss_url``, ``cdn_url``, ``imagekit_url``.
 DOWNLOAD_PREFIXES = {"oss": "oss_url", "cdn": "cdn_url", "ik": "imagekit_url"}
 
-_BLOCK = 1 * MiB
 _MAX_JSON = 1 * MiB
-_MAX_LINE = 8 * KiB
-#: Bodies the server did not want are read and dropped up to this size, so
-#: the client sees the answer instead of a reset; beyond it the connection
-#: is closed.
-_DRAIN_LIMIT = 64 * MiB
 
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
 _EXT_RE = re.compile(r"^[a-z0-9]{0,16}$")
@@ -280,14 +279,6 @@ class _StoreError(Exception):
         self.status = status
         self.code = code
         self.message = message
-
-
-class _ClientGone(Exception):
-    """The client closed its connection or sent an unreadable body."""
-
-
-class _Drop(Exception):
-    """Close the connection without answering (injected fault)."""
 
 
 # ------------------------------------------------------------------ records
@@ -392,284 +383,29 @@ def _iso(ts: Optional[float]) -> Optional[str]:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        while True:
-            block = handle.read(_BLOCK)
-            if not block:
-                break
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-# ------------------------------------------------------------- request body
-
-
-class _Body:
-    """The body of one request, read in blocks of at most 1 MiB.
-
-    Framed by ``Content-Length`` (absent: empty) or chunked transfer coding.
-    """
-
-    def __init__(self, rfile: Any, headers: Any) -> None:
-        self.rfile = rfile
-        self.chunked = "chunked" in (headers.get("Transfer-Encoding") or "").lower()
-        self.length: Optional[int] = None
-        self.remaining = 0
-        if not self.chunked:
-            text = headers.get("Content-Length")
-            if text is not None:
-                try:
-                    self.length = int(text)
-                except ValueError:
-                    raise _StoreError(400, "InvalidArgument", f"bad Content-Length {text!r}") from None
-                if self.length < 0:
-                    raise _StoreError(400, "InvalidArgument", "negative Content-Length")
-            self.remaining = self.length or 0
-        self.done = not self.chunked and self.remaining == 0
-        self.received = 0
-        self._chunk_left = 0
-        self._after_chunk = False
-
-    def _line(self) -> bytes:
-        line = self.rfile.readline(_MAX_LINE + 1)
-        if not line.endswith(b"\n"):
-            raise _ClientGone("EOF or over-long line in a chunked body")
-        return line
-
-    def read(self) -> bytes:
-        """The next block (at most 1 MiB); ``b""`` at the end of the body."""
-        if self.done:
-            return b""
-        if not self.chunked:
-            block = self.rfile.read(min(self.remaining, _BLOCK))
-            if not block:
-                raise _ClientGone("EOF inside a request body")
-            self.remaining -= len(block)
-            self.received += len(block)
-            self.done = self.remaining == 0
-            return block
-        while self._chunk_left == 0:
-            if self._after_chunk:
-                if self._line().strip():
-                    raise _ClientGone("no CRLF after a chunk")
-                self._after_chunk = False
-            size_text = self._line().split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise _ClientGone(f"bad chunk size {size_text!r}") from None
-            if size == 0:
-                while self._line().strip():  # trailers, then the empty line
-                    pass
-                self.done = True
-                return b""
-            self._chunk_left = size
-            self._after_chunk = True
-        block = self.rfile.read(min(self._chunk_left, _BLOCK))
-        if not block:
-            raise _ClientGone("EOF inside a chunk")
-        self._chunk_left -= len(block)
-        self.received += len(block)
-        return block
-
-    def drain(self, limit: int = _DRAIN_LIMIT) -> bool:
-        """Read and drop the rest (up to ``limit`` bytes); whether it all came."""
-        if self.done:
-            return True
-        if not self.chunked and self.remaining > limit:
-            return False
-        start = self.received
-        try:
-            while not self.done:
-                if self.received - start > limit:
-                    return False
-                self.read()
-        except (_ClientGone, OSError):
-            return False
-        return True
-
-
-# ------------------------------------------------------------------ HTTP server
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer with at most ``max_connections`` handler threads.
-
-    Open connections are tracked so :meth:`close_connections` can cut them
-    (idle keep-alive ones included) and join their threads.
-    """
-
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 64
-
-    def __init__(self, address: Tuple[str, int], owner: "CommunityServer") -> None:
-        self.owner = owner
-        self._slots = threading.BoundedSemaphore(owner.max_connections)
-        self._conn_lock = threading.Lock()
-        self._conns: Dict[socket.socket, threading.Thread] = {}
-        self._closing = threading.Event()
-        self._seq = 0
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        while not self._slots.acquire(timeout=0.1):
-            if self._closing.is_set():
-                self.shutdown_request(request)
-                return
-        self._seq += 1
-        thread = threading.Thread(
-            target=self.process_request_thread,
-            args=(request, client_address),
-            name=f"CommunityServer-conn-{self._seq}",
-            daemon=True,
-        )
-        with self._conn_lock:
-            self._conns[request] = thread
-        thread.start()
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._conn_lock:
-                self._conns.pop(request, None)
-            self._slots.release()
-
-    def connection_count(self) -> int:
-        with self._conn_lock:
-            return len(self._conns)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("connection from %s ended with an error", client_address, exc_info=True)
-
-    def close_connections(self, timeout: float) -> None:
-        self._closing.set()
-        with self._conn_lock:
-            items = list(self._conns.items())
-        for sock, _ in items:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        deadline = time.monotonic() + timeout
-        for _, thread in items:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        alive = [t.name for _, t in items if t.is_alive()]
-        if alive:
-            log.warning("CommunityServer: threads still running after stop: %s", alive)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in separate writes
+class _Handler(RequestHandler):
     server_version = "CommunityEmulator/1.0"
-    sys_version = ""
-
-    body: _Body
 
     @property
     def owner(self) -> "CommunityServer":
-        return cast(_HTTPServer, self.server).owner
+        return cast("CommunityServer", super().owner)
 
-    def setup(self) -> None:
-        super().setup()
-        self.connection.settimeout(self.owner.idle_timeout)
+    def reply_error(self, status: int, message: str) -> None:
+        self.send_json(status, {"code": status, "message": message, "data": None})
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("%s %s", self.address_string(), format % args)
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_OPTIONS(self) -> None:
-        self._dispatch()
-
-    # -------------------------------------------------------------- dispatch
-
-    def _dispatch(self) -> None:
-        owner = self.owner
-        owner._request_started()
-        try:
-            self.__dict__.pop("body", None)  # the handler lives as long as the connection
-            try:
-                self.body = _Body(self.rfile, self.headers)
-            except _StoreError as exc:
-                self.close_connection = True
-                self._send_json(400, {"code": 400, "message": exc.message, "data": None})
-                return
-            path = urlsplit(self.path).path
-            first = path.lstrip("/").split("/", 1)[0]
-            if path.startswith(UPLOAD_PREFIX):
-                self._storage(self._put_part, "part")
-            elif first in DOWNLOAD_PREFIXES and path.count("/") >= 2:
-                self._storage(self._download, "download")
-            else:
-                self._api(path)
-        except _Drop:
-            log.info("%s %s: closing the connection without an answer (injected)", self.command, self.path)
-            self.close_connection = True
-        except (_ClientGone, ConnectionError, socket.timeout) as exc:
-            log.debug("%s %s: client went away: %s", self.command, self.path, exc)
-            self.close_connection = True
-        except Exception:
-            log.exception("%s %s: unexpected error", self.command, self.path)
-            self.close_connection = True
-            with contextlib.suppress(Exception):
-                self._send_json(500, {"code": 500, "message": "internal error", "data": None})
-        finally:
-            owner._request_finished()
-
-    # -------------------------------------------------------------- responses
-
-    def _finish_body(self) -> None:
-        """Before answering: drop what is left of the request body, or plan to close."""
-        body = getattr(self, "body", None)
-        if body is not None and not body.drain():
-            self.close_connection = True
-
-    def _send(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
-        self._finish_body()
-        try:
-            phrase = http.HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "Injected"
-        self.send_response(status, phrase)
-        names = set()
-        for name, value in headers.items():
-            self.send_header(name, value)
-            names.add(name.lower())
-        if "content-length" not in names:
-            self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD" and body:
-            self.wfile.write(body)
-
-    def _send_json(self, status: int, payload: Any) -> None:
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self._send(status, body, {"Content-Type": "application/json; charset=utf-8"})
+    def route(self) -> None:
+        path = urlsplit(self.path).path
+        first = path.lstrip("/").split("/", 1)[0]
+        if path.startswith(UPLOAD_PREFIX):
+            self._storage(self._put_part, "part")
+        elif first in DOWNLOAD_PREFIXES and path.count("/") >= 2:
+            self._storage(self._download, "download")
+        else:
+            self._api(path)
 
     def _send_xml_error(self, exc: _StoreError) -> None:
         body = (
@@ -677,7 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
             f"<Error><Code>{exc.code}</Code><Message>{exc.message}</Message>"
             f"<RequestId>{uuid.uuid4().hex[:24].upper()}</RequestId></Error>\n"
         ).encode("utf-8")
-        self._send(exc.status, body, {"Content-Type": "application/xml"})
+        self.send(exc.status, body, {"Content-Type": "application/xml"})
 
     # ------------------------------------------------------------ storage routes
 
@@ -713,7 +449,7 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None:
                 self.body.drain()
                 if fault.status == 0:
-                    raise _Drop()
+                    raise Drop()
                 raise _StoreError(fault.status, "InjectedFault", f"injected failure of part {number}")
             if self.body.length is not None and self.body.length != part.size:
                 raise _StoreError(
@@ -726,7 +462,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise
         finally:
             owner._log_part(file_id, number, status, self.body.received)
-        self._send(200, b"", {"ETag": f'"{etag}"'})
+        self.send(200, b"", {"ETag": f'"{etag}"'})
 
     def _download(self) -> None:
         if self.command not in ("GET", "HEAD"):
@@ -737,7 +473,7 @@ class _Handler(BaseHTTPRequestHandler):
         fault = owner._take_fault("download")
         if fault is not None:
             if fault.status == 0:
-                raise _Drop()
+                raise Drop()
             raise _StoreError(fault.status, "InjectedFault", "injected failure of a download")
         record = owner._stored_by_key(key)
         if record is None:
@@ -747,9 +483,9 @@ class _Handler(BaseHTTPRequestHandler):
         start, end, partial = 0, size, False  # end exclusive
         range_header = self.headers.get("Range")
         if range_header:
-            parsed = _parse_range(range_header, size)
+            parsed = parse_range(range_header, size)
             if parsed == "unsatisfiable":
-                self._send(
+                self.send(
                     416,
                     b"",
                     {"Content-Range": f"bytes */{size}", "Content-Length": "0", "Accept-Ranges": "bytes"},
@@ -767,29 +503,22 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if partial:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        self._send(206 if partial else 200, b"", headers)
+        self.send(206 if partial else 200, b"", headers)
         if self.command == "HEAD":
             return
         with open(stored, "rb") as handle:
-            handle.seek(start)
-            left = end - start
-            while left > 0:
-                block = handle.read(min(left, _BLOCK))
-                if not block:
-                    raise _ClientGone("stored file shrank while being sent")
-                self.wfile.write(block)
-                left -= len(block)
+            self.stream_file(handle, start, end)
 
     # ---------------------------------------------------------------- API routes
 
     def _api(self, path: str) -> None:
         route = _route(self.command, path)
         if route is None:
-            self._send_json(404, {"code": 404, "message": f"no route for {path}", "data": None})
+            self.send_json(404, {"code": 404, "message": f"no route for {path}", "data": None})
             return
         endpoint, arg = route
         if endpoint == "method":
-            self._send_json(405, {"code": 405, "message": f"{self.command} is not allowed on {path}", "data": None})
+            self.send_json(405, {"code": 405, "message": f"{self.command} is not allowed on {path}", "data": None})
             return
         owner = self.owner
         owner._count(endpoint)
@@ -812,33 +541,21 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if answer[0] >= 400 or answer[1]["code"] != 0:
             log.debug("%s %s -> %s %s", self.command, self.path, answer[0], answer[1])
-        self._send_json(*answer)
+        self.send_json(*answer)
 
     def _injected(self, endpoint: str, fault: _Fault) -> None:
         log.info("%s %s: injected answer %s", self.command, self.path, fault.status or "(connection closed)")
         if fault.status == 0:
             self.body.drain()
-            raise _Drop()
+            raise Drop()
         code = fault.code if fault.code is not None else fault.status
-        self._send_json(fault.status, {"code": code, "message": f"injected failure of {endpoint}", "data": None})
+        self.send_json(fault.status, {"code": code, "message": f"injected failure of {endpoint}", "data": None})
 
     def _json_body(self) -> Any:
-        body = self.body
-        if not body.chunked and (body.length or 0) > _MAX_JSON:
+        raw = self.body.read_all(_MAX_JSON)
+        if raw is None:
             self.close_connection = True
             raise _http_error(413, "request body too large")
-        chunks = []
-        size = 0
-        while True:
-            block = body.read()
-            if not block:
-                break
-            size += len(block)
-            if size > _MAX_JSON:
-                self.close_connection = True
-                raise _http_error(413, "request body too large")
-            chunks.append(block)
-        raw = b"".join(chunks)
         if not raw.strip():
             return None
         try:
@@ -876,35 +593,10 @@ def _route(method: str, path: str) -> Optional[Tuple[str, str]]:
     return None
 
 
-def _parse_range(header: str, size: int) -> Union[None, str, Tuple[int, int]]:
-    """``(start, end_exclusive)``, ``"unsatisfiable"``, or None (ignore the header)."""
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash:
-        return None
-    try:
-        if first == "":
-            suffix = int(last)
-            if suffix <= 0 or size == 0:
-                return "unsatisfiable"
-            return max(0, size - suffix), size
-        start = int(first)
-        end = int(last) + 1 if last else max(size, start + 1)
-    except ValueError:
-        return None
-    if start < 0 or end <= start:
-        return None  # syntactically invalid: ignored
-    if start >= size:
-        return "unsatisfiable"
-    return start, min(end, size)
-
-
 # ------------------------------------------------------------------ the server
 
 
-class CommunityServer:
+class CommunityServer(HTTPEmulator):
     """An emulator of the community multipart API on ``127.0.0.1`` (see the module docstring).
 
     :param directory: where parts and files are stored (created if needed);
@@ -937,6 +629,9 @@ class CommunityServer:
 
     All methods are thread-safe.
     """
+
+    handler_class = _Handler
+    log = log
 
     def __init__(
         self,
@@ -972,13 +667,14 @@ class CommunityServer:
             raise ValueError("give at least one bearer token or API key")
         if min(default_part_size, min_part_size, max_part_size, max_parts) < 1 or min_part_size > max_part_size:
             raise ValueError("part sizes and max_parts must be >= 1, min_part_size <= max_part_size")
-        self._owns_directory = directory is None
-        if directory is None:
-            directory = tempfile.mkdtemp(prefix="upclient-community-")
-        self.directory: Path = Path(directory).resolve()
-        self.host = host
-        self._requested_port = port
-        self._port: Optional[int] = None
+        super().__init__(
+            directory,
+            host=host,
+            port=port,
+            max_connections=max_connections,
+            idle_timeout=idle_timeout,
+            temp_prefix="upclient-community-",
+        )
         self.default_part_size = int(default_part_size)
         self.min_part_size = int(min_part_size)
         self.max_part_size = int(max_part_size)
@@ -988,13 +684,8 @@ class CommunityServer:
         self._secret = secret if secret is not None else secrets.token_bytes(32)
         self.bucket = bucket
         self.region = region
-        self.max_connections = int(max_connections)
-        self.idle_timeout = float(idle_timeout)
         self.public_url: Optional[str] = public_url.rstrip("/") if public_url else None
 
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._active = 0
         self._records: Dict[str, _Upload] = {}
         self._seq = 0
         self._generation = 0
@@ -1003,87 +694,10 @@ class CommunityServer:
         self._part_puts = 0
         self._part_bytes = 0
         self._part_log: List[Tuple[str, int, int]] = []
-        self._httpd: Optional[_HTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
-        self._closed = False
 
-    # ------------------------------------------------------------- lifecycle
-
-    def start(self) -> "CommunityServer":
-        """Bind and start serving; returns ``self``. A restart keeps the port and every record."""
-        if self._closed:
-            raise RuntimeError("CommunityServer was closed; create a new one")
-        if self._httpd is not None:
-            raise RuntimeError("CommunityServer is already running")
+    def _prepare_directory(self) -> None:
         (self.directory / "parts").mkdir(parents=True, exist_ok=True)
         (self.directory / "objects").mkdir(parents=True, exist_ok=True)
-        port = self._port if self._port is not None else self._requested_port
-        httpd = _HTTPServer((self.host, port), self)
-        self._httpd = httpd
-        self._port = httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="CommunityServer-accept", daemon=True
-        )
-        self._thread.start()
-        log.info("CommunityServer serving %s from %s", self.url, self.directory)
-        return self
-
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop serving, cut every open connection and join the threads. Idempotent.
-
-        Records, counters and armed faults are kept; :meth:`start` serves
-        them again on the same port.
-        """
-        httpd = self._httpd
-        if httpd is None:
-            return
-        httpd._closing.set()
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        httpd.close_connections(timeout)
-        self._httpd = None
-        self._thread = None
-        log.info("CommunityServer %s stopped", self.url)
-
-    def close(self) -> None:
-        """:meth:`stop`, and remove the directory if the server made it. Final."""
-        try:
-            self.stop()
-        finally:
-            self._closed = True
-            if self._owns_directory:
-                shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> "CommunityServer":
-        if self._httpd is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        where = self.url if self._port is not None else "(not started)"
-        return f"<CommunityServer {where} {state} dir={self.directory}>"
-
-    @property
-    def running(self) -> bool:
-        return self._httpd is not None
-
-    @property
-    def port(self) -> int:
-        """The TCP port (known once started)."""
-        if self._port is None:
-            raise RuntimeError("CommunityServer has not been started")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """The base URL, ``http://127.0.0.1:PORT`` (no path)."""
-        return f"http://{self.host}:{self.port}"
 
     @property
     def _public_base(self) -> str:
@@ -1110,7 +724,7 @@ class CommunityServer:
 
     def stored_sha256(self, file_id: str) -> str:
         """Hex SHA-256 of the stored file; :class:`FileNotFoundError` if it is not stored."""
-        return _file_digest(self.stored_path(file_id), "sha256")
+        return file_digest(self.stored_path(file_id), "sha256")
 
     def part_path(self, file_id: str, part_number: int) -> Path:
         """Where part ``part_number`` of an open upload is (or would be) stored."""
@@ -1266,56 +880,9 @@ class CommunityServer:
             self._part_bytes = 0
             self._part_log.clear()
 
-    def wait_idle(self, timeout: float = 5.0, *, disconnected: bool = False) -> bool:
-        """Wait until no request is being handled; whether that happened in time.
-
-        ``disconnected=True``: also wait until every client connection is
-        closed, so requests a client sent just before it closed its
-        connections (still in the socket buffer) have been handled too.
-        Use it after a client was shut down, for instance after an aborted
-        SDK upload whose abandoned part PUTs may still arrive.
-        """
-        deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._active:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
-        while disconnected and (self.open_connections or self._connection_waiting()):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return self.wait_idle(max(0.0, deadline - time.monotonic())) if disconnected else True
-
-    def _connection_waiting(self) -> bool:
-        """Whether a connection waits in the listen backlog."""
-        httpd = self._httpd
-        if httpd is None:
-            return False
-        with contextlib.suppress(OSError, ValueError):
-            return bool(select.select([httpd.socket], [], [], 0)[0])
-        return False
-
-    @property
-    def open_connections(self) -> int:
-        """How many client connections are open now."""
-        httpd = self._httpd
-        return 0 if httpd is None else httpd.connection_count()
-
     def _count(self, endpoint: str) -> None:
         with self._lock:
             self._requests[endpoint] += 1
-
-    def _request_started(self) -> None:
-        with self._lock:
-            self._active += 1
-
-    def _request_finished(self) -> None:
-        with self._idle:
-            self._active -= 1
-            if not self._active:
-                self._idle.notify_all()
 
     def _log_part(self, file_id: str, number: int, status: int, nbytes: int) -> None:
         with self._lock:
@@ -1423,7 +990,7 @@ class CommunityServer:
             fault = self._take_fault_locked("part", file_id=file_id, part_number=number)
             return record.parts[number - 1], fault
 
-    def _store_part(self, file_id: str, part: _Part, body: _Body) -> str:
+    def _store_part(self, file_id: str, part: _Part, body: Body) -> str:
         """Stream ``body`` to the part's file; returns its MD5 hex."""
         record = self._record(file_id)
         directory = self._parts_dir(record)
@@ -1672,7 +1239,7 @@ class CommunityServer:
                 for part in record.parts:
                     with open(parts_dir / str(part.number), "rb") as handle:
                         while True:
-                            block = handle.read(_BLOCK)
+                            block = handle.read(BLOCK)
                             if not block:
                                 break
                             digest.update(block)
