@@ -125,7 +125,8 @@ class UpyunBackend(Backend):
     host, default ``v0.api.upyun.com``; ``v1``..``v3`` pick a network;
     ``host:port`` or a full ``http(s)://host:port`` for an emulator or a
     proxy), ``purge_endpoint``, ``process_endpoint`` (the purge and
-    processing hosts), ``domain`` (the CDN domain purge builds URLs with,
+    processing hosts; a loopback ``endpoint`` is the default for both, as an
+    emulator serves every API on one port), ``domain`` (the CDN domain purge builds URLs with,
     default ``<service>.b0.upaiyun.com``).
 
     Put options: ``headers`` (extra request headers: ``x-gmkerl-*``,
@@ -181,9 +182,12 @@ class UpyunBackend(Backend):
             self.signer = LocalSigner(self.operator, password_md5_hex=str(key_md5))
         else:
             self.signer = LocalSigner(self.operator, str(password))
-        self.base = _endpoint_base(options.get("endpoint") or DEFAULT_ENDPOINT)
-        self.purge_base = _endpoint_base(options.get("purge_endpoint") or PURGE_ENDPOINT)
-        self.process_base = _endpoint_base(options.get("process_endpoint") or PROCESS_ENDPOINT)
+        endpoint = options.get("endpoint") or DEFAULT_ENDPOINT
+        self.base = _endpoint_base(endpoint)
+        # an emulator on loopback serves every API on one port; the service has three hosts
+        local = bool(_LOOPBACK.match(self.base.partition("://")[2]))
+        self.purge_base = _endpoint_base(options.get("purge_endpoint") or (endpoint if local else PURGE_ENDPOINT))
+        self.process_base = _endpoint_base(options.get("process_endpoint") or (endpoint if local else PROCESS_ENDPOINT))
         self.domain = options.get("domain") or f"{self.service}.b0.upaiyun.com"
         self._sign_lock = threading.Lock()
 

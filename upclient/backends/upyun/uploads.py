@@ -563,7 +563,8 @@ class FormUpload(_UpyunSession):
         uri = f"/{urllib.parse.quote(self.backend.service, safe='')}/"
         auth = self.backend.signer.sign("POST", uri, date, policy=policy, content_md5=content_md5)
         boundary = uuidlib.uuid4().hex
-        filename = os.path.basename(self.key).replace('"', "%22")
+        # the file's own name: the policy's type check and {filename}/{suffix} read it
+        filename = os.path.basename(self.source.name or self.key).replace('"', "%22")
         head = (
             _field(boundary, "policy", policy) + _field(boundary, "authorization", auth)
             + (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
