@@ -156,7 +156,6 @@ Nothing here prints; diagnostics go to the ``upclient.testing.community`` logger
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import datetime
 import hashlib
@@ -175,7 +174,6 @@ from pathlib import Path
 from typing import (
     Any,
     Callable,
-    Counter,
     Dict,
     Iterable,
     List,
@@ -689,8 +687,6 @@ class CommunityServer(HTTPEmulator):
         self._records: Dict[str, _Upload] = {}
         self._seq = 0
         self._generation = 0
-        self._faults: List[_Fault] = []
-        self._requests: Counter[str] = collections.Counter()
         self._part_puts = 0
         self._part_bytes = 0
         self._part_log: List[Tuple[str, int, int]] = []
@@ -796,26 +792,6 @@ class CommunityServer(HTTPEmulator):
             self._generation += 1
         log.info("CommunityServer: part URLs before generation %d expired", self._generation)
 
-    def clear_faults(self) -> None:
-        """Disarm every fault not used up yet (expired URLs stay expired)."""
-        with self._lock:
-            self._faults.clear()
-
-    @property
-    def pending_faults(self) -> List[str]:
-        """Descriptions of the armed faults."""
-        with self._lock:
-            return [repr(f) for f in self._faults]
-
-    def _arm(self, fault: _Fault) -> None:
-        if fault.remaining is not None and fault.remaining < 1:
-            raise ValueError("times must be >= 1 or None")
-        if fault.status != 0 and not 100 <= fault.status <= 599:
-            raise ValueError("status must be 0 or an HTTP status")
-        with self._lock:
-            self._faults.append(fault)
-        log.debug("CommunityServer: armed %r", fault)
-
     def _take_fault(
         self, endpoint: str, *, file_id: Optional[str] = None, part_number: Optional[int] = None
     ) -> Optional[_Fault]:
@@ -825,34 +801,16 @@ class CommunityServer(HTTPEmulator):
     def _take_fault_locked(
         self, endpoint: str, *, file_id: Optional[str] = None, part_number: Optional[int] = None
     ) -> Optional[_Fault]:
-        for i, fault in enumerate(self._faults):
-            if fault.endpoint != endpoint:
-                continue
-            if fault.part_number is not None and fault.part_number != part_number:
-                continue
-            if fault.file_id is not None and fault.file_id != file_id:
-                continue
-            if fault.remaining is not None:
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    del self._faults[i]
-            return fault
-        return None
+        return cast(
+            Optional[_Fault],
+            self._use_fault_locked(
+                lambda f: f.endpoint == endpoint
+                and (f.part_number is None or f.part_number == part_number)
+                and (f.file_id is None or f.file_id == file_id)
+            ),
+        )
 
     # ----------------------------------------------------------------- counters
-
-    @property
-    def requests(self) -> Dict[str, int]:
-        """Requests seen per endpoint (names in :data:`ENDPOINTS`), a copy."""
-        with self._lock:
-            return dict(self._requests)
-
-    def request_count(self, endpoint: Optional[str] = None) -> int:
-        """Requests seen for ``endpoint`` (``None``: all)."""
-        with self._lock:
-            if endpoint is None:
-                return sum(self._requests.values())
-            return self._requests.get(endpoint, 0)
 
     @property
     def part_puts(self) -> int:
@@ -879,10 +837,6 @@ class CommunityServer(HTTPEmulator):
             self._part_puts = 0
             self._part_bytes = 0
             self._part_log.clear()
-
-    def _count(self, endpoint: str) -> None:
-        with self._lock:
-            self._requests[endpoint] += 1
 
     def _log_part(self, file_id: str, number: int, status: int, nbytes: int) -> None:
         with self._lock:
@@ -1000,10 +954,7 @@ class CommunityServer(HTTPEmulator):
         written = 0
         try:
             with open(tmp, "wb") as out:
-                while True:
-                    block = body.read()
-                    if not block:
-                        break
+                for block in body.blocks():
                     written += len(block)
                     if written > part.size:
                         raise _StoreError(400, "InvalidPartSize", f"part {part.number} is {part.size} bytes")

@@ -28,6 +28,7 @@ Nothing here prints; diagnostics go to the logger of the emulator's module
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import http
@@ -42,7 +43,22 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Dict, List, Mapping, Optional, Tuple, Type, TypeVar, Union
+from typing import (
+    Any,
+    BinaryIO,
+    Callable,
+    ClassVar,
+    Counter,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+)
 
 __all__ = [
     "KiB",
@@ -164,20 +180,26 @@ class Body:
         self.received += len(block)
         return block
 
+    def blocks(self) -> Iterator[bytes]:
+        """The (rest of the) body, block by block."""
+        while True:
+            block = self.read()
+            if not block:
+                return
+            yield block
+
     def read_all(self, limit: int) -> Optional[bytes]:
         """The whole (rest of the) body, or None if it is longer than ``limit`` (then partly read)."""
         if not self.chunked and self.remaining > limit:
             return None
         chunks: List[bytes] = []
         size = 0
-        while True:
-            block = self.read()
-            if not block:
-                return b"".join(chunks)
+        for block in self.blocks():
             size += len(block)
             if size > limit:
                 return None
             chunks.append(block)
+        return b"".join(chunks)
 
     def drain(self, limit: int = DRAIN_LIMIT) -> bool:
         """Read and drop the rest (up to ``limit`` bytes); whether it all came."""
@@ -443,6 +465,12 @@ class HTTPEmulator:
     ``super().__init__`` and may override :meth:`_prepare_directory`. State
     a subclass keeps in memory survives :meth:`stop` / :meth:`start` (on the
     same port). :attr:`_lock` guards it; :meth:`wait_idle` waits on it.
+
+    Also here: request counters per route (:attr:`requests`,
+    :meth:`request_count`, ``_count``) and the list of armed faults
+    (``_arm``, ``_use_fault_locked``, :meth:`clear_faults`,
+    :attr:`pending_faults`); a fault is any object with ``status`` (0: no
+    answer) and ``remaining`` (uses left, None: until cleared).
     """
 
     handler_class: ClassVar[Type[RequestHandler]] = RequestHandler
@@ -473,6 +501,8 @@ class HTTPEmulator:
         self._httpd: Optional[BoundedHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
         self._closed = False
+        self._requests: Counter[str] = collections.Counter()
+        self._faults: List[Any] = []
 
     @property
     def _name(self) -> str:
@@ -604,3 +634,54 @@ class HTTPEmulator:
             self._active -= 1
             if not self._active:
                 self._idle.notify_all()
+
+    # ------------------------------------------------------ counters and faults
+
+    @property
+    def requests(self) -> Dict[str, int]:
+        """Requests seen per route (named in the emulator's module docstring), a copy."""
+        with self._lock:
+            return dict(self._requests)
+
+    def request_count(self, route: Optional[str] = None) -> int:
+        """Requests seen for ``route`` (``None``: all)."""
+        with self._lock:
+            if route is None:
+                return sum(self._requests.values())
+            return self._requests.get(route, 0)
+
+    def _count(self, *routes: str) -> None:
+        with self._lock:
+            self._requests.update(routes)
+
+    def clear_faults(self) -> None:
+        """Disarm every fault not used up yet."""
+        with self._lock:
+            self._faults.clear()
+
+    @property
+    def pending_faults(self) -> List[str]:
+        """Descriptions of the armed faults."""
+        with self._lock:
+            return [repr(f) for f in self._faults]
+
+    def _arm(self, fault: Any) -> None:
+        if fault.remaining is not None and fault.remaining < 1:
+            raise ValueError("times must be >= 1 or None")
+        if fault.status != 0 and not 100 <= fault.status <= 599:
+            raise ValueError("status must be 0 or an HTTP status")
+        with self._lock:
+            self._faults.append(fault)
+        self.log.debug("%s: armed %r", self._name, fault)
+
+    def _use_fault_locked(self, matches: Callable[[Any], bool]) -> Any:
+        """The first armed fault ``matches`` accepts, one use taken from it; None if none does."""
+        for i, fault in enumerate(self._faults):
+            if not matches(fault):
+                continue
+            if fault.remaining is not None:
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    del self._faults[i]
+            return fault
+        return None
