@@ -12,6 +12,10 @@
 * :class:`CommunityServer` emulates the community multipart API (auth,
   dedup, server-side resume, signed part URLs, faults on demand); also
   ``python -m upclient.testing community``.
+* :class:`UpyunServer` emulates the UPYUN storage APIs (REST with resumable
+  multipart, FORM with notify callbacks, purge, processing tasks; signatures
+  checked, files on disk, faults on demand); also
+  ``python -m upclient.testing upyun``.
 
 Nothing here prints; diagnostics go to the ``upclient.testing`` loggers.
 """
@@ -20,6 +24,7 @@ from upclient.testing.community import CommunityServer
 from upclient.testing.faultproxy import FaultProxy
 from upclient.testing.servers import ResumableUploadServer, ServerStartError, TusNodeServer, free_port
 from upclient.testing.shaping import ShapingProxy
+from upclient.testing.upyun import UpyunServer
 
 __all__ = [
     "TusNodeServer",
@@ -28,5 +33,6 @@ __all__ = [
     "FaultProxy",
     "ShapingProxy",
     "CommunityServer",
+    "UpyunServer",
     "free_port",
 ]

@@ -9,8 +9,19 @@ Subcommands:
         python -m upclient.testing community --port 0 --dir /tmp/community --token t0k3n
 
     The first line written to stdout is the server's base URL
-    (``http://127.0.0.1:PORT``); the server then runs until SIGTERM or SIGINT
-    and exits with status 0. Diagnostics go to stderr (``--log-level``).
+    (``http://127.0.0.1:PORT``).
+
+``upyun``
+    The UPYUN storage API emulator
+    (:class:`~upclient.testing.upyun.UpyunServer`)::
+
+        python -m upclient.testing upyun --port 0 --dir /tmp/upyun --service svc --operator op --password pw
+
+    The first line written to stdout is the server's ``host:port``
+    (``127.0.0.1:PORT``, what the official SDK takes as ``endpoint=``).
+
+Each server then runs until SIGTERM or SIGINT and exits with status 0.
+Diagnostics go to stderr (``--log-level``).
 """
 
 from __future__ import annotations
@@ -20,9 +31,11 @@ import logging
 import signal
 import sys
 import threading
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 from upclient.testing.community import MiB, CommunityServer
+from upclient.testing.httpbase import HTTPEmulator
+from upclient.testing.upyun import UpyunServer
 
 
 def _size(text: str) -> int:
@@ -72,10 +85,21 @@ def _parser() -> argparse.ArgumentParser:
         "server's own, e.g. a proxy in front of it",
     )
     community.set_defaults(run=_run_community)
+
+    upyun = commands.add_parser("upyun", help="the UPYUN storage API emulator (REST, FORM, purge, tasks)")
+    upyun.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    upyun.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
+    upyun.add_argument("--dir", default=None, help="storage directory (default: a temporary one, removed at exit)")
+    upyun.add_argument("--service", default="svc", help="the service (bucket) name (default svc)")
+    upyun.add_argument("--operator", default="op", help="the operator (default op)")
+    upyun.add_argument("--password", default="pw", help="the operator's password (default pw)")
+    upyun.add_argument("--task-duration", type=float, default=2.0, help="seconds a processing task takes (default 2)")
+    upyun.set_defaults(run=_run_upyun)
     return parser
 
 
-def _serve_until_signalled(server: CommunityServer) -> int:
+def _serve_until_signalled(server: HTTPEmulator, announce: Callable[[], str]) -> int:
+    """Start ``server``, write ``announce()`` as the first stdout line, serve until SIGTERM/SIGINT."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -85,7 +109,7 @@ def _serve_until_signalled(server: CommunityServer) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         with server:
-            sys.stdout.write(server.url + "\n")
+            sys.stdout.write(announce() + "\n")
             sys.stdout.flush()
             while not stop.wait(0.2):
                 pass
@@ -113,7 +137,20 @@ def _run_community(args: argparse.Namespace) -> int:
         url_lifetime=args.url_lifetime,
         public_url=args.public_url,
     )
-    return _serve_until_signalled(server)
+    return _serve_until_signalled(server, lambda: server.url)
+
+
+def _run_upyun(args: argparse.Namespace) -> int:
+    server = UpyunServer(
+        args.dir,
+        service=args.service,
+        operator=args.operator,
+        password=args.password,
+        host=args.host,
+        port=args.port,
+        task_duration=args.task_duration,
+    )
+    return _serve_until_signalled(server, lambda: server.endpoint)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
