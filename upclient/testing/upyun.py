@@ -715,19 +715,20 @@ class _Handler(RequestHandler):
     def route(self) -> None:
         owner = self.owner
         call = _Call(self)
-        status = 0  # no answer, until one is sent
         try:
             answer = owner._answer(call)
-            try:
-                self.send(answer.status, answer.body, {"X-Request-Id": call.request_id, **answer.headers})
-                if answer.stream is not None:
-                    self.stream_file(*answer.stream)
-                status = answer.status
-            finally:
-                if answer.stream is not None:
-                    answer.stream[0].close()
+        except BaseException:
+            owner._finished(call, 0)  # no answer
+            raise
+        try:
+            self.finish_body()
+            owner._finished(call, answer.status)  # before the client can see the answer
+            self.send(answer.status, answer.body, {"X-Request-Id": call.request_id, **answer.headers})
+            if answer.stream is not None:
+                self.stream_file(*answer.stream)
         finally:
-            owner._finished(call, status)
+            if answer.stream is not None:
+                answer.stream[0].close()
 
 
 # ------------------------------------------------------------------ the server
@@ -1013,9 +1014,11 @@ class UpyunServer(HTTPEmulator):
         """Raise :class:`_Injected` for a matching fault (or note a commit one on ``call``)."""
         with self._lock:
             fault: Optional[_Fault] = self._use_fault_locked(
-                lambda f: (f.route == "*" or f.route in routes)
-                and (f.part_id is None or (f.part_id == part_id and "part" in routes))
-                and (f.key is None or f.key == key)
+                lambda f: (
+                    (f.route == "*" or f.route in routes)
+                    and (f.part_id is None or (f.part_id == part_id and "part" in routes))
+                    and (f.key is None or f.key == key)
+                )
             )
         if fault is None:
             return
@@ -1030,7 +1033,7 @@ class UpyunServer(HTTPEmulator):
     @property
     def part_log(self) -> List[Tuple[str, int, int, int]]:
         """``(uuid, part id, status, body bytes received)`` of every request with a part, in order
-        (status 0: no answer was sent)."""
+        (status 0: no answer, the connection was dropped or cut off)."""
         with self._lock:
             return list(self._part_log)
 
@@ -1531,7 +1534,8 @@ class UpyunServer(HTTPEmulator):
 
     # ---------------------------------------------------------------- multipart
 
-    def _lookup(self, call: _Call, service: str, key: str) -> _Multi:
+    def _lookup(self, call: _Call, service: str, key: str, *, completed: bool = False) -> _Multi:
+        """The upload of the request's uuid (a completed one only if ``completed``)."""
         upload_id = call.header("X-Upyun-Multi-Uuid") or ""
         now = self.clock()
         with self._lock:
@@ -1541,7 +1545,7 @@ class UpyunServer(HTTPEmulator):
                 record = None
             if record is None or record.gone or record.service != service or record.key != key:
                 raise _multi_error(40011058)
-            if record.completed:
+            if record.completed and not completed:
                 raise _multi_error(40011059)
             return record
 
@@ -1565,10 +1569,12 @@ class UpyunServer(HTTPEmulator):
             self._fault_point(call, routes, key, part_id)
             record = self._initiate(call, service, key)
         else:
-            record = self._lookup(call, service, key)
+            record = self._lookup(call, service, key, completed=True)
             if part_id is not None and 0 <= part_id < record.total:
                 call.part = (record.uuid, part_id, record.part_length(part_id))  # logged, whatever comes
             self._fault_point(call, routes, key, part_id)
+            if record.completed:
+                raise _multi_error(40011059)
         headers = {"x-upyun-multi-uuid": record.uuid}
         if "upload" in stages:
             self._upload_part(call, record, part_id)
