@@ -48,3 +48,41 @@ def test_a_threaded_web_view_forwards_every_upload_byte_exact(rus_server):
         httpd.server_close()
         client.close()
         thread.join(5)
+
+
+def test_the_upyun_example_runs_against_its_own_emulator():
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "upyun_upload.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UPYUN_")}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "downloaded copy matches" in done.stdout
+
+
+def test_the_callback_view_accepts_upyun_and_refuses_forgeries(tmp_path):
+    from upclient.testing import UpyunServer
+
+    spec = importlib.util.spec_from_file_location("upyun_callback_view", EXAMPLE.parent / "upyun_callback_view.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    uploads = []
+    httpd = make_server("127.0.0.1", 0, example.make_app("op", "pw", on_upload=uploads.append))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    notify = f"http://127.0.0.1:{httpd.server_port}/upyun/notify"
+    try:
+        with UpyunServer(tmp_path / "upyun", operator="op", password="pw") as server:
+            with upclient.Client("upyun://op@svc", password="pw", endpoint=server.endpoint, store=None) as c:
+                c.put(b"\xff\xd8 a jpeg", key="cb/x.jpg", form=True, policy={"notify-url": notify})
+            assert server.wait_callbacks(10)
+            assert [cb["status"] for cb in server.callbacks] == [200]
+        forged = requests.post(notify, data={"url": "/cb/evil.jpg"}, timeout=10,
+                               headers={"Authorization": "UPYUN op:Zm9yZ2Vk", "Date": "x"})
+        assert forged.status_code == 401
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+    assert [u.get("url") for u in uploads] == ["/cb/x.jpg"]

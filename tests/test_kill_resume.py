@@ -31,16 +31,16 @@ CHILD = textwrap.dedent(
     client = upclient.Client(url, store=upclient.FileStore(store_dir),
                              part_size=int(part), concurrency=int(concurrency), **json.loads(options))
     result = client.put(path, on_progress=lambda p: print("progress", p.bytes_done, flush=True))
-    print("done", int(result.resumed), result.sent_bytes, result.id, flush=True)
+    print("done", int(result.resumed), result.sent_bytes, result.id.replace(" ", "%20"), flush=True)
     """
 )
 
 
-def run_child(url, path, store_dir, kill_at=None, options=None):
+def run_child(url, path, store_dir, kill_at=None, options=None, part=PART):
     """Upload ``path`` to ``url`` (a client URL) in a child process; SIGKILL it past ``kill_at``."""
     env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, url, str(path), str(store_dir), str(PART), str(CONCURRENCY),
+        [sys.executable, "-c", CHILD, url, str(path), str(store_dir), str(part), str(CONCURRENCY),
          json.dumps(options or {})],
         stdout=subprocess.PIPE, text=True, env=env,
     )
@@ -106,3 +106,27 @@ def test_resume_after_sigkill_sends_only_what_is_missing(request, server_name, m
     # parallel partial uploads, the parts in flight whose URL was not yet recorded).
     assert size - held <= second["sent"] <= size - held + slack, (first, held, second)
     assert server.stored_sha256(second["id"]) == digest
+
+
+def test_upyun_resume_after_sigkill_sends_only_what_was_in_flight(make_file, tmp_path):
+    from upclient.testing.upyun import UpyunServer
+
+    part = 1024 * KiB
+    size = 24 * part
+    path, digest = make_file(size)
+    kill_at = random.randint(size // 5, size * 3 // 5)
+    with UpyunServer(tmp_path / "upyun", service="svc", operator="op", password="pw") as server, \
+            ShapingProxy(server.url, delay=0.001, rate=6e6) as proxy:
+        options = {"password": "pw", "endpoint": f"127.0.0.1:{proxy.port}"}
+        first = run_child("upyun://op@svc", path, tmp_path / "store", kill_at=kill_at, options=options, part=part)
+        assert not first["done"], "the upload finished before it could be killed"
+        assert first["code"] == -signal.SIGKILL
+        settle(proxy)
+        (upload,) = server.uploads().values()
+        held = len(upload["parts"]) * part
+        assert held > 0
+        second = run_child("upyun://op@svc", path, tmp_path / "store", options=options, part=part)
+    assert second["done"] and second["resumed"], second
+    # the server is asked which parts it holds: exactly the rest is sent
+    assert second["sent"] == size - held, (first, held, second)
+    assert server.stored_sha256(path.name) == digest
