@@ -8,7 +8,6 @@ from http.client import HTTPConnection
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from tests.conftest import sha256_bytes as sha256
 from upclient.backends.upyun import signing
 from upclient.testing.upyun import LIST_END, UpyunServer
 
@@ -51,16 +51,16 @@ def server(tmp_path: Path) -> Iterator[UpyunServer]:
 
 @pytest.fixture
 def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
+    """One keep-alive session per test."""
+    session = requests.Session()
+    try:
         yield session
+    finally:
+        session.close()
 
 
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def call(
@@ -1051,7 +1051,7 @@ def test_command_line_server(tmp_path: Path) -> None:
             resp = requests.put(f"http://{endpoint}/clisvc/hello.txt", data=b"hi", headers=headers, timeout=TIMEOUT)
             assert resp.status_code == 200, resp.text
             assert (storage / "files" / "clisvc" / "hello.txt").read_bytes() == b"hi"
-            proc.send_signal(signal.SIGTERM)
+            proc.terminate()  # SIGTERM
             assert proc.wait(timeout=10) == 0
         finally:
             if proc.poll() is None:

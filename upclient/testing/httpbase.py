@@ -445,10 +445,7 @@ def file_digest(path: PathLike, algorithm: str) -> str:
     """The hex digest of a file, read in blocks."""
     digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
-        while True:
-            block = handle.read(BLOCK)
-            if not block:
-                break
+        for block in iter(lambda: handle.read(BLOCK), b""):
             digest.update(block)
     return digest.hexdigest()
 

@@ -759,8 +759,8 @@ class UpyunServer(HTTPEmulator):
     All methods are thread-safe.
     """
 
-    handler_class = _Handler
     log = log
+    handler_class = _Handler
 
     def __init__(
         self,
@@ -797,11 +797,11 @@ class UpyunServer(HTTPEmulator):
         self.callback_timeout = float(callback_timeout)
         super().__init__(
             directory,
+            temp_prefix="upclient-upyun-",
+            idle_timeout=idle_timeout,
             host=host,
             port=port,
             max_connections=max_connections,
-            idle_timeout=idle_timeout,
-            temp_prefix="upclient-upyun-",
         )
         self._files: Dict[Tuple[str, str], _File] = {}
         self._folder_times: Dict[Tuple[str, str], float] = {}
