@@ -2,7 +2,8 @@
 resumable multipart, the other REST verbs, CDN purge, processing tasks and
 callback signatures.  See :class:`UpyunBackend`."""
 
-from .backend import DEFAULT_ENDPOINT, LIST_END, UpyunBackend, check_key
+from .backend import DEFAULT_ENDPOINT, LIST_END, UpyunBackend
+from .names import check_key
 from .signing import (
     LocalSigner,
     RemoteSigner,

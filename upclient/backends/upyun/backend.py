@@ -38,7 +38,9 @@ from ...result import FileInfo
 from ...settings import Settings
 from ...source import Source
 from ..base import Backend, Sink, UploadSession
+from .names import check_key, meta_headers, metadata_from
 from .signing import LocalSigner, RemoteSigner, Signer, http_date, quote_path
+from .uploads import cancel_multipart, open_upload
 
 __all__ = ["UpyunBackend", "DEFAULT_ENDPOINT", "PURGE_ENDPOINT", "PROCESS_ENDPOINT", "LIST_END", "check_key"]
 
@@ -66,21 +68,6 @@ _CODE_ERRORS: Dict[int, type] = {
 }
 
 
-def check_key(key: str, *, folder: bool = False) -> str:
-    """A storage key without its leading slash; BadInput for one that could escape its folder."""
-    if not isinstance(key, str) or not key.strip("/"):
-        raise BadInput(f"a storage key must be a non-empty path, not {key!r}", backend="upyun")
-    if "\x00" in key or any(c in key for c in "\r\n"):
-        raise BadInput(f"storage key {key!r} holds a control character", backend="upyun")
-    stripped = key.lstrip("/")
-    segments = stripped.rstrip("/").split("/")
-    if any(s in (".", "..") for s in segments):
-        raise BadInput(f"storage key {key!r}: '.' and '..' segments are not allowed", backend="upyun")
-    if not folder and stripped.endswith("/"):
-        raise BadInput(f"storage key {key!r} names a folder; give a file name", backend="upyun")
-    return stripped
-
-
 def _endpoint_base(endpoint: str) -> str:
     """``scheme://host[:port]`` from an endpoint given with or without a scheme.
 
@@ -96,24 +83,6 @@ def _endpoint_base(endpoint: str) -> str:
     if not endpoint or "/" in endpoint:
         raise BadInput(f"endpoint {endpoint!r}: expected host[:port] or http(s)://host[:port]", backend="upyun")
     return f"{'http' if _LOOPBACK.match(endpoint) else 'https'}://{endpoint}"
-
-
-def _meta_headers(metadata: Mapping[str, str]) -> Dict[str, str]:
-    out = {}
-    for k, v in metadata.items():
-        name = k if k.lower().startswith("x-upyun-meta-") else f"x-upyun-meta-{k}"
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
-            raise BadInput(f"metadata key {k!r}: UPYUN takes letters, digits, '-' and '_'", backend="upyun")
-        out[name] = urllib.parse.quote(v, safe="") if not v.isascii() or not v.isprintable() else v
-    return out
-
-
-def _metadata_from(headers: Mapping[str, str]) -> Dict[str, str]:
-    out = {}
-    for k, v in headers.items():
-        if k.lower().startswith("x-upyun-meta-"):
-            out[k.lower()[len("x-upyun-meta-"):]] = urllib.parse.unquote(v)
-    return out
 
 
 class UpyunBackend(Backend):
@@ -296,13 +265,9 @@ class UpyunBackend(Backend):
         options: Mapping[str, Any],
         state: Optional[Dict[str, Any]],
     ) -> UploadSession:
-        from .uploads import open_upload
-
         return open_upload(self, source, key=key, metadata=metadata, options=options, state=state)
 
     def abort_state(self, state: Dict[str, Any]) -> None:
-        from .uploads import cancel_multipart
-
         cancel_multipart(self, state)
 
     def abort(self, id: str) -> None:
@@ -335,7 +300,7 @@ class UpyunBackend(Backend):
             size=int(size) if size and size.isdigit() else None,
             content_type=h.get("Content-Type") if kind == "file" else None,
             modified=float(date) if date and date.isdigit() else None,
-            metadata=_metadata_from(h),
+            metadata=metadata_from(h),
             extra={"type": kind, "md5": h.get("Content-MD5"), "headers": dict(h)},
         )
 
@@ -424,7 +389,7 @@ class UpyunBackend(Backend):
         if mode not in ("merge", "replace", "delete"):
             raise BadInput("mode must be 'merge', 'replace' or 'delete'", backend=self.name, operation="metadata")
         self.request("PATCH", self.path(key), "metadata", query=f"?metadata={mode}",
-                     headers=_meta_headers(metadata), body=b"")
+                     headers=meta_headers(metadata), body=b"")
 
     # -- CDN purge ---------------------------------------------------------------------
 

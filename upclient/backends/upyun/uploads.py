@@ -34,16 +34,56 @@ import threading
 import time
 import urllib.parse
 import uuid as uuidlib
-from typing import Any, Dict, List, Mapping, Optional, Set
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Set, Tuple
 
 import requests
 
 from ...errors import BadInput, NotFound, OffsetConflict, RequestRejected, ServerError, UploadExpired
-from ...result import UploadResult
+from ...result import FileInfo, UploadResult
+from ...settings import Settings
 from ...source import PartBody, Source
 from ..base import Part, PartIO, UploadSession
-from .backend import UpyunBackend, _meta_headers, check_key
-from .signing import http_date
+from .names import check_key, meta_headers
+from .signing import Signer, http_date
+
+
+
+class UpyunWire(Protocol):
+    """What an upload needs of the backend that opens it (:class:`.backend.UpyunBackend`)."""
+
+    service: str
+    base: str
+    settings: Settings
+    signer: Signer
+
+    @property
+    def options(self) -> Mapping[str, Any]: ...
+
+    @property
+    def http(self) -> Any: ...
+
+    def path(self, key: str, *, folder: bool = False) -> str: ...
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        *,
+        headers: Optional[Mapping[str, str]] = None,
+        body: Any = None,
+        query: str = "",
+        stream: bool = False,
+        ok: Tuple[int, ...] = (200,),
+        base: Optional[str] = None,
+    ) -> requests.Response: ...
+
+    def error_for(self, resp: requests.Response, operation: str) -> ServerError: ...
+
+    def digest(self, source: Source, algorithm: str = "md5", *, on_progress: Any = None) -> str: ...
+
+    def info(self, id: str) -> FileInfo: ...
+
 
 __all__ = ["open_upload", "cancel_multipart", "MIN_PART", "MAX_PART", "UPLOAD_LIFETIME"]
 
@@ -74,7 +114,7 @@ def _check_headers(headers: Any) -> Dict[str, str]:
 
 
 def open_upload(
-    backend: UpyunBackend,
+    backend: UpyunWire,
     source: Source,
     *,
     key: Optional[str],
@@ -117,7 +157,7 @@ class _UpyunSession(UploadSession):
 
     def __init__(
         self,
-        backend: UpyunBackend,
+        backend: UpyunWire,
         source: Source,
         *,
         key: str,
@@ -144,7 +184,7 @@ class _UpyunSession(UploadSession):
     def file_headers(self) -> Dict[str, str]:
         """Headers that describe the stored file: type, metadata, secret, the user's own."""
         h = {"Content-Type": self.content_type}
-        h.update(_meta_headers(self.metadata))
+        h.update(meta_headers(self.metadata))
         if self.secret:
             h["Content-Secret"] = self.secret
         h.update(self.user_headers)
@@ -228,7 +268,7 @@ class _InOrderMD5:
 class MultipartUpload(_UpyunSession):
     """A resumable multipart upload; see the module docstring."""
 
-    def __init__(self, backend: UpyunBackend, source: Source, *, serial: bool, state: Optional[Dict[str, Any]],
+    def __init__(self, backend: UpyunWire, source: Source, *, serial: bool, state: Optional[Dict[str, Any]],
                  adopt: Optional[str] = None, **common: Any) -> None:
         super().__init__(backend, source, **common)
         part_size = backend.settings.part_size
@@ -456,7 +496,7 @@ class MultipartUpload(_UpyunSession):
             }
 
 
-def cancel_multipart(backend: UpyunBackend, state: Mapping[str, Any]) -> None:
+def cancel_multipart(backend: UpyunWire, state: Mapping[str, Any]) -> None:
     """Drop an unfinished multipart upload on the server (gone already is fine)."""
     if not state.get("uuid") or not state.get("key"):
         return
@@ -515,7 +555,7 @@ class FormUpload(_UpyunSession):
 
     parts_total = 1
 
-    def __init__(self, backend: UpyunBackend, source: Source, *, policy: Mapping[str, Any], expiration: Any,
+    def __init__(self, backend: UpyunWire, source: Source, *, policy: Mapping[str, Any], expiration: Any,
                  **common: Any) -> None:
         super().__init__(backend, source, **common)
         if not isinstance(policy, Mapping):
@@ -540,7 +580,7 @@ class FormUpload(_UpyunSession):
             policy["content-type"] = self.content_type
         if self.secret:
             policy["content-secret"] = self.secret
-        for k, v in _meta_headers(self.metadata).items():
+        for k, v in meta_headers(self.metadata).items():
             policy[k] = v
         for k, v in self.user_headers.items():
             policy[k.lower()] = v
