@@ -2,10 +2,9 @@
 
 :class:`UpyunServer` is a real HTTP/1.1 server (stdlib :mod:`http.server`,
 keep-alive, a bounded number of connection threads) on ``127.0.0.1`` that
-answers as the UPYUN service does (the facts are in
-``/work/shared/protocols/upyun.md`` and the official SDK ``upyun`` 2.5.5,
-whose every call runs against it unchanged: ``tests/test_upyun_sdk.py``), and
-stores files on disk::
+answers as the UPYUN service does (as its API documentation and the
+official SDK ``upyun`` 2.5.5 show it; every call of that SDK runs against it
+unchanged: ``tests/test_upyun_sdk.py``), and stores files on disk::
 
     with UpyunServer(tmp_path / "upyun", service="svc", operator="op", password="pw") as server:
         up = upyun.UpYun("svc", username="op", password="pw", endpoint=server.endpoint)
@@ -17,31 +16,31 @@ Routes (``<key>`` may be empty: the service's root folder). Every answer
 carries ``X-Request-Id``; errors are JSON ``{"msg", "code", "id"}``. The
 counter of each route (:attr:`UpyunServer.requests`) is the name on the right.
 
-================================================  ==============================  ============
-``PUT /<svc>/<key>``                              upload (streamed to a temporary  ``put``
-                                                  file, renamed into place: a cut
-                                                  off upload stores nothing)
-``PUT`` + ``X-Upyun-Move-Source`` / ``-Copy-``    move / copy                     ``move`` ``copy``
-``PUT`` + ``X-Upyun-Multi-Stage``                 multipart stages, comma-joined  ``initiate``
-                                                                                  ``part``
-                                                                                  ``complete``
-``GET`` + ``X-Upyun-Multi-Uuid``                  multipart query (``parts`` JSON, ``query``
-                                                  or headers with
+================================================  ======================================  ============
+``PUT /<svc>/<key>``                              upload (streamed to a temporary file,   ``put``
+                                                  renamed into place: a cut off
+                                                  upload stores nothing)
+``PUT`` + ``X-Upyun-Move-Source`` / ``-Copy-``    move / copy                             ``move`` ``copy``
+``PUT`` + ``X-Upyun-Multi-Stage``                 multipart stages, comma-joined          ``initiate``
+                                                                                          ``part``
+                                                                                          ``complete``
+``GET`` + ``X-Upyun-Multi-Uuid``                  multipart query (``parts`` JSON, or     ``query``
+                                                  headers with
                                                   ``X-Upyun-Multi-Info: true``)
-``DELETE`` + ``X-Upyun-Multi-Uuid``               cancel a multipart upload       ``cancel``
-``GET /<svc>/<key>`` on a file / a folder         download (one ``Range``) / list ``get`` ``list``
-``GET /<svc>/?usage``                             bytes stored, as text           ``usage``
-``HEAD /<svc>/<key>``                             ``x-upyun-file-type|size|date`` ``head``
-``DELETE /<svc>/<key>``                           delete a file or empty folder   ``delete``
-``POST /<svc>/<key>`` + ``Folder: true``          mkdir (``x-upyun-folder`` too)  ``mkdir``
-``PATCH /<svc>/<key>?metadata=merge|replace|      ``x-upyun-meta-*``              ``metadata``
-delete``
-``POST /<svc>`` or ``/<svc>/`` multipart/form     FORM upload                     ``form``
-``POST /purge/``                                  purge CDN URLs                  ``purge``
-``POST /pretreatment/``                           submit processing tasks         ``pretreat``
-``GET /status/?service=&task_ids=``               task progress                   ``status``
-``GET /result/?service=&task_ids=``               task results                    ``result``
-================================================  ==============================  ============
+``DELETE`` + ``X-Upyun-Multi-Uuid``               cancel a multipart upload               ``cancel``
+``GET /<svc>/<key>`` on a file / a folder         download (one ``Range``) / list         ``get`` ``list``
+``GET /<svc>/?usage``                             bytes stored, as text                   ``usage``
+``HEAD /<svc>/<key>``                             ``x-upyun-file-type|size|date``         ``head``
+``DELETE /<svc>/<key>``                           delete a file or an empty folder        ``delete``
+``POST /<svc>/<key>`` + ``Folder: true``          mkdir (``x-upyun-folder`` too)          ``mkdir``
+``PATCH /<svc>/<key>?metadata=``                  merge, replace or delete                ``metadata``
+                                                  ``x-upyun-meta-*``
+``POST /<svc>`` or ``/<svc>/`` multipart/form     FORM upload                             ``form``
+``POST /purge/``                                  purge CDN URLs                          ``purge``
+``POST /pretreatment/``                           submit processing tasks                 ``pretreat``
+``GET /status/?service=&task_ids=``               task progress                           ``status``
+``GET /result/?service=&task_ids=``               task results                            ``result``
+================================================  ======================================  ============
 
 So ``purge``, ``pretreatment``, ``status`` and ``result`` cannot be service
 names. Requests in absolute form (``POST http://purge.upyun.com/purge/
