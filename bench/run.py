@@ -23,12 +23,43 @@ g. a 256 MiB file to the same emulator through ``ShapingProxy`` (as in c; the
 h. MD5 of the 1 GiB file, in this process, page cache warm: plain hashlib
    (1 MiB blocks) against ``upclient.digest.file_digest``; and the resume
    start-up cost, ``client.md5(path)`` with a fresh ``FileStore`` (reads the
-   file) against the same call from a new client on that store (cache hit).
+   file) against the same call from a new client on that store (cache hit);
+i. a 1 GiB file to the UPYUN emulator (``python -m upclient.testing upyun``,
+   its own process) over loopback: upclient's UPYUN backend with its
+   defaults (16 MiB parts, concurrency 4, checksum on: a Content-MD5 on every
+   part and the whole file's MD5 at complete; a ``checksum=False`` row for
+   information) against the official SDK, upyun 2.5.5, two ways: its
+   resumable upload with its defaults (``up.put(key, f, need_resume=True)``:
+   1 MiB parts, one after the other, no checksum), and its multi uploader
+   driven the way its README suggests for parallel parts
+   (``init_multi_uploader(key, part_size=16 MiB, file_size=size)``, every
+   part read with ``os.pread`` in a task of a ``ThreadPoolExecutor(4)`` and
+   sent with ``m.upload(i, data)``, then ``m.complete()``; no checksum);
+j. a 256 MiB file to the same emulator through ``ShapingProxy`` (as in c:
+   every client is given the proxy's ``127.0.0.1:port`` as its endpoint):
+   upclient at concurrency 1, 4 and 8 (its defaults otherwise) against the
+   SDK's resumable upload and its multi uploader (4 threads).  256 MiB, not
+   1 GiB: the SDK's serial 1 MiB parts pay a round trip each, about 11 MB/s
+   through this link, so 1 GiB would take it over a minute and a half a run.
+
+In i, every client's time includes the emulator's ``complete``, which joins
+the part files into the stored file and hashes it (about 3 to 6 s for 1 GiB
+on 2 cores, the same work whoever uploaded): the ratios in i are therefore
+closer to 1 than the clients' own speeds are.
 
 The community emulator deduplicates by MD5, so before every community run the
 harness overwrites the first 64 KiB of the file with new random bytes (a new
 MD5, so every run sends every byte; a run answered as deduplicated counts as
 failed), and after it deletes the stored objects.
+
+UPYUN runs (i, j) upload under a fresh key each time and are checked on the
+server: a signed HEAD of ``/<service>/<key>`` (``x-upyun-file-size`` must
+equal the size, and its ``Content-MD5`` the file's MD5) and the stored file
+under the emulator's ``--dir``; anything short of the whole file fails the
+run.  After each run every stored file is deleted (signed DELETE) and the
+parts of any unfinished upload are removed.  The SDK's resumable upload
+uses ``collections.Callable``, gone since Python 3.10: the worker restores
+that alias before using it (see ``bench/worker.py``).
 
 The clients: upclient (its defaults: ``part_size`` 16 MiB, ``concurrency`` 4;
 no store, no checksums; a row with 8 MiB parts for information); tuspy 1.1.0
@@ -55,10 +86,13 @@ equal the size).
 
 Prints a table (MB/s = 10^6 bytes per second), checks the targets, writes
 ``bench/results/latest.json`` and ``bench/bench.png``.  ``--quick`` uses
-small sizes and one round, a smoke run of about a minute; a full run
-takes about 10 minutes on 2 cores.  Every server, proxy, client process and
-temporary file is removed on the way out, also after a failure, Ctrl-C or
-SIGTERM.
+small sizes and one round, a smoke run of a minute or two (i: 64 MiB, j:
+48 MiB, so upclient still sends several parts); a full run takes about 12
+minutes on 2 cores (i and j about 4 of them).  ``--profile`` runs every
+Python client under cProfile (all its threads; slower, so only for finding
+where the time goes) and keeps the stats in ``bench/results/profiles/``.
+Every server, proxy, client process and temporary file is removed on the
+way out, also after a failure, Ctrl-C or SIGTERM.
 
 Run: ``python bench/run.py`` or ``python -m bench`` from the repository root.
 """
@@ -74,6 +108,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import select
 import shutil
 import signal
@@ -87,7 +122,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -105,14 +140,19 @@ PLOT = HERE / "bench.png"
 #: No single client run may take longer than this (seconds).
 RUN_TIMEOUT = 300.0
 #: The whole benchmark stops starting new runs after this (seconds).
-TOTAL_BUDGET = 13 * 60.0
-#: ShapingProxy settings for scenario c: 20 ms each way, 20 MB/s per connection.
+TOTAL_BUDGET = 17 * 60.0
+#: ShapingProxy settings for scenarios c, g and j: 20 ms each way, 20 MB/s per connection.
 WAN_DELAY = 0.020
 WAN_RATE = 20e6
 #: The community emulator's bearer token.
 COMMUNITY_TOKEN = "bench-t0k3n"
 #: Bytes overwritten with fresh random data before every community run (a new MD5: no dedup).
 FRESHEN = 64 * 1024
+#: The UPYUN emulator's service, operator and password (i, j).
+UPYUN_SERVICE = "bench"
+UPYUN_OPERATOR = "bench-op"
+UPYUN_PASSWORD = "bench-pw"
+PROFILES = HERE / "results" / "profiles"
 
 
 # -- clients ---------------------------------------------------------------------
@@ -123,7 +163,7 @@ class ClientSpec:
     """One client configuration: ``kind`` picks the runner, ``params`` go to it."""
 
     id: str
-    kind: str  # upclient, tuspy, resumable-upload, curl
+    kind: str  # upclient, tuspy, resumable-upload, curl, upclient-community, ..., upyun-multi (worker.CLIENTS)
     params: Tuple[Tuple[str, Any], ...] = ()
 
     @property
@@ -155,6 +195,14 @@ COMM_UP_C1 = client("upclient c=1", "upclient-community", part_size=PART, concur
 COMM_UP_C4 = client("upclient c=4", "upclient-community", part_size=PART, concurrency=4)
 COMM_UP_C8 = client("upclient c=8", "upclient-community", part_size=PART, concurrency=8)
 COMM_SDK = client("community-uploader", "community-sdk", part_size=PART)
+# the UPYUN backend (i, j): upclient with its defaults (16 MiB parts, concurrency 4, checksum on)
+UPYUN_UP = client("upclient", "upclient-upyun")
+UPYUN_UP_NOSUM = client("upclient checksum=False", "upclient-upyun", checksum=False)
+UPYUN_UP_C1 = client("upclient c=1", "upclient-upyun", concurrency=1)
+UPYUN_UP_C4 = client("upclient c=4", "upclient-upyun", concurrency=4)
+UPYUN_UP_C8 = client("upclient c=8", "upclient-upyun", concurrency=8)
+UPYUN_RESUME = client("upyun resume", "upyun-resume")  # the SDK's defaults: 1 MiB parts, serial
+UPYUN_MULTI = client("upyun multi x4", "upyun-multi", part_size=16 * MiB, threads=4)
 # h: measured in the harness itself (ids of its rows)
 MD5_HASHLIB = client("hashlib md5 1MiB blocks", "md5")
 MD5_UPCLIENT = client("upclient file_digest", "md5")
@@ -169,7 +217,7 @@ MD5_CACHED = client("client.md5 again (hit)", "md5")
 class Scenario:
     key: str
     title: str
-    server: str  # sink, tus-node, resumable-upload, community, none (h)
+    server: str  # sink, tus-node, resumable-upload, community, upyun, none (h)
     shaped: bool
     sizes: List[int]  # one file of each size, or
     count: int  # ... this many files of sizes[0] (count > 1)
@@ -182,6 +230,8 @@ class Scenario:
 def scenarios(quick: bool) -> List[Scenario]:
     big = 64 * MiB if quick else GiB
     wan = 16 * MiB if quick else 256 * MiB
+    # j: more than one 16 MiB part even with --quick, so upclient's multipart path runs
+    wan_upyun = 48 * MiB if quick else 256 * MiB
     rounds = 1 if quick else 5  # loopback figures move with other work on the machine
     return [
         Scenario(
@@ -230,6 +280,20 @@ def scenarios(quick: bool) -> List[Scenario]:
             False, [big], 1, [MD5_HASHLIB, MD5_UPCLIENT, MD5_FIRST, MD5_CACHED], 1 if quick else 3,
             MD5_UPCLIENT,
             note="in this process; 'again (hit)' is a new client on the FileStore the first call filled",
+        ),
+        Scenario(
+            "i", f"{_size(big)} file, loopback, UPYUN emulator", "upyun", False, [big], 1,
+            [UPYUN_UP, UPYUN_UP_NOSUM, UPYUN_RESUME, UPYUN_MULTI], rounds, UPYUN_UP,
+            note="upclient with its defaults (16 MiB parts, concurrency 4, Content-MD5 per part + whole-file MD5); "
+            "the SDK's resume upload with its own (1 MiB parts, serial, no checksum) and its multi uploader "
+            "(16 MiB parts from a ThreadPoolExecutor(4), no checksum)",
+        ),
+        Scenario(
+            "j", f"{_size(wan_upyun)} file, 40 ms RTT + 20 MB/s per connection, UPYUN emulator", "upyun",
+            True, [wan_upyun], 1,
+            [UPYUN_UP_C1, UPYUN_UP_C4, UPYUN_UP_C8, UPYUN_RESUME, UPYUN_MULTI], 1, UPYUN_UP_C4,
+            note=f"{_size(wan_upyun)}, not 1 GiB: the SDK's serial 1 MiB parts pay a round trip each "
+            f"(~{wan_upyun / 11e6:.0f} s a run at ~11 MB/s); upclient 16 MiB parts, checksum on",
         ),
     ]
 
@@ -362,6 +426,9 @@ class Bench:
         )
         self.python = args.python or sys.executable
         self.load: Dict[str, Tuple[float, float]] = {}
+        #: The running UPYUN emulator: its own host:port (not the proxy's) and its --dir.
+        self.upyun_server: Optional[Tuple[str, Path]] = None
+        self._md5s: Dict[str, str] = {}
 
     # -- files -------------------------------------------------------------------
 
@@ -386,6 +453,8 @@ class Bench:
     def drop_dataset(self, size: int, count: int) -> None:
         paths = self.files.pop((size, count), None)
         if paths:
+            for path in paths:
+                self._md5s.pop(path, None)
             shutil.rmtree(Path(paths[0]).parent, ignore_errors=True)
 
     def close(self) -> None:
@@ -419,20 +488,36 @@ class Bench:
                 store = self.tmp / "resumable-upload"
                 server = stack.enter_context(ResumableUploadServer(store, log_level="WARNING"))
                 url = server.url
+            elif scenario.server == "upyun":
+                store = self.tmp / "upyun"
+                url = stack.enter_context(self.upyun(store))  # host:port, what both clients take
+                self.upyun_server = (url, store)
+                stack.callback(setattr, self, "upyun_server", None)
             else:
                 raise ValueError(scenario.server)
             if scenario.shaped:
                 from upclient.testing import ShapingProxy
 
-                upstream = urllib.parse.urlsplit(url)
-                port = urllib.parse.urlsplit(public).port if scenario.server == "community" and public else 0
-                proxy = stack.enter_context(
-                    ShapingProxy((upstream.hostname, upstream.port), delay=WAN_DELAY, rate=WAN_RATE, port=port)
-                )
-                url = proxy.url_for(url)
+                if scenario.server == "upyun":
+                    host, _, port_text = url.rpartition(":")
+                    proxy = stack.enter_context(
+                        ShapingProxy((host, int(port_text)), delay=WAN_DELAY, rate=WAN_RATE)
+                    )
+                    url = f"{proxy.host}:{proxy.port}"
+                else:
+                    upstream = urllib.parse.urlsplit(url)
+                    port = urllib.parse.urlsplit(public).port if scenario.server == "community" and public else 0
+                    proxy = stack.enter_context(
+                        ShapingProxy((upstream.hostname, upstream.port), delay=WAN_DELAY, rate=WAN_RATE, port=port)
+                    )
+                    url = proxy.url_for(url)
 
             def cleanup() -> None:
                 if store is None:
+                    return
+                if scenario.server == "upyun":
+                    assert self.upyun_server is not None
+                    upyun_cleanup(*self.upyun_server)
                     return
                 if scenario.server == "community":  # the stored files, not the emulator's state
                     for folder, _, names in os.walk(Path(store) / "objects"):
@@ -447,24 +532,36 @@ class Bench:
 
             yield url, cleanup
 
-    @contextlib.contextmanager
-    def community(self, store: Path, public_url: Optional[str]) -> Iterator[str]:
+    def community(self, store: Path, public_url: Optional[str]) -> ContextManager[str]:
         """``python -m upclient.testing community`` in its own process; yields its base URL."""
-        cmd = [self.python, "-m", "upclient.testing", "community", "--host", "127.0.0.1", "--port", "0",
-               "--dir", str(store), "--token", COMMUNITY_TOKEN]
+        cmd = ["--dir", str(store), "--token", COMMUNITY_TOKEN]
         if public_url:
             cmd += ["--public-url", public_url]
-        log = open(self.tmp / "community.log", "wb")
+        return self.emulator("community", cmd, lambda line: line.startswith("http://"))
+
+    def upyun(self, store: Path) -> ContextManager[str]:
+        """``python -m upclient.testing upyun`` in its own process; yields its ``127.0.0.1:PORT``."""
+        cmd = ["--dir", str(store), "--service", UPYUN_SERVICE, "--operator", UPYUN_OPERATOR,
+               "--password", UPYUN_PASSWORD]
+        return self.emulator("upyun", cmd, lambda line: bool(re.fullmatch(r"127\.0\.0\.1:\d+", line)))
+
+    @contextlib.contextmanager
+    def emulator(self, name: str, args: List[str], started: Callable[[str], bool]) -> Iterator[str]:
+        """``python -m upclient.testing NAME`` on a free loopback port, its own process group,
+        stopped (SIGTERM, then SIGKILL) on the way out; yields the first line it prints."""
+        cmd = [self.python, "-m", "upclient.testing", name, "--host", "127.0.0.1", "--port", "0", *args]
+        log_path = self.tmp / f"{name}.log"
+        log = open(log_path, "wb")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=self.env,
                                 start_new_session=True)
         try:
             assert proc.stdout is not None
             ready, _, _ = select.select([proc.stdout], [], [], 30)
             line = proc.stdout.readline().decode().strip() if ready else ""
-            if not line.startswith("http://"):
+            if not started(line):
                 log.flush()
-                tail = (self.tmp / "community.log").read_text(errors="replace")[-600:]
-                raise RuntimeError(f"community emulator did not start (exit {proc.poll()}): {tail}")
+                tail = log_path.read_text(errors="replace")[-600:]
+                raise RuntimeError(f"{name} emulator did not start (exit {proc.poll()}): {line!r} {tail}")
             yield line
         finally:
             with contextlib.suppress(OSError):
@@ -484,6 +581,17 @@ class Bench:
         size = os.path.getsize(paths[0])
         run = Run(scenario.key, spec.id, spec.kind, rnd, size, len(paths), load_average=os.getloadavg()[0])
         community = scenario.server == "community"
+        upyun = scenario.server == "upyun"
+        extra: Dict[str, Any] = {}
+        if upyun:  # a fresh key for every file of every run: no run sees another's upload
+            slug = re.sub(r"[^A-Za-z0-9]+", "-", spec.id).strip("-")
+            tag = f"{scenario.key}-{slug}-r{rnd + 1}-{os.urandom(4).hex()}"
+            extra = dict(service=UPYUN_SERVICE, operator=UPYUN_OPERATOR, password=UPYUN_PASSWORD,
+                         keys=[f"bench-{tag}-{i}.bin" for i in range(len(paths))])
+        if self.args.profile and rnd >= 0:
+            PROFILES.mkdir(parents=True, exist_ok=True)
+            slug = re.sub(r"[^A-Za-z0-9=]+", "-", spec.id).strip("-")
+            extra["profile"] = str(PROFILES / f"{scenario.key}-{slug}-r{rnd + 1}.prof")
         try:
             if community:
                 for path in paths:
@@ -491,25 +599,43 @@ class Bench:
             if spec.kind == "curl":
                 self._run_curl(run, url, paths)
             else:
-                self._run_python(run, spec, url, paths)
+                self._run_python(run, spec, url, paths, extra)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # one failed run must not stop the benchmark
             run.ok = False
             run.error = f"{type(exc).__name__}: {exc}"
         if run.ok:
-            run.verified, problem = verify(run.urls, size, len(paths), tus=not community)
+            if upyun:
+                assert self.upyun_server is not None
+                md5 = self.file_md5(paths[0]) if len(paths) == 1 else None
+                run.verified, problem = verify_upyun(*self.upyun_server, run.urls, extra["keys"], size, md5)
+            else:
+                run.verified, problem = verify(run.urls, size, len(paths), tus=not community)
             if not run.verified:
                 run.error = problem
         return run
 
-    def _run_python(self, run: Run, spec: ClientSpec, url: str, paths: List[str]) -> None:
+    def file_md5(self, path: str) -> str:
+        """The MD5 of a test file (its bytes do not change between UPYUN runs), computed once."""
+        if path not in self._md5s:
+            import hashlib
+
+            h = hashlib.md5()
+            with open(path, "rb", buffering=0) as handle:
+                for block in iter(lambda: handle.read(MiB), b""):
+                    h.update(block)
+            self._md5s[path] = h.hexdigest()
+        return self._md5s[path]
+
+    def _run_python(self, run: Run, spec: ClientSpec, url: str, paths: List[str],
+                    extra: Optional[Dict[str, Any]] = None) -> None:
         result_path = self.tmp / "result.json"
         log_path = self.tmp / "worker.log"
         with contextlib.suppress(FileNotFoundError):
             result_path.unlink()
         job = dict(spec.options, client=spec.kind, url=url, files=paths, result=str(result_path),
-                   token=COMMUNITY_TOKEN)
+                   token=COMMUNITY_TOKEN, **(extra or {}))
         with open(log_path, "wb") as log:
             proc = spawn([self.python, str(WORKER), json.dumps(job)], timeout=RUN_TIMEOUT,
                          stderr=log, env=self.env, scratch=self.tmp)
@@ -609,7 +735,7 @@ class Bench:
                         cleanup()
                         self.runs.append(run)
                         print("   " + _describe(run), flush=True)
-                if scenario.key in ("c", "g") or size >= 2 * GiB:
+                if scenario.key in ("c", "g", "j") or size >= 2 * GiB:
                     self.drop_dataset(size, scenario.count)  # not reused by a later scenario
         self.load[scenario.key] = (load_before, os.getloadavg()[0])
 
@@ -709,6 +835,71 @@ def verify(urls: List[str], size: int, count: int, tus: bool = True) -> Tuple[bo
         for conn in conns.values():
             conn.close()
     return True, ""
+
+
+def _upyun_call(conn: http.client.HTTPConnection, method: str, key: str) -> http.client.HTTPResponse:
+    """One signed request to ``/<service>/<key>`` of the UPYUN emulator; the answer, read."""
+    from upclient.backends.upyun import signing
+
+    uri = signing.quote_path(f"/{UPYUN_SERVICE}/{key}")
+    date = signing.http_date()
+    auth = signing.authorization(UPYUN_OPERATOR, signing.password_md5(UPYUN_PASSWORD), method, uri, date)
+    conn.request(method, uri, headers={"Date": date, "Authorization": auth})
+    resp = conn.getresponse()
+    resp.read()
+    return resp
+
+
+def verify_upyun(endpoint: str, store: Path, keys: List[str], expected_keys: List[str], size: int,
+                 md5: Optional[str]) -> Tuple[bool, str]:
+    """Each key the run was given must be stored whole: a signed HEAD on the emulator itself
+    (``x-upyun-file-size`` = ``size``, ``Content-MD5`` = ``md5`` when both are known) and the file
+    under its ``--dir``."""
+    if sorted(keys) != sorted(expected_keys):
+        return False, f"the client reports keys {keys}, expected {expected_keys}"
+    host, _, port = endpoint.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        for key in keys:
+            resp = _upyun_call(conn, "HEAD", key)
+            stored = resp.headers.get("x-upyun-file-size")
+            if resp.status != 200 or stored is None or int(stored) != size:
+                return False, f"HEAD {key}: HTTP {resp.status}, x-upyun-file-size {stored}, expected {size}"
+            digest = resp.headers.get("Content-MD5")
+            if md5 and digest and digest.lower() != md5:
+                return False, f"HEAD {key}: Content-MD5 {digest}, the file's is {md5}"
+            on_disk = store / "files" / UPYUN_SERVICE / key
+            if not on_disk.is_file() or on_disk.stat().st_size != size:
+                return False, f"{on_disk}: {on_disk.stat().st_size if on_disk.exists() else 'missing'}, expected {size}"
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        return False, f"verification failed: {exc}"
+    finally:
+        conn.close()
+    return True, ""
+
+
+def upyun_cleanup(endpoint: str, store: Path) -> None:
+    """Delete every stored file (signed DELETE, so the emulator forgets it too) and the parts
+    of unfinished uploads (a failed run's), so no run sees another's and the store stays small."""
+    root = store / "files" / UPYUN_SERVICE
+    keys = sorted(os.path.relpath(os.path.join(folder, name), root)
+                  for folder, _, names in os.walk(root) for name in names)
+    host, _, port = endpoint.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        for key in keys:
+            try:
+                _upyun_call(conn, "DELETE", key)
+            except (OSError, http.client.HTTPException):
+                conn.close()  # reconnects on the next request
+            with contextlib.suppress(OSError):  # whatever the emulator did not remove
+                os.unlink(root / key)
+    finally:
+        conn.close()
+    multipart = store / "multipart"
+    if multipart.is_dir():
+        for entry in multipart.iterdir():
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 # -- reporting -------------------------------------------------------------------
@@ -891,6 +1082,13 @@ def check_targets(rows: List[Row], quick: bool) -> List[Target]:
                           f"{a:.0f} vs {b:.0f} MiB ({a / b:.2f}x)"))
     else:
         out.append(Target("community peak RSS (f)", None, "not measured"))
+    up_i = speed(get("i", UPYUN_UP.id))
+    out.append(at_least("UPYUN loopback: upclient >= SDK resume upload", "UPYUN loopback vs resume (i)",
+                        up_i, speed(get("i", UPYUN_RESUME.id)), 1))
+    out.append(at_least("UPYUN loopback: upclient >= SDK multi uploader x4", "UPYUN loopback vs multi (i)",
+                        up_i, speed(get("i", UPYUN_MULTI.id)), 1))
+    out.append(at_least("UPYUN shaped link: upclient c=4 >= 3x SDK resume upload", "UPYUN shaped link (j)",
+                        speed(get("j", UPYUN_UP_C4.id)), speed(get("j", UPYUN_RESUME.id)), 3, digits=1))
     return out
 
 
@@ -1045,18 +1243,23 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run.py",
-                                     description="upclient vs tuspy, resumable-upload, curl and community-uploader")
+                                     description="upclient vs tuspy, resumable-upload, curl, community-uploader "
+                                     "and the upyun SDK")
     parser.add_argument("--quick", action="store_true",
-                        help="small sizes, one round: a smoke run of well under a minute")
+                        help="small sizes, one round: a smoke run of a minute or two")
     parser.add_argument("--only", action="append", default=[], metavar="SCENARIO",
-                        help="run only these scenarios (a-h; repeat or comma-separate)")
+                        help="run only these scenarios (a-j; repeat or comma-separate)")
     parser.add_argument("--rounds", type=int,
-                        help="rounds for every scenario (default: a, b 5; d, f, h 3; c, e, g 1; all 1 with --quick)")
+                        help="rounds for every scenario (default: a, b, i 5; d, f, h 3; c, e, g, j 1; "
+                        "all 1 with --quick)")
     parser.add_argument("--python",
                         help="interpreter for the Python clients and the sink (default: this one)")
     parser.add_argument("--tmpdir", help="where test files and server stores go (default: /dev/shm if it "
                         "has 8 GiB free, else the system temp dir)")
     parser.add_argument("--no-plot", action="store_true", help="do not write bench/bench.png")
+    parser.add_argument("--profile", action="store_true",
+                        help="run every Python client under cProfile (all threads; slower): stats in "
+                        "bench/results/profiles/<scenario>-<client>-r<round>.prof")
     return parser.parse_args(argv)
 
 
@@ -1066,7 +1269,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     wanted = {s.strip().lower() for item in args.only for s in item.split(",") if s.strip()}
     unknown = wanted - {s.key for s in scens}
     if unknown:
-        print(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from a-h", file=sys.stderr)
+        print(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from a-j", file=sys.stderr)
         return 2
     if wanted:
         scens = [s for s in scens if s.key in wanted]

@@ -19,6 +19,32 @@ client: ``part_size``, ``concurrency``, ``max_files``, ``concat``
 (upclient-community, community-sdk: ``None`` or absent is the client's own
 default). A community upload answered as deduplicated is an error: the
 harness makes every file fresh so each run moves the bytes.
+
+UPYUN (``upclient-upyun``, ``upyun-resume``, ``upyun-multi``): ``url`` is
+the endpoint, ``host:port`` (the emulator, or the shaping proxy in front of
+it); ``service``, ``operator``, ``password``; ``keys`` (one storage key per
+file, fresh for every run; they come back as the result's ``urls``, which the
+harness checks on the server).  ``upclient-upyun`` is
+``upclient.Client("upyun://OP@SVC", password=PW, endpoint=HOSTPORT,
+store=None)`` then ``client.put(path, key=key)``, with its defaults (16 MiB
+parts, concurrency 4, checksum on: a Content-MD5 per part and the whole
+file's MD5 at complete) unless ``part_size``, ``concurrency`` or
+``checksum`` say otherwise.  ``upyun-resume`` is the official SDK's
+resumable upload with its defaults (1 MiB parts, one after the other, no
+checksum): ``up = upyun.UpYun(SVC, username=OP, password=PW,
+endpoint=HOSTPORT)``, ``up.put(key, f, need_resume=True)``.
+``upyun-multi`` is the SDK's multi uploader used for parallel parts, as its
+README suggests: ``m = up.init_multi_uploader(key, part_size=part_size,
+file_size=size)`` (the SDK asks for ``X-Upyun-Multi-Disorder``), then every
+part read with ``os.pread`` inside a task of a
+``concurrent.futures.ThreadPoolExecutor(threads)`` and sent with
+``m.upload(i, data)`` (so at most ``threads`` parts are in memory), then
+``m.complete()`` (no whole-file MD5: the SDK sends none by default).
+``part_size`` (default 16 MiB) and ``threads`` (default 4).
+
+``profile``: a path; the upload runs under :mod:`cProfile` and its stats
+are written there (for finding where a client's time goes; off by default,
+as profiling slows the client down).
 """
 
 from __future__ import annotations
@@ -163,13 +189,148 @@ def _community_sdk(spec: Dict[str, Any]) -> Tuple[Callable[[], List[str]], str]:
     return run, f"community-uploader {version('community-uploader')}"
 
 
+def _upyun_sdk() -> Any:
+    """The official SDK, made usable on Python >= 3.10 (see the comment)."""
+    import collections
+    import collections.abc
+
+    # upyun 2.5.5's resumable upload (resume.py, UpYunResume.upload) checks its
+    # progress reporter with isinstance(reporter, collections.Callable), an
+    # alias Python 3.10 removed: without it every need_resume=True upload dies
+    # with AttributeError right after its first part.  The alias restores it.
+    if not hasattr(collections, "Callable"):
+        collections.Callable = collections.abc.Callable  # type: ignore[attr-defined]
+    import upyun
+
+    return upyun
+
+
+def _upclient_upyun(spec: Dict[str, Any]) -> Tuple[Callable[[], List[str]], str]:
+    import upclient
+    import upclient.backends.upyun  # noqa: F401  (imported before the clock, like the other backends)
+    import upclient.backends.upyun.uploads  # noqa: F401  (the backend imports it on the first put)
+
+    def run() -> List[str]:
+        options: Dict[str, Any] = {}
+        if spec.get("part_size") is not None:
+            options["part_size"] = int(spec["part_size"])
+        if spec.get("concurrency") is not None:
+            options["concurrency"] = int(spec["concurrency"])
+        if spec.get("checksum") is not None:
+            options["checksum"] = bool(spec["checksum"])
+        client = upclient.Client(
+            f"upyun://{spec['operator']}@{spec['service']}",
+            password=spec["password"],
+            endpoint=spec["url"],
+            store=None,
+            **options,
+        )
+        try:
+            keys = []
+            for path, key in zip(spec["files"], spec["keys"]):
+                result = client.put(path, key=key)
+                keys.append(result.key)
+            return keys
+        finally:
+            client.close()
+
+    return run, f"upclient {upclient.__version__}"
+
+
+def _upyun_resume(spec: Dict[str, Any]) -> Tuple[Callable[[], List[str]], str]:
+    from importlib.metadata import version
+
+    upyun = _upyun_sdk()
+
+    def run() -> List[str]:
+        up = upyun.UpYun(spec["service"], username=spec["operator"], password=spec["password"], endpoint=spec["url"])
+        keys = []
+        for path, key in zip(spec["files"], spec["keys"]):
+            with open(path, "rb") as f:
+                up.put(key, f, need_resume=True)
+            keys.append(key)
+        return keys
+
+    return run, f"upyun {version('upyun')} resume"
+
+
+def _upyun_multi(spec: Dict[str, Any]) -> Tuple[Callable[[], List[str]], str]:
+    from concurrent.futures import ThreadPoolExecutor
+    from importlib.metadata import version
+
+    upyun = _upyun_sdk()
+    part_size = int(spec.get("part_size") or 16 << 20)
+    threads = int(spec.get("threads") or 4)
+
+    def run() -> List[str]:
+        up = upyun.UpYun(spec["service"], username=spec["operator"], password=spec["password"], endpoint=spec["url"])
+        keys = []
+        for path, key in zip(spec["files"], spec["keys"]):
+            size = os.path.getsize(path)
+            m = up.init_multi_uploader(key, part_size=part_size, file_size=size)
+            send_parts(m, path, size)
+            m.complete()
+            keys.append(key)
+        return keys
+
+    def send_parts(m: Any, path: str, size: int) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            def send(i: int) -> None:  # in a pool thread: read the part, send it
+                m.upload(i, os.pread(fd, part_size, i * part_size))
+
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(send, range(max(1, -(-size // part_size)))))  # the first error is raised
+        finally:
+            os.close(fd)
+
+    return run, f"upyun {version('upyun')} multi x{threads}"
+
+
 CLIENTS = {
     "upclient": _upclient,
     "tuspy": _tuspy,
     "resumable-upload": _resumable_upload,
     "upclient-community": _upclient_community,
     "community-sdk": _community_sdk,
+    "upclient-upyun": _upclient_upyun,
+    "upyun-resume": _upyun_resume,
+    "upyun-multi": _upyun_multi,
 }
+
+
+def _profiled(run: Callable[[], List[str]], path: str) -> List[str]:
+    """``run()`` under cProfile, in this thread and every thread it starts; the merged stats go to ``path``.
+
+    cProfile sees only the thread that enables it, and the clients send their
+    parts from worker threads: a profile hook set with threading.setprofile
+    starts one more profiler in each new thread, and the stats are added up.
+    """
+    import cProfile
+    import pstats
+    import threading
+
+    profilers: List[cProfile.Profile] = []
+    lock = threading.Lock()
+
+    def start_in_thread(frame: Any, event: str, arg: Any) -> None:
+        prof = cProfile.Profile()
+        with lock:
+            profilers.append(prof)
+        prof.enable()  # replaces this hook in this thread
+
+    main_profiler = cProfile.Profile()
+    threading.setprofile(start_in_thread)
+    try:
+        result = main_profiler.runcall(run)
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]
+    stats = pstats.Stats(main_profiler)
+    with lock:
+        for prof in profilers:
+            stats.add(prof)
+    stats.dump_stats(path)
+    return result
 
 
 def main() -> int:
@@ -181,7 +342,7 @@ def main() -> int:
         out["rss_after_import_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         size = sum(os.path.getsize(p) for p in spec["files"])
         started = time.perf_counter()
-        urls = run()
+        urls = _profiled(run, spec["profile"]) if spec.get("profile") else run()
         out["elapsed"] = time.perf_counter() - started
         out.update(ok=True, bytes=size, urls=urls)
     except BaseException as exc:  # reported to the harness, which decides
