@@ -352,7 +352,7 @@ def test_an_upload_forgotten_midway_starts_afresh_and_resends_what_it_had(tmp_pa
     assert result.extra["restarts"] == 1
 
 
-def test_whole_file_md5_is_sent_on_complete(tmp_path):
+def spied_put(tmp_path, data, c, **options):
     fake = FakeMultipart()
     seen = []
 
@@ -361,14 +361,29 @@ def test_whole_file_md5_is_sent_on_complete(tmp_path):
         return fake(request)
 
     src = tmp_path / "big.bin"
-    data = os.urandom(2 * MiB + 5)
-    src.write_bytes(data)
+    if not src.exists():  # the same file each time: the digest cache knows it by its identity
+        src.write_bytes(data)
     with responses.RequestsMock() as rsps:
         rsps.add_callback(responses.PUT, BASE + "/svc/big.bin", callback=spy)
-        client(part_size=MiB, concurrency=2).put(src)
+        c.put(src, **options)
+    return seen
+
+
+def test_whole_file_md5_is_sent_on_complete_when_asked_or_known(tmp_path):
+    data = os.urandom(2 * MiB + 5)
+    md5 = hashlib.md5(data).hexdigest()
+    c = client(part_size=MiB, concurrency=2)
+    assert "X-Upyun-Multi-MD5" not in spied_put(tmp_path, data, c)[-1]  # not free: not computed
+    seen = spied_put(tmp_path, data, c, file_md5=True)  # hashed from the parts on their way
     complete = seen[-1]
     assert complete["X-Upyun-Multi-Stage"] == "complete"
-    assert complete["X-Upyun-Multi-MD5"] == hashlib.md5(data).hexdigest()
+    assert complete["X-Upyun-Multi-MD5"] == md5
+    assert spied_put(tmp_path, data, c)[-1]["X-Upyun-Multi-MD5"] == md5  # now the cache knows it
+    assert spied_put(tmp_path, data, c, file_md5=False)[-1].get("X-Upyun-Multi-MD5") is None
+    given = spied_put(tmp_path, data, client(part_size=MiB), file_md5="A" * 32)[-1]
+    assert given["X-Upyun-Multi-MD5"] == "a" * 32
+    with pytest.raises(errors.BadInput, match="file_md5"):
+        client().put(b"x", file_md5="nope")
     init = seen[0]
     assert init["X-Upyun-Multi-Disorder"] == "true" and init["X-Upyun-Multi-Length"] == str(len(data))
     assert init["X-Upyun-Multi-Part-Size"] == str(MiB)

@@ -84,6 +84,16 @@ class DigestCache:
         raw = json.dumps([algorithm, identity], sort_keys=True).encode()
         return "digest-" + hashlib.sha256(raw).hexdigest()[:40]
 
+    def known(self, source: Source, algorithm: str = "md5") -> Optional[str]:
+        """The digest of ``source`` if this very file was read before; never reads it."""
+        identity = source.identity()
+        if identity is None:
+            return None
+        record = self.store.load(self._key(identity, algorithm))
+        if record is not None and record.get("identity") == identity and record.get("digest"):
+            return str(record["digest"])
+        return None
+
     def digest(
         self,
         source: Source,
@@ -96,11 +106,17 @@ class DigestCache:
         identity = source.identity()
         if identity is None:
             return file_digest(source, algorithm, on_progress=on_progress, cancel=cancel)
-        key = self._key(identity, algorithm)
-        record = self.store.load(key)
-        if record is not None and record.get("identity") == identity and record.get("digest"):
+        cached = self.known(source, algorithm)
+        if cached is not None:
             log.debug("%s of %s from the cache", algorithm, source.name)
-            return str(record["digest"])
+            return cached
         value = file_digest(source, algorithm, on_progress=on_progress, cancel=cancel)
-        self.store.save(key, {"identity": identity, "algorithm": algorithm, "digest": value})
+        self.remember(source, algorithm, value)
         return value
+
+    def remember(self, source: Source, algorithm: str, value: str) -> None:
+        """Keep a digest computed elsewhere (while uploading, say) for this file."""
+        identity = source.identity()
+        if identity is not None:
+            self.store.save(self._key(identity, algorithm), {"identity": identity, "algorithm": algorithm,
+                                                             "digest": value})

@@ -105,7 +105,9 @@ class UpyunBackend(Backend):
     ``form`` (a FORM upload) with ``policy`` (extra policy fields:
     ``notify-url``, ``allow-file-type``...) and ``expiration`` (seconds the
     policy is valid, default 1800), ``uuid`` (finish a multipart upload
-    another client began: its ``X-Upyun-Multi-Uuid``).
+    another client began: its ``X-Upyun-Multi-Uuid``), ``file_md5`` (the
+    whole file's MD5 on ``complete``: True computes it, a hex string gives
+    it, default only when the client already knows it).
     """
 
     name: ClassVar[str] = "upyun"
@@ -113,7 +115,8 @@ class UpyunBackend(Backend):
         {"password", "password_md5", "auth_server", "endpoint", "purge_endpoint", "process_endpoint", "domain"}
     )
     put_options: ClassVar[FrozenSet[str]] = frozenset(
-        {"headers", "checksum", "content_type", "secret", "serial", "form", "policy", "expiration", "uuid"}
+        {"headers", "checksum", "content_type", "secret", "serial", "form", "policy", "expiration", "uuid",
+         "file_md5"}
     )
     extra_verbs: ClassVar[FrozenSet[str]] = frozenset(
         {"mkdir", "move", "copy", "usage", "purge", "set_metadata", "pretreat", "put_tasks", "task_status",

@@ -7,9 +7,11 @@
 - A larger file goes as a resumable multipart upload: ``initiate`` gives an
   upload uuid, parts (a multiple of 1 MiB each) go in parallel
   (``X-Upyun-Multi-Disorder``) or, with ``serial=True``, one by one in
-  order, each with its ``Content-MD5``; ``complete`` joins them, with the
-  whole file's MD5 hashed from the parts as they go (a second read only when
-  parts finished too far out of order, or on a resume).  The uuid and the
+  order, each with its ``Content-MD5``; ``complete`` joins them.  The whole
+  file's MD5 goes with ``complete`` when it costs nothing (the client's
+  digest cache knows it), or when asked (``file_md5=True``: hashed from the
+  parts as they go, in order; a second read only when parts finished too far
+  out of order, or on a resume), or given (``file_md5="<hex>"``).  The uuid and the
   parts done are the resume point.  A resume asks the server which parts it
   holds, so only what was in flight at the interruption is sent again.  A
   "part id error" re-synchronises from the ``X-Upyun-Next-Part-Id`` of the
@@ -55,6 +57,7 @@ class UpyunWire(Protocol):
     base: str
     settings: Settings
     signer: Signer
+    digests: Any
 
     @property
     def options(self) -> Mapping[str, Any]: ...
@@ -142,6 +145,11 @@ def open_upload(
     if options.get("form"):
         return FormUpload(backend, source, policy=options.get("policy") or {},
                           expiration=options.get("expiration", 1800), **common)
+    file_md5 = options.get("file_md5")
+    if not (file_md5 is None or isinstance(file_md5, bool)
+            or (isinstance(file_md5, str) and re.fullmatch(r"[0-9a-fA-F]{32}", file_md5))):
+        raise BadInput("file_md5 is True, False, or the file's MD5 as 32 hex digits", backend="upyun",
+                       operation="put")
     size = source.size or 0
     adopt = options.get("uuid")
     if adopt is not None and (not isinstance(adopt, str) or not adopt):
@@ -149,7 +157,8 @@ def open_upload(
                        operation="put")
     if size <= backend.settings.part_size and adopt is None:
         return SinglePut(backend, source, **common)
-    return MultipartUpload(backend, source, serial=bool(options.get("serial")), state=state, adopt=adopt, **common)
+    return MultipartUpload(backend, source, serial=bool(options.get("serial")), state=state, adopt=adopt,
+                           file_md5=file_md5, **common)
 
 
 class _UpyunSession(UploadSession):
@@ -269,7 +278,7 @@ class MultipartUpload(_UpyunSession):
     """A resumable multipart upload; see the module docstring."""
 
     def __init__(self, backend: UpyunWire, source: Source, *, serial: bool, state: Optional[Dict[str, Any]],
-                 adopt: Optional[str] = None, **common: Any) -> None:
+                 adopt: Optional[str] = None, file_md5: Any = None, **common: Any) -> None:
         super().__init__(backend, source, **common)
         part_size = backend.settings.part_size
         if adopt is not None:  # another client's upload: its part size is the server's to say
@@ -288,7 +297,8 @@ class MultipartUpload(_UpyunSession):
         self.initiated = 0.0
         self.already_uploaded = False
         self._restarts = 0
-        self._md5 = _InOrderMD5(backend.settings.concurrency)
+        self.file_md5 = file_md5
+        self._md5 = self._new_md5()
         if adopt is not None:
             state = {"key": self.key, "size": self.size, "part_size": part_size, "serial": serial, "uuid": adopt,
                      "done": []}
@@ -307,6 +317,27 @@ class MultipartUpload(_UpyunSession):
         self.expires = self.initiated + UPLOAD_LIFETIME
         self.upload_id = self.uuid
         self.done_bytes = sum(self._part(i).size for i in self.done)
+
+    def _new_md5(self) -> Optional[_InOrderMD5]:
+        """A running whole-file MD5, when one is asked for and the parts pass through memory."""
+        return _InOrderMD5(self.backend.settings.concurrency) if self.file_md5 is True and self.checksum else None
+
+    def _whole_md5(self) -> Optional[str]:
+        """``X-Upyun-Multi-MD5``: given, computed on the way (or by reading), or free from the cache."""
+        if isinstance(self.file_md5, str):
+            return self.file_md5.lower()
+        if self.file_md5 is False:
+            return None
+        cache = self.backend.digests
+        known = cache.known(self.source, "md5") if cache is not None else None
+        if known is not None or self.file_md5 is None:
+            return known
+        running = self._md5.hexdigest(self.nparts) if self._md5 is not None else None
+        if running is None:
+            return self.backend.digest(self.source, "md5")
+        if cache is not None:
+            cache.remember(self.source, "md5", running)
+        return running
 
     def _matches(self, state: Mapping[str, Any]) -> bool:
         return (
@@ -356,7 +387,7 @@ class MultipartUpload(_UpyunSession):
             self.uuid = uuid
             self.done = set()
             self.initiated = time.time()
-            self._md5 = _InOrderMD5(self.backend.settings.concurrency)
+            self._md5 = self._new_md5()
         self.expires = self.initiated + UPLOAD_LIFETIME
         self.upload_id = uuid
 
@@ -377,7 +408,7 @@ class MultipartUpload(_UpyunSession):
             return
         with self._lock:
             self.done = held
-            if self.done:
+            if self.done and self._md5 is not None:
                 self._md5 = _InOrderMD5(0, usable=False)  # the first parts are not in memory
         self.expires = self.initiated + UPLOAD_LIFETIME
         self.upload_id = self.uuid
@@ -426,7 +457,7 @@ class MultipartUpload(_UpyunSession):
             if isinstance(exc, UploadExpired):  # recover() starts afresh; then this part goes again
                 exc.retryable, exc.retry_after = True, 0.0
             raise
-        if data is not None:
+        if data is not None and self._md5 is not None:
             self._md5.feed(part.index, data)
         nxt = resp.headers.get("x-upyun-next-part-id")
         with self._lock:
@@ -458,8 +489,8 @@ class MultipartUpload(_UpyunSession):
             return self._stored_result()
         self._fill_gaps()
         headers = {"X-Upyun-Multi-Stage": "complete", "X-Upyun-Multi-Uuid": self.uuid}
-        if self.checksum:
-            whole = self._md5.hexdigest(self.nparts) or self.backend.digest(self.source, "md5")
+        whole = self._whole_md5()
+        if whole:
             headers["X-Upyun-Multi-MD5"] = whole
         try:
             resp = self.backend.request("PUT", self.path, "complete", headers=headers, body=b"",
