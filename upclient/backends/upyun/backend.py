@@ -208,14 +208,15 @@ class UpyunBackend(Backend):
 
     def error_for(self, resp: requests.Response, operation: str) -> ServerError:
         """The typed error for an UPYUN error answer, with its code, message and request id."""
+        body = b""
         if resp.request is not None and resp.request.method != "HEAD":
             try:
-                resp.content  # noqa: B018 - a streamed error body is small; read it
-            except Exception:  # a broken error body: the status must do
-                pass
+                body = resp.content  # a streamed error body is small: read it
+            except Exception as exc:  # a broken error body: the status must do
+                log.debug("the body of an error answer could not be read: %s", exc)
         payload: Dict[str, Any] = {}
         try:
-            parsed = json.loads(resp.content or b"{}")
+            parsed = json.loads(body or b"{}")
             if isinstance(parsed, dict):
                 payload = parsed
         except (ValueError, UnicodeDecodeError):
