@@ -34,6 +34,7 @@ from typing import Any, Counter, Dict, List, Mapping, Optional, Tuple, Union
 
 # parse_upstream and proxied_url live in upclient.testing.proxy; they are
 # imported here too, where they used to be defined.
+from upclient.testing.httpbase import FaultBook
 from upclient.testing.proxy import LoopbackProxy
 from upclient.testing.proxy import parse_upstream as parse_upstream
 from upclient.testing.proxy import proxied_url as proxied_url
@@ -457,7 +458,7 @@ class _Connection:
         _abortive_close(self.client)
 
 
-class FaultProxy(LoopbackProxy[_Connection]):
+class FaultProxy(FaultBook, LoopbackProxy[_Connection]):
     """A threaded TCP proxy on 127.0.0.1 that injects HTTP faults on demand.
 
     :param upstream: where to forward: a URL (``http://127.0.0.1:8080/files/``;
@@ -491,6 +492,7 @@ class FaultProxy(LoopbackProxy[_Connection]):
     _label = "FaultProxy"
     _accept_thread_name = "FaultProxy-accept"
     _log = log
+    log = log  # where FaultBook says a fault was armed
 
     def __init__(
         self,
@@ -534,7 +536,7 @@ class FaultProxy(LoopbackProxy[_Connection]):
         """
         if nbytes < 0:
             raise ValueError("nbytes must be >= 0")
-        self._arm("reset", method, times, {"nbytes": int(nbytes), "settle": float(settle)})
+        self._arm_kind("reset", method, times, {"nbytes": int(nbytes), "settle": float(settle)})
 
     def respond(
         self,
@@ -557,7 +559,7 @@ class FaultProxy(LoopbackProxy[_Connection]):
             headers = {"Retry-After": "1"}
         if isinstance(body, str):
             body = body.encode("utf-8")
-        self._arm("respond", method, times, {"status": int(status), "headers": dict(headers), "body": body})
+        self._arm_kind("respond", method, times, {"status": int(status), "headers": dict(headers), "body": body})
 
     def stall(self, seconds: float, method: Optional[str] = None, *, times: Optional[int] = 1) -> None:
         """Hold back the response to matching requests for ``seconds``.
@@ -568,41 +570,16 @@ class FaultProxy(LoopbackProxy[_Connection]):
         """
         if seconds < 0:
             raise ValueError("seconds must be >= 0")
-        self._arm("stall", method, times, {"seconds": float(seconds)})
+        self._arm_kind("stall", method, times, {"seconds": float(seconds)})
 
-    def clear_faults(self) -> None:
-        """Disarm every fault that has not been used up."""
-        with self._lock:
-            self._faults.clear()
-
-    @property
-    def pending_faults(self) -> List[str]:
-        """Descriptions of the armed faults, in matching order."""
-        with self._lock:
-            return [repr(f) for f in self._faults]
-
-    def _arm(self, kind: str, method: Optional[str], times: Optional[int], params: Dict[str, Any]) -> None:
-        if times is not None and times < 1:
-            raise ValueError("times must be >= 1 or None")
-        fault = _Fault(kind, method, times, params)
-        with self._lock:
-            self._faults.append(fault)
-        log.debug("FaultProxy: armed %r", fault)
+    def _arm_kind(self, kind: str, method: Optional[str], times: Optional[int], params: Dict[str, Any]) -> None:
+        self._arm(_Fault(kind, method, times, params))
 
     # ---------------------------------------------------------------- counters
 
-    @property
-    def requests(self) -> Dict[str, int]:
-        """Requests seen, by method (a copy)."""
-        with self._lock:
-            return dict(self._requests)
-
-    def request_count(self, method: Optional[str] = None) -> int:
-        """Requests seen with ``method`` (``None``: all)."""
-        with self._lock:
-            if method is None:
-                return sum(self._requests.values())
-            return self._requests.get(method.upper(), 0)
+    @staticmethod
+    def _count_key(key: str) -> str:  # requests are counted by method
+        return key.upper()
 
     @property
     def request_log(self) -> List[Tuple[str, str]]:
@@ -639,12 +616,7 @@ class FaultProxy(LoopbackProxy[_Connection]):
         with self._lock:
             self._requests[method] += 1
             self._request_log.append((method, target))
-            for i, fault in enumerate(self._faults):
-                if fault.matches(method):
-                    if fault.remaining is not None:
-                        fault.remaining -= 1
-                        if fault.remaining <= 0:
-                            del self._faults[i]
-                    self._fired[fault.kind] += 1
-                    return fault
-        return None
+            fault = self._use_fault_locked(lambda f: f.matches(method))
+            if fault is not None:
+                self._fired[fault.kind] += 1
+            return fault
