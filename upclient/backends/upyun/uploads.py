@@ -430,8 +430,12 @@ class MultipartUpload(_UpyunSession):
             uuid = self.uuid
             missing = [i for i in range(part.index) if i not in self.done] if not self.parallel else []
         for index in missing:  # serial: the server wants earlier parts first
-            self._send(self._part(index), PartIO(io.source, self._part(index), lambda n: None, io._cancel), uuid)
+            self._send(self._part(index), self._uncounted_io(index), uuid)
         self._send(part, io, uuid)
+
+    def _uncounted_io(self, index: int) -> PartIO:
+        """A part sent again out of the engine's schedule: its bytes were counted once already."""
+        return PartIO(self.source, self._part(index), lambda n: None, None)
 
     def _send(self, part: Part, io: PartIO, uuid: str) -> None:
         headers = {"X-Upyun-Multi-Stage": "upload", "X-Upyun-Multi-Uuid": uuid, "X-Upyun-Part-Id": str(part.index)}
@@ -508,8 +512,7 @@ class MultipartUpload(_UpyunSession):
     def _fill_gaps(self) -> None:
         """Send, here and in order, parts the server lacks (after a restart under a new uuid)."""
         for part in self.pending_parts():
-            io = PartIO(self.source, part, lambda n: None, None)
-            self._send(part, io, self.uuid)
+            self._send(part, self._uncounted_io(part.index), self.uuid)
 
     def _stored_result(self) -> UploadResult:
         info = self.backend.info(self.key)
