@@ -16,12 +16,18 @@
   multipart, FORM with notify callbacks, purge, processing tasks; signatures
   checked, files on disk, faults on demand); also
   ``python -m upclient.testing upyun``.
+* :class:`FdfsServer` emulates FastDFS over its native TCP protocol: trackers
+  and one storage per group on their own ports, the 6.16 wire format with its
+  quirks (15- or 45-byte IP fields, 22 closes a storage connection, appender
+  files, slaves, metadata, faults on demand; files on disk); also
+  ``python -m upclient.testing fdfs``.
 
 Nothing here prints; diagnostics go to the ``upclient.testing`` loggers.
 """
 
 from upclient.testing.community import CommunityServer
 from upclient.testing.faultproxy import FaultProxy
+from upclient.testing.fdfs import FdfsServer
 from upclient.testing.servers import ResumableUploadServer, ServerStartError, TusNodeServer, free_port
 from upclient.testing.shaping import ShapingProxy
 from upclient.testing.upyun import UpyunServer
@@ -34,5 +40,6 @@ __all__ = [
     "ShapingProxy",
     "CommunityServer",
     "UpyunServer",
+    "FdfsServer",
     "free_port",
 ]

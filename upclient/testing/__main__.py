@@ -20,6 +20,15 @@ Subcommands:
     The first line written to stdout is the server's ``host:port``
     (``127.0.0.1:PORT``, what the official SDK takes as ``endpoint=``).
 
+``fdfs``
+    The FastDFS emulator (:class:`~upclient.testing.fdfs.FdfsServer`): trackers
+    and one storage per group, native TCP protocol::
+
+        python -m upclient.testing fdfs --port 0 --dir /tmp/fdfs [--ip-size 15|45] [--group group1 ...] [--trackers 1]
+
+    The first line written to stdout is the first tracker's ``host:port``
+    (``127.0.0.1:PORT``; the storages announce themselves through it).
+
 Each server then runs until SIGTERM or SIGINT and exits with status 0.
 Diagnostics go to stderr (``--log-level``).
 """
@@ -31,10 +40,10 @@ import logging
 import signal
 import sys
 import threading
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, ContextManager, List, Optional
 
 from upclient.testing.community import MiB, CommunityServer
-from upclient.testing.httpbase import HTTPEmulator
+from upclient.testing.fdfs import FdfsServer
 from upclient.testing.upyun import UpyunServer
 
 
@@ -95,10 +104,27 @@ def _parser() -> argparse.ArgumentParser:
     upyun.add_argument("--password", default="pw", help="the operator's password (default pw)")
     upyun.add_argument("--task-duration", type=float, default=2.0, help="seconds a processing task takes (default 2)")
     upyun.set_defaults(run=_run_upyun)
+
+    fdfs = commands.add_parser("fdfs", help="the FastDFS emulator (trackers and storages, native TCP protocol)")
+    fdfs.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    fdfs.add_argument("--port", type=int, default=0, help="port of the first tracker (default 0: a free one)")
+    fdfs.add_argument("--dir", default=None, help="storage directory (default: a temporary one, removed at exit)")
+    fdfs.add_argument(
+        "--ip-size",
+        type=int,
+        choices=(15, 45),
+        default=15,
+        help="size of the IP fields in tracker replies: 15 (the 6.16 default) or 45 (response_ip_addr_size = IPv6)",
+    )
+    fdfs.add_argument(
+        "--group", action="append", default=[], help="a storage group (repeatable; default group1), one storage each"
+    )
+    fdfs.add_argument("--trackers", type=int, default=1, help="number of trackers sharing one state (default 1)")
+    fdfs.set_defaults(run=_run_fdfs)
     return parser
 
 
-def _serve_until_signalled(server: HTTPEmulator, announce: Callable[[], str]) -> int:
+def _serve_until_signalled(server: ContextManager[Any], announce: Callable[[], str]) -> int:
     """Start ``server``, write ``announce()`` as the first stdout line, serve until SIGTERM/SIGINT."""
     stop = threading.Event()
 
@@ -151,6 +177,20 @@ def _run_upyun(args: argparse.Namespace) -> int:
         task_duration=args.task_duration,
     )
     return _serve_until_signalled(server, lambda: server.endpoint)
+
+
+def _run_fdfs(args: argparse.Namespace) -> int:
+    if args.trackers < 1:
+        raise SystemExit("fdfs: --trackers must be >= 1")
+    server = FdfsServer(
+        args.dir,
+        host=args.host,
+        port=args.port,
+        ip_size=args.ip_size,
+        groups=args.group or ("group1",),
+        trackers=args.trackers,
+    )
+    return _serve_until_signalled(server, lambda: server.tracker)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
