@@ -9,6 +9,7 @@
     ├── Cancelled                        cancel token set or deadline passed
     ├── TransportError                   no usable answer from the server (retried)
     │   ├── NetworkError (ConnectionError)
+    │   │   └── OutcomeUnknown               a lost answer to a request that must not be repeated
     │   └── Timeout (TimeoutError)
     └── ServerError                      the server answered with an error
         ├── AuthError                    401, 403
@@ -42,6 +43,7 @@ __all__ = [
     "TransportError",
     "NetworkError",
     "Timeout",
+    "OutcomeUnknown",
     "ServerError",
     "AuthError",
     "NotFound",
@@ -123,6 +125,15 @@ class TransportError(UpClientError):
 
 class NetworkError(TransportError, ConnectionError):
     """Connection refused, reset or broken mid-request."""
+
+
+class OutcomeUnknown(NetworkError):
+    """The request went out but its answer was lost, and it is not safe to
+    repeat: an upload or an append may have been done, and doing it again
+    would store the bytes twice.  Not retried; look (``info``) before acting.
+    """
+
+    retryable = False
 
 
 class Timeout(TransportError, TimeoutError):

@@ -22,6 +22,7 @@ _REGISTRY: Dict[str, str] = {
     "community+http": "upclient.backends.community:CommunityBackend",
     "community+https": "upclient.backends.community:CommunityBackend",
     "upyun": "upclient.backends.upyun:UpyunBackend",
+    "fdfs": "upclient.backends.fdfs:FdfsBackend",
 }
 
 

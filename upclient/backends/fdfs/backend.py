@@ -1,0 +1,462 @@
+"""The FastDFS backend: trackers, storages and every verb but the upload sessions.
+
+A request goes to a tracker first (which storage stores, which holds a
+file), then to that storage, each over a pooled connection
+(:mod:`.connection`).  Trackers are tried in turn: one that cannot be reached
+is passed over and the next one asked, and the one that answered is asked
+first next time.  A storage's error status becomes an error of the shared
+tree once, in :func:`status_error`.  Uploads live in :mod:`.uploads`.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from typing import Any, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+
+from ...errors import (
+    BadInput,
+    Conflict,
+    NetworkError,
+    NotFound,
+    RequestRejected,
+    ServerError,
+    ServiceError,
+    TooLarge,
+    TransportError,
+)
+from ...result import FileInfo, UploadResult
+from ...settings import Settings
+from ...source import Source, open_source
+from ..base import Backend, Sink, UploadSession
+from .connection import Exchange, Pools, Repeat
+from .protocol import (
+    Cmd,
+    FileId,
+    FileStat,
+    GroupStat,
+    ProtocolError,
+    Request,
+    StorageAddress,
+    StorageStat,
+    check_ext,
+    check_group,
+    check_prefix,
+    decode_metadata,
+    encode_metadata,
+    ext_of,
+    parse_fetch,
+    parse_file_info,
+    parse_file_name,
+    parse_groups,
+    parse_storages,
+    parse_store,
+    split_addresses,
+)
+
+__all__ = ["FdfsBackend", "status_error"]
+
+log = logging.getLogger("upclient.fdfs")
+
+#: Errnos a tracker or storage answers with, and what they mean to a caller.
+_STATUS: Dict[int, Tuple[type, str]] = {
+    errno.ENOENT: (NotFound, "no such file (or group, or metadata)"),
+    errno.EEXIST: (Conflict, "the file already exists"),
+    errno.EINVAL: (RequestRejected, "invalid argument"),
+    errno.ENOSPC: (TooLarge, "no space left on the storage"),
+    errno.EBUSY: (ServiceError, "the server is busy"),
+    errno.EISDIR: (RequestRejected, "is a directory"),
+    errno.EIO: (ServiceError, "I/O error on the server"),
+    errno.EAGAIN: (ServiceError, "try again"),
+}
+
+
+def status_error(status: int, what: str, where: str) -> ServerError:
+    """The error for a reply whose status is ``status`` (an errno)."""
+    cls, meaning = _STATUS.get(status, (RequestRejected, os.strerror(status)))
+    name = errno.errorcode.get(status, str(status))
+    return cls(f"{what}: {meaning} ({name}) from {where}", backend="fdfs", operation=what, code=status)
+
+
+class FdfsBackend(Backend):
+    """FastDFS over its native TCP protocol (``fdfs://tracker:22122[,tracker2:22122]``).
+
+    Options: ``network_timeout`` (seconds a read or write on a connection
+    may wait; default the client's ``read_timeout``), ``max_conns`` (open
+    connections per tracker or storage, default 10), ``idle_timeout``
+    (seconds an unused connection is kept, default 60).  ``connect_timeout``
+    is the client's.  Put options: ``ext``, ``group``, ``resumable``,
+    ``regenerate``; see :mod:`.uploads`.
+    """
+
+    name: ClassVar[str] = "fdfs"
+    client_options: ClassVar[FrozenSet[str]] = frozenset({"network_timeout", "max_conns", "idle_timeout"})
+    put_options: ClassVar[FrozenSet[str]] = frozenset({"ext", "group", "resumable", "regenerate"})
+    streams: ClassVar[bool] = True
+    extra_verbs: ClassVar[FrozenSet[str]] = frozenset(
+        {
+            "put_slave",
+            "put_appender",
+            "append",
+            "modify",
+            "truncate",
+            "regenerate",
+            "set_metadata",
+            "get_metadata",
+            "groups",
+            "storages",
+        }
+    )
+
+    def __init__(self, url: str, settings: Settings, **options: Any) -> None:
+        super().__init__(url, settings, **options)
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() != "fdfs" or not rest:
+            raise BadInput(f"{url!r} is not a FastDFS URL: fdfs://tracker:22122[,tracker2:22122]")
+        self.trackers: Sequence[Tuple[str, int]] = split_addresses(rest.split("/", 1)[0])
+        network_timeout = options.get("network_timeout", settings.read_timeout)
+        max_conns = options.get("max_conns", 10)
+        idle_timeout = options.get("idle_timeout", 60.0)
+        for label, value in (("network_timeout", network_timeout), ("idle_timeout", idle_timeout)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise BadInput(f"{label} must be a positive number of seconds, not {value!r}")
+        if not isinstance(max_conns, int) or isinstance(max_conns, bool) or max_conns < 1:
+            raise BadInput(f"max_conns must be a positive integer, not {max_conns!r}")
+        self.pools = Pools(
+            max_conns=max_conns,
+            connect_timeout=settings.connect_timeout,
+            network_timeout=float(network_timeout),
+            idle_timeout=float(idle_timeout),
+        )
+        self._tracker_at = 0
+        self._tracker_lock = threading.Lock()
+
+    # -- the wire ------------------------------------------------------------------
+
+    def exchange(
+        self,
+        address: Tuple[str, int],
+        request: Request,
+        what: str,
+        *,
+        repeat: Repeat = Repeat.ALWAYS,
+        body: Any = None,
+        sink: Optional[Sink] = None,
+        storage: bool = True,
+    ) -> bytes:
+        """Send ``request`` (and ``request.data_len`` bytes of ``body``) to ``address``; the reply body.
+
+        With ``sink`` the reply body is streamed there instead (and b"" returned).
+        """
+        error: Optional[ServerError] = None
+        out = b""
+        with self.pools[address].connection() as conn:
+            ex = Exchange(conn, request, repeat, what, storage=storage)
+            try:
+                ex.send(body)
+                length, status = ex.reply_header()
+                if status:
+                    error = status_error(status, what, f"{address[0]}:{address[1]}")
+                elif sink is not None:
+                    ex.stream(length, sink)
+                else:
+                    out = ex.read(length)
+            except (OSError, EOFError) as exc:
+                raise ex.failure(exc) from None
+            except BaseException:
+                conn.discard = True  # out of step: a parse error, a cancel, a failing sink
+                raise
+        if error is not None:
+            raise error
+        return out
+
+    def ask_tracker(self, request: Request, what: str) -> bytes:
+        """The reply of the first tracker that answers, starting with the last one that did."""
+        failures: List[str] = []
+        start = self._tracker_at
+        n = len(self.trackers)
+        for i in range(n):
+            at = (start + i) % n
+            try:
+                body = self.exchange(self.trackers[at], request, what, storage=False)
+            except (TransportError, ProtocolError) as exc:
+                failures.append(str(exc))
+                log.info("tracker %s:%d did not answer (%s); trying the next", *self.trackers[at], exc)
+                continue
+            if at != start:
+                with self._tracker_lock:
+                    self._tracker_at = at
+            return body
+        raise NetworkError(
+            f"{what}: no tracker answered ({'; '.join(failures)})", backend=self.name, operation=what
+        )
+
+    def store_address(self, group: Optional[str]) -> StorageAddress:
+        """The storage a tracker picks for a new file (in ``group``, if given)."""
+        return parse_store(self.ask_tracker(Request.query_store(group), "query store"))
+
+    def file_address(self, fid: FileId, *, update: bool = False) -> StorageAddress:
+        """The storage to read ``fid`` from (or, with ``update``, to change it on)."""
+        return parse_fetch(self.ask_tracker(Request.query_fetch(fid, update=update), "query storage"))
+
+    def file_stat(self, fid: FileId, address: Optional[StorageAddress] = None) -> FileStat:
+        address = address or self.file_address(fid)
+        return parse_file_info(self.exchange(address.address, Request.on_file(Cmd.QUERY_FILE_INFO, fid), "info"))
+
+    def upload(
+        self,
+        address: StorageAddress,
+        request: Request,
+        body: Any,
+        what: str = "upload",
+        *,
+        repeat: Repeat = Repeat.UNTIL_COMPLETE,
+    ) -> FileId:
+        """Send an upload request and its bytes; the new file's id."""
+        return parse_file_name(self.exchange(address.address, request, what, repeat=repeat, body=body))
+
+    # -- uploads -------------------------------------------------------------------
+
+    def destination(self, key: Optional[str], options: Mapping[str, Any]) -> str:
+        ext = options.get("ext", ext_of(key) if key else None)
+        return "|".join(str(x) for x in (self.url, options.get("group") or "", ext, bool(options.get("resumable"))))
+
+    def open_upload(
+        self,
+        source: Source,
+        *,
+        key: Optional[str],
+        metadata: Mapping[str, str],
+        options: Mapping[str, Any],
+        state: Optional[Dict[str, Any]],
+    ) -> UploadSession:
+        from .uploads import open_upload
+
+        return open_upload(self, source, name=key, metadata=metadata, options=options, state=state)
+
+    def _target(self, source: Source, ext: Optional[str], group: Optional[str]) -> Tuple[str, Optional[str]]:
+        ext = check_ext(ext_of(source.name) if ext is None else ext)
+        return ext, (check_group(group) if group else None)
+
+    def _sized(self, data: Any) -> Tuple[Source, bool]:
+        src = data if isinstance(data, Source) else open_source(data)
+        if src.size is None or not src.seekable:
+            raise BadInput("this verb needs a path, bytes or a seekable file object", backend=self.name)
+        return src, src is not data
+
+    def put_appender(
+        self,
+        source: Any,
+        *,
+        ext: Optional[str] = None,
+        group: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+    ) -> UploadResult:
+        """Upload ``source`` as an appender file (one request), which
+        :meth:`append`, :meth:`modify` and :meth:`truncate` can change later."""
+        return self._put_one(source, ext, group, metadata, appender=True)
+
+    def put_slave(
+        self,
+        master: str,
+        source: Any,
+        *,
+        prefix: str,
+        ext: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+    ) -> UploadResult:
+        """Upload ``source`` as a slave of ``master`` (a thumbnail, say): on the
+        master's storage, named after it with ``prefix`` before the extension."""
+        fid = FileId.parse(master)
+        check_prefix(prefix)
+        src, owned = self._sized(source)
+        try:
+            ext, _ = self._target(src, ext, None)
+            meta = encode_metadata(metadata) if metadata else b""
+            address = self.file_address(fid, update=True)
+            request = Request.upload_slave(fid, prefix, src.size or 0, ext)
+            new = self.upload(address, request, src.body(0, src.size or 0), "put_slave")
+            return self._uploaded(new, src.size or 0, meta, address)
+        finally:
+            if owned:
+                src.close()
+
+    def _put_one(
+        self, source: Any, ext: Optional[str], group: Optional[str], metadata: Optional[Mapping[str, str]],
+        *, appender: bool,
+    ) -> UploadResult:
+        src, owned = self._sized(source)
+        try:
+            ext, group = self._target(src, ext, group)
+            meta = encode_metadata(metadata) if metadata else b""
+            address = self.store_address(group)
+            request = Request.upload(src.size or 0, ext, path_index=address.path_index, appender=appender)
+            fid = self.upload(address, request, src.body(0, src.size or 0), "put_appender" if appender else "put")
+            return self._uploaded(fid, src.size or 0, meta, address)
+        finally:
+            if owned:
+                src.close()
+
+    def _uploaded(self, fid: FileId, size: int, meta: bytes, address: StorageAddress) -> UploadResult:
+        """The result of a finished upload, once its metadata (if any) is set."""
+        if meta:
+            try:
+                self._set_metadata(fid, meta, merge=False, address=address)
+            except ServerError as exc:
+                raise type(exc)(f"{fid} was uploaded, but its metadata was not set: {exc.message}",
+                                backend=self.name, operation="set_metadata", code=exc.code) from exc
+        return UploadResult(
+            id=str(fid),
+            size=size,
+            backend=self.name,
+            metadata=decode_metadata(meta),
+            extra={"group": fid.group, "remote": fid.remote, "storage": str(address), "appender": fid.appender},
+        )
+
+    # -- verbs ---------------------------------------------------------------------
+
+    def download(self, id: str, sink: Sink, *, offset: int = 0, length: Optional[int] = None) -> int:
+        fid = FileId.parse(id)
+        address = self.file_address(fid)
+        counted = [0]
+
+        def count(block: bytes) -> None:
+            counted[0] += len(block)
+            sink(block)
+
+        try:
+            self.exchange(address.address, Request.download(fid, offset, length or 0), "download", sink=count)
+        except RequestRejected as exc:
+            if exc.code != errno.EINVAL:
+                raise
+            size = self.file_stat(fid, address).size  # 22: offset at or past the end
+            if offset == size:
+                return 0  # nothing to read there (an empty file answers 22 too)
+            raise BadInput(f"offset {offset} is past the end of {id} ({size} bytes)",
+                           backend=self.name, operation="get") from None
+        return counted[0]
+
+    def info(self, id: str) -> FileInfo:
+        fid = FileId.parse(id)
+        address = self.file_address(fid)
+        stat = self.file_stat(fid, address)
+        return FileInfo(
+            id=str(fid),
+            backend=self.name,
+            size=stat.size,
+            modified=float(stat.created),
+            extra={
+                "group": fid.group,
+                "remote": fid.remote,
+                "crc32": stat.crc32,
+                "source_ip": stat.source_ip,
+                "created": stat.created,
+                "appender": fid.appender,
+                "storage": str(address),
+            },
+        )
+
+    def delete(self, id: str) -> None:
+        fid = FileId.parse(id)
+        address = self.file_address(fid, update=True)
+        self.exchange(address.address, Request.on_file(Cmd.DELETE, fid), "delete")
+
+    def abort(self, id: str) -> None:
+        """Delete an unfinished (appender) upload."""
+        self.delete(id)
+
+    def abort_state(self, state: Dict[str, Any]) -> None:
+        if state.get("id"):
+            try:
+                self.delete(state["id"])
+            except NotFound:
+                pass
+
+    def set_metadata(self, id: str, metadata: Mapping[str, str], *, mode: str = "merge") -> None:
+        """Set metadata: ``mode="merge"`` adds and replaces names, ``"overwrite"``
+        replaces all (an empty mapping then removes all)."""
+        if mode not in ("merge", "overwrite"):
+            raise BadInput(f"mode must be 'merge' or 'overwrite', not {mode!r}")
+        if not isinstance(metadata, Mapping):
+            raise BadInput("metadata must be a mapping of str to str")
+        self._set_metadata(FileId.parse(id), encode_metadata(metadata), merge=mode == "merge")
+
+    def _set_metadata(self, fid: FileId, meta: bytes, *, merge: bool,
+                      address: Optional[StorageAddress] = None) -> None:
+        address = address or self.file_address(fid, update=True)
+        self.exchange(address.address, Request.set_metadata(fid, meta, merge=merge), "set_metadata")
+
+    def get_metadata(self, id: str) -> Dict[str, str]:
+        """The file's metadata, ``{}`` if it has none."""
+        fid = FileId.parse(id)
+        address = self.file_address(fid)
+        try:
+            return decode_metadata(self.exchange(address.address, Request.on_file(Cmd.GET_METADATA, fid),
+                                                 "get_metadata"))
+        except NotFound:
+            self.file_stat(fid, address)  # the storage says ENOENT for "no metadata" too
+            return {}
+
+    def append(self, id: str, data: Any) -> int:
+        """Append ``data`` (bytes, a path, a file object) to an appender file; returns the bytes appended.
+
+        Not repeated once sent: if the answer is lost,
+        :class:`~upclient.errors.OutcomeUnknown` says so; look at ``info(id).size``.
+        """
+        fid = FileId.parse(id)
+        src, owned = self._sized(data)
+        try:
+            address = self.file_address(fid, update=True)
+            n = src.size or 0
+            self.exchange(address.address, Request.append(fid, n), "append", repeat=Repeat.UNTIL_SENT,
+                          body=src.body(0, n))
+            return n
+        finally:
+            if owned:
+                src.close()
+
+    def modify(self, id: str, offset: int, data: Any) -> int:
+        """Write ``data`` over an appender file from ``offset`` (at most its size); returns the bytes written."""
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise BadInput(f"offset must be a non-negative integer, not {offset!r}")
+        fid = FileId.parse(id)
+        src, owned = self._sized(data)
+        try:
+            address = self.file_address(fid, update=True)
+            n = src.size or 0
+            self.exchange(address.address, Request.modify(fid, offset, n), "modify", body=src.body(0, n))
+            return n
+        finally:
+            if owned:
+                src.close()
+
+    def truncate(self, id: str, size: int = 0) -> None:
+        """Cut (or extend with zeros) an appender file to ``size`` bytes."""
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BadInput(f"size must be a non-negative integer, not {size!r}")
+        fid = FileId.parse(id)
+        address = self.file_address(fid, update=True)
+        self.exchange(address.address, Request.truncate(fid, size), "truncate")
+
+    def regenerate(self, id: str) -> str:
+        """Turn an appender file into a normal one; its new id (the old one is gone)."""
+        fid = FileId.parse(id)
+        address = self.file_address(fid, update=True)
+        return str(self.upload(address, Request.regenerate(fid), None, "regenerate"))
+
+    def groups(self) -> List[GroupStat]:
+        """Every group the tracker knows, with space and server counts."""
+        return parse_groups(self.ask_tracker(Request.list_groups(), "groups"))
+
+    def storages(self, group: str) -> List[StorageStat]:
+        """The storage servers of ``group``."""
+        return parse_storages(self.ask_tracker(Request.list_storages(group), "storages"))
+
+    def close(self) -> None:
+        self.pools.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"<FdfsBackend {','.join(f'{h}:{p}' for h, p in self.trackers)}>"

@@ -1,0 +1,307 @@
+"""TCP connections to FastDFS trackers and storages, pooled per address.
+
+A :class:`Pool` keeps up to ``max_conns`` connections to one address, safe to
+share between threads.  A connection is handed back only after a clean
+exchange; one that failed in the middle of a request, or got status 22 from
+a storage (which closes its end), is closed instead.  An idle connection is
+checked before reuse: closed by the peer (a cheap peek), too old
+(``idle_timeout``) or, after a pause, not answering an active test.
+
+:class:`Exchange` runs one request on one connection and knows how far it
+got, which is what decides whether a failed request may be repeated: one
+that never left, or one the server discards when cut short, may; an upload or
+an append whose reply was lost may have succeeded and may not
+(:class:`~upclient.errors.OutcomeUnknown`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import socket
+import threading
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+from ...errors import NetworkError, OutcomeUnknown, Timeout, TransportError
+from .protocol import HEADER, RESPONSE, Cmd, ProtocolError, Request
+
+__all__ = ["Pool", "Pools", "Exchange", "Repeat"]
+
+log = logging.getLogger("upclient.fdfs")
+
+Address = Tuple[str, int]
+
+#: Blocks a body is streamed in, both ways.
+BLOCK = 1024 * 1024
+#: A connection idle for longer than this gets an active test before reuse.
+CHECK_AFTER = 2.0
+
+
+class Repeat(enum.Enum):
+    """When a request that failed on the wire may be sent again."""
+
+    #: Reads, and writes that give the same result twice (metadata, truncate, modify).
+    ALWAYS = "always"
+    #: Uploads: a storage discards a file whose bytes did not all arrive, so
+    #: only a lost reply leaves the outcome unknown.
+    UNTIL_COMPLETE = "until-complete"
+    #: Only if not one byte of it left (a bare append).
+    UNTIL_SENT = "until-sent"
+
+
+def _fmt(address: Address) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Connection:
+    """One TCP connection; a thin layer over a socket with timeouts."""
+
+    def __init__(self, address: Address, connect_timeout: float, network_timeout: float) -> None:
+        self.address = address
+        try:
+            self.sock = socket.create_connection(address, timeout=connect_timeout)
+        except socket.timeout:
+            raise Timeout(f"connecting to {_fmt(address)} timed out after {connect_timeout:g} s") from None
+        except OSError as exc:
+            raise NetworkError(f"cannot connect to {_fmt(address)}: {exc.strerror or exc}") from None
+        self.network_timeout = network_timeout
+        self.sock.settimeout(network_timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.used = time.monotonic()
+        #: Set when the connection must not be reused (an error, a status 22 from a storage).
+        self.discard = False
+
+    def closed_by_peer(self) -> bool:
+        """True if the peer closed its end (or sent something unasked) while idle."""
+        try:
+            self.sock.setblocking(False)
+            try:
+                self.sock.recv(1, socket.MSG_PEEK)  # b"" (closed) or bytes nobody asked for
+                return True
+            finally:
+                self.sock.settimeout(self.network_timeout)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class Pool:
+    """Connections to one address: at most ``max_conns`` open, idle ones reused."""
+
+    def __init__(
+        self,
+        address: Address,
+        *,
+        max_conns: int,
+        connect_timeout: float,
+        network_timeout: float,
+        idle_timeout: float,
+    ) -> None:
+        self.address = address
+        self.connect_timeout = connect_timeout
+        self.network_timeout = network_timeout
+        self.idle_timeout = idle_timeout
+        self._slots = threading.BoundedSemaphore(max_conns)
+        self._idle: List[Connection] = []
+        self._lock = threading.Lock()
+        self.opened = 0
+
+    def _take_idle(self) -> Optional[Connection]:
+        while True:
+            with self._lock:
+                if not self._idle:
+                    return None
+                conn = self._idle.pop()
+            idle = time.monotonic() - conn.used
+            if idle > self.idle_timeout or conn.closed_by_peer() or (idle > CHECK_AFTER and not self._answers(conn)):
+                conn.close()
+                continue
+            return conn
+
+    def _answers(self, conn: Connection) -> bool:
+        """An active test (111): header only, both ways."""
+        try:
+            conn.sock.sendall(Request(Cmd.ACTIVE_TEST).header())
+            length, cmd, status = HEADER.unpack(_recv_exact(conn.sock, HEADER.size))
+            return cmd == RESPONSE and status == 0 and length == 0
+        except (OSError, EOFError):
+            return False
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A connection for one exchange; closed instead of kept if anything fails."""
+        self._slots.acquire()
+        try:
+            conn = self._take_idle()
+            if conn is None:
+                conn = Connection(self.address, self.connect_timeout, self.network_timeout)
+                self.opened += 1
+            keep = False
+            try:
+                yield conn
+                keep = not conn.discard
+            finally:
+                if keep:
+                    conn.used = time.monotonic()
+                    with self._lock:
+                        self._idle.append(conn)
+                else:
+                    conn.close()
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+class Pools:
+    """One :class:`Pool` per address, made on first use."""
+
+    def __init__(self, **settings: Any) -> None:
+        self._settings = settings
+        self._pools: Dict[Address, Pool] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, address: Address) -> Pool:
+        pool = self._pools.get(address)
+        if pool is None:
+            with self._lock:
+                pool = self._pools.get(address)
+                if pool is None:
+                    pool = self._pools[address] = Pool(address, **self._settings)
+        return pool
+
+    @property
+    def opened(self) -> int:
+        return sum(p.opened for p in list(self._pools.values()))
+
+    def close(self) -> None:
+        with self._lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.close()
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if not k:
+            raise EOFError(f"connection closed after {got} of {n} bytes")
+        got += k
+    return bytes(buf)
+
+
+class Exchange:
+    """One request and its reply on one pooled connection.
+
+    ``stage`` records how far the request got (``"connect"``, ``"send"``,
+    ``"body"``, ``"reply"``); :meth:`failure` turns a socket error into the
+    error the caller should see, retryable or not, given ``repeat``.
+    """
+
+    def __init__(self, conn: Connection, request: Request, repeat: Repeat, what: str, *, storage: bool) -> None:
+        self.conn = conn
+        self.request = request
+        self.repeat = repeat
+        self.what = what
+        self.storage = storage
+        self.stage = "send"
+        self.body_sent = 0
+
+    def send(self, body: Any = None) -> None:
+        """The header and fixed part, then ``data_len`` bytes read from ``body`` (``.read(n)``)."""
+        sock = self.conn.sock
+        first = self.request.header() + self.request.head
+        want = self.request.data_len
+        if want == 0:
+            sock.sendall(first)
+        else:
+            chunk = body.read(min(BLOCK, want))
+            if len(first) + len(chunk) <= 64 * 1024:  # small request: one segment
+                sock.sendall(first + bytes(chunk))
+            else:
+                sock.sendall(first)
+                self.stage = "body"
+                sock.sendall(chunk)
+            self.stage = "body"
+            self.body_sent = len(chunk)
+            while self.body_sent < want:
+                chunk = body.read(min(BLOCK, want - self.body_sent))
+                if not chunk:
+                    raise ProtocolError(f"the body of {self.what} ended {want - self.body_sent} bytes early")
+                sock.sendall(chunk)
+                self.body_sent += len(chunk)
+        self.stage = "reply"
+
+    def reply_header(self) -> Tuple[int, int]:
+        """(body length, status) of the reply."""
+        length, cmd, status = HEADER.unpack(_recv_exact(self.conn.sock, HEADER.size))
+        if cmd != RESPONSE:
+            raise ProtocolError(f"{self.what}: reply with command {cmd}, expected {RESPONSE}")
+        if status != 0 and length != 0:
+            raise ProtocolError(f"{self.what}: an error reply (status {status}) with a {length}-byte body")
+        if status != 0 and (status == 22 and self.storage):
+            self.conn.discard = True  # the storage closes its end after a 22
+        return length, status
+
+    def read(self, length: int, limit: int = 64 * 1024 * 1024) -> bytes:
+        if length > limit:
+            raise ProtocolError(f"{self.what}: a {length}-byte reply is larger than expected")
+        return _recv_exact(self.conn.sock, length)
+
+    def stream(self, length: int, sink: Callable[[bytes], Any]) -> int:
+        """Copy a ``length``-byte reply body to ``sink`` in blocks; returns the count."""
+        sock = self.conn.sock
+        buf = bytearray(min(BLOCK, max(length, 1)))
+        view = memoryview(buf)
+        got = 0
+        while got < length:
+            k = sock.recv_into(view, min(len(buf), length - got))
+            if not k:
+                raise EOFError(f"connection closed after {got} of {length} bytes")
+            got += k
+            self.stage = "streaming"
+            sink(bytes(view[:k]))
+        return got
+
+    def failure(self, exc: BaseException) -> TransportError:
+        """The error to raise for a socket failure, by how far the request got."""
+        self.conn.discard = True
+        peer = _fmt(self.conn.address)
+        if isinstance(exc, socket.timeout):
+            reason = "timed out"
+        elif isinstance(exc, EOFError):
+            reason = f"the server closed the connection ({exc})"
+        else:
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        # A reset while waiting for the reply means the server closed with bytes of
+        # this request still unread (a clean close would be a FIN): it never had the
+        # whole upload, so it kept nothing of it.
+        unread = isinstance(exc, ConnectionResetError)
+        unknown = (
+            self.stage == "reply" and (self.repeat is Repeat.UNTIL_SENT
+                                       or (self.repeat is Repeat.UNTIL_COMPLETE and not unread))
+        ) or (self.stage == "body" and self.repeat is Repeat.UNTIL_SENT)
+        if unknown:
+            return OutcomeUnknown(
+                f"{self.what}: {reason} at {peer} after the request was "
+                + ("sent; the server may have done it, so it is not repeated" if self.stage == "reply"
+                   else f"partly sent ({self.body_sent} bytes); it is not repeated"),
+                operation=self.what,
+            )
+        cls = Timeout if isinstance(exc, socket.timeout) else NetworkError
+        return cls(f"{self.what}: {reason} at {peer} ({self.stage})", operation=self.what)

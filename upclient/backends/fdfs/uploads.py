@@ -1,0 +1,237 @@
+"""FastDFS upload sessions: one request, or an appender file grown part by part.
+
+FastDFS has no multipart upload.  A file goes up in one request
+(:class:`OneShotUpload`: the bytes streamed from the source, never read
+whole), or, when it must survive an interruption (``resumable=True``) or
+its size is not known in advance (a stream), as an appender file
+(:class:`AppenderUpload`): the first part creates it, the next ones are
+appended in order, and the storage's own record of the file's size is what
+a resume starts from.  ``regenerate=True`` turns the finished appender file
+into a normal one (a new id); a stream gets that by default, so it ends as
+the normal file a plain upload would have made.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional
+
+from ...errors import BadInput, Conflict, NotFound, OffsetConflict
+from ...result import UploadResult
+from ...source import Source
+from ..base import Part, PartIO, UploadSession
+from .connection import Repeat
+from .protocol import FileId, Request, StorageAddress, check_ext, check_group, encode_metadata, ext_of
+
+if TYPE_CHECKING:
+    from .backend import FdfsBackend
+
+__all__ = ["open_upload", "OneShotUpload", "AppenderUpload"]
+
+log = logging.getLogger("upclient.fdfs")
+
+
+def _flag(options: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = options.get(name, default)
+    if not isinstance(value, bool):
+        raise BadInput(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+def open_upload(
+    backend: "FdfsBackend",
+    source: Source,
+    *,
+    name: Optional[str],
+    metadata: Mapping[str, str],
+    options: Mapping[str, Any],
+    state: Optional[Dict[str, Any]],
+) -> UploadSession:
+    """The session for ``source``: one request unless it must be resumable or is a large stream.
+
+    FastDFS names files itself; ``name`` (the ``key`` of ``put``), or else the
+    source's file name, only lends the extension, unless ``ext`` is given.
+    """
+    ext = options.get("ext")
+    ext = check_ext(ext_of(name or source.name) if ext is None else ext)
+    group = options.get("group")
+    group = check_group(group) if group else None
+    meta = encode_metadata(metadata) if metadata else b""  # checked before anything is sent
+    resumable = _flag(options, "resumable", False)
+    part_size = backend.settings.part_size
+    large_stream = not source.seekable and (source.size is None or source.size > part_size)
+    if resumable or large_stream:
+        regenerate = _flag(options, "regenerate", not resumable)
+        return AppenderUpload(backend, source, ext=ext, group=group, meta=meta, part_size=part_size,
+                              regenerate=regenerate, state=state)
+    if "regenerate" in options:
+        raise BadInput("regenerate= applies to resumable uploads (resumable=True)", backend="fdfs", operation="put")
+    return OneShotUpload(backend, source, ext=ext, group=group, meta=meta)
+
+
+class _Upload(UploadSession):
+    """What both sessions share: the target and the finishing touch."""
+
+    def __init__(self, backend: "FdfsBackend", source: Source, *, ext: str, group: Optional[str], meta: bytes) -> None:
+        self.backend = backend
+        self.source = source
+        self.ext = ext
+        self.group = group
+        self.meta = meta
+        self.fid: Optional[FileId] = None
+        self.address: Optional[StorageAddress] = None
+        self.size = 0  # bytes the storage holds
+
+    def _create(self, part: Part, io: PartIO, *, appender: bool) -> None:
+        """Create the file with the bytes of ``part``, on the storage a tracker picks."""
+        address = self.backend.store_address(self.group)
+        request = Request.upload(part.size, self.ext, path_index=address.path_index, appender=appender)
+        self.fid = self.backend.upload(address, request, io.body(), "put")
+        self.address = address
+        self.size = part.end
+
+    def _result(self) -> UploadResult:
+        assert self.fid is not None and self.address is not None
+        return self.backend._uploaded(self.fid, self.size, self.meta, self.address)
+
+
+class OneShotUpload(_Upload):
+    """The whole source in one upload request (11), streamed."""
+
+    parts_total = 1
+
+    def pending_parts(self) -> Iterator[Part]:
+        yield Part(index=0, offset=0, size=self.source.size or 0)
+
+    def send_part(self, part: Part, io: PartIO) -> None:
+        if part.offset != 0 or not (part.last or part.end == self.source.size):
+            raise BadInput("a one-request upload takes the whole source as one part")
+        self._create(part, io, appender=False)
+
+    def finish(self) -> UploadResult:
+        return self._result()
+
+
+class AppenderUpload(_Upload):
+    """An appender file (23) grown by appends (24) in order; resumable.
+
+    The stored state is the file's id and the part size.  On resume the
+    storage says how many bytes it holds; a tail that is not a whole part
+    (an append cut short that the storage has not rolled back yet) is
+    truncated away, so the file only ever holds whole parts in order.
+    """
+
+    parallel = False
+
+    def __init__(
+        self,
+        backend: "FdfsBackend",
+        source: Source,
+        *,
+        ext: str,
+        group: Optional[str],
+        meta: bytes,
+        part_size: int,
+        regenerate: bool,
+        state: Optional[Dict[str, Any]],
+    ) -> None:
+        super().__init__(backend, source, ext=ext, group=group, meta=meta)
+        self.part_size = part_size
+        self.regenerate = regenerate
+        self._regenerated = False
+        if state and state.get("id"):
+            self._resume(state)
+        if source.size is not None:
+            self.parts_total = max(1, -(-source.size // self.part_size))
+
+    def _resume(self, state: Dict[str, Any]) -> None:
+        try:
+            fid = FileId.parse(state["id"])
+            part_size = int(state["part_size"])
+        except (KeyError, ValueError, BadInput):
+            log.warning("ignoring an unreadable resume point: %r", state)
+            return
+        try:
+            address = self.backend.file_address(fid, update=True)
+            held = self.backend.file_stat(fid, address).size
+        except NotFound:
+            log.info("%s is gone from the storage; starting afresh", fid)
+            return
+        size = self.source.size
+        if size is not None and held > size:
+            log.warning("%s holds %d bytes, more than the %d of the source; starting afresh", fid, held, size)
+            return
+        whole = held - held % part_size if held != size else held
+        if whole != held:
+            self.backend.truncate(str(fid), whole)
+        self.fid, self.address, self.part_size, self.size = fid, address, part_size, whole
+        self.upload_id = str(fid)
+        self.resumed = whole > 0
+        self.done_bytes = whole
+
+    def pending_parts(self) -> Iterator[Part]:
+        total = self.source.size or 0
+        if total == 0 and self.fid is None:
+            yield Part(index=0, offset=0, size=0)
+            return
+        offset = self.size
+        while offset < total:
+            n = min(self.part_size, total - offset)
+            yield Part(index=offset // self.part_size, offset=offset, size=n)
+            offset += n
+
+    def send_part(self, part: Part, io: PartIO) -> None:
+        if self.size >= part.end and self.fid is not None:
+            return  # a lost answer: the storage had it (see recover)
+        if part.offset != self.size:
+            raise OffsetConflict(f"part at {part.offset}, but the storage holds {self.size} bytes",
+                                 backend="fdfs", operation="append")
+        if self.fid is None:
+            # A stream that fits in one part needs no appender file at all.
+            alone = part.index == 0 and (part.last or part.end == self.source.size)
+            self._create(part, io, appender=not (alone and self.regenerate))
+            self._regenerated = not self.fid.appender if self.fid else False
+            self.upload_id = str(self.fid)
+            return
+        assert self.address is not None
+        self.backend.exchange(self.address.address, Request.append(self.fid, part.size), "append",
+                              repeat=Repeat.ALWAYS, body=io.body())
+        self.size = part.end
+
+    def recover(self, part: Part, error: BaseException) -> None:
+        """After a failed append, make the storage hold exactly the parts before ``part``, or all of it."""
+        if self.fid is None:
+            return
+        held = self.backend.file_stat(self.fid, self.address).size
+        if held == part.end:
+            self.size = part.end  # it arrived; only the answer was lost
+        elif part.offset < held < part.end:
+            self.backend.truncate(str(self.fid), part.offset)  # what the storage would roll back itself
+            self.size = part.offset
+        elif held == part.offset:
+            self.size = held
+        else:
+            raise Conflict(
+                f"{self.fid} holds {held} bytes, expected {part.offset} to {part.end}: it was changed by "
+                "someone else; upload again with resume=False",
+                backend="fdfs", operation="append",
+            )
+
+    def confirmed(self, part: Part) -> int:
+        return max(0, min(self.size, part.end) - part.offset)
+
+    def finish(self) -> UploadResult:
+        assert self.fid is not None
+        if self.regenerate and not self._regenerated:  # not twice when finish is tried again
+            self.fid = FileId.parse(self.backend.regenerate(str(self.fid)))
+            self._regenerated = True
+        return self._result()
+
+    def abort(self) -> None:
+        if self.fid is not None and not self._regenerated:
+            self.backend.delete(str(self.fid))
+
+    def state(self) -> Optional[Dict[str, Any]]:
+        if self.fid is None:
+            return None
+        return {"id": str(self.fid), "part_size": self.part_size, "size": self.size}
