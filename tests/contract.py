@@ -50,6 +50,10 @@ class BackendContract:
     can_delete = True
     #: The part size the tests use (a backend with a larger minimum raises it).
     part = PART
+    #: Options every put of the contract passes (FastDFS: resumable=True or not).
+    put_options: dict = {}
+    #: Whether a put keeps a resume point across an interruption.
+    resumable = True
 
     @pytest.mark.parametrize(
         "parts,extra",
@@ -61,7 +65,7 @@ class BackendContract:
         size = parts * part + extra
         path, digest = make_file(size)
         with client_factory(part_size=part) as client:
-            result = client.put(path)
+            result = client.put(path, **self.put_options)
             assert result.size == size
             assert stored_sha256(result) == digest
             if self.can_get:
@@ -72,7 +76,7 @@ class BackendContract:
         path, _ = make_file(5 * part + 3)
         seen = []
         with client_factory(part_size=part) as client:
-            client.put(path, on_progress=seen.append)
+            client.put(path, on_progress=seen.append, **self.put_options)
         assert seen, "no progress reported"
         assert seen[-1].bytes_done == seen[-1].total == 5 * part + 3
         assert seen[-1].parts_done == seen[-1].parts_total >= 1  # how many is the backend's choice
@@ -83,15 +87,17 @@ class BackendContract:
         part = self.part
         path, digest = make_file(2 * part + 5)
         with client_factory(part_size=part) as client:
-            r1 = client.put(path.read_bytes(), key="from-bytes.bin")
+            r1 = client.put(path.read_bytes(), key="from-bytes.bin", **self.put_options)
             with open(path, "rb") as f:
-                r2 = client.put(f, key="from-file.bin")
+                r2 = client.put(f, key="from-file.bin", **self.put_options)
         assert stored_sha256(r1) == digest
         assert stored_sha256(r2) == digest
 
     def test_cancel_keeps_the_resume_point_and_the_next_put_sends_only_the_rest(
         self, client_factory, stored_sha256, make_file, store
     ):
+        if not self.resumable:
+            pytest.skip("puts of this configuration keep no resume point")
         part = self.part
         size = 24 * part
         path, digest = make_file(size)
@@ -103,9 +109,9 @@ class BackendContract:
 
         with client_factory(part_size=part, concurrency=2, store=store) as client:
             with HookedFileSource(path, hook) as source, pytest.raises(errors.Cancelled):
-                client.put(source, cancel=cancel)
+                client.put(source, cancel=cancel, **self.put_options)
             assert resume_points(store), "the resume point was not kept"
-            result = client.put(path)
+            result = client.put(path, **self.put_options)
         assert result.resumed
         assert result.sent_bytes <= size - size // 3 + 2 * part
         assert stored_sha256(result) == digest
@@ -131,7 +137,7 @@ class BackendContract:
         path, _ = make_file(3 * part)
         data = path.read_bytes()
         with client_factory(part_size=part) as client:
-            result = client.put(path)
+            result = client.put(path, **self.put_options)
             assert client.get(result.id, offset=part - 5, length=10) == data[part - 5 : part + 5]
             assert client.get(result.id, offset=3 * part - 4) == data[-4:]
 
@@ -141,7 +147,7 @@ class BackendContract:
             pytest.skip("this backend cannot download")
         path, digest = make_file(2 * part + 1)
         with client_factory(part_size=part) as client:
-            result = client.put(path)
+            result = client.put(path, **self.put_options)
             dest = tmp_path / "copy.bin"
             assert client.get(result.id, dest) == 2 * part + 1
         assert sha256_bytes(dest.read_bytes()) == digest
@@ -152,7 +158,7 @@ class BackendContract:
         path, digest = make_file(3 * MiB + 5)
         seen = []
         with client_factory() as client:
-            result = client.put(path)
+            result = client.put(path, **self.put_options)
             data = client.get(result.id, on_progress=seen.append)
             assert sha256_bytes(data) == digest
             assert (seen[-1].bytes_done, seen[-1].total) == (3 * MiB + 5, 3 * MiB + 5)
@@ -170,7 +176,7 @@ class BackendContract:
             pytest.skip("this backend cannot delete")
         path, _ = make_file(100)
         with client_factory() as client:
-            result = client.put(path)
+            result = client.put(path, **self.put_options)
             assert client.exists(result.id)
             client.delete(result.id)
             assert not client.exists(result.id)
@@ -182,7 +188,7 @@ class BackendContract:
         files = [make_file(n) for n in (10, 2 * part + 3, 1000)]
         missing = tmp_path / "not-there.bin"
         with client_factory(part_size=part) as client:
-            outcomes = client.put_many([files[0][0], missing, files[1][0], files[2][0]])
+            outcomes = client.put_many([files[0][0], missing, files[1][0], files[2][0]], **self.put_options)
         assert [o.ok for o in outcomes] == [True, False, True, True]
         assert isinstance(outcomes[1].error, errors.BadInput)
         for outcome, (_, digest) in zip([outcomes[0], outcomes[2], outcomes[3]], files):
@@ -198,7 +204,7 @@ class BackendContract:
 
             def work(i: int) -> None:
                 try:
-                    results[i] = client.put(files[i][0])
+                    results[i] = client.put(files[i][0], **self.put_options)
                 except BaseException as exc:  # reported below
                     failures.append(exc)
 
@@ -228,7 +234,7 @@ class BackendContract:
 
         with client_factory(part_size=part, concurrency=1, store=store) as client:
             with HookedFileSource(path, hook) as source, pytest.raises(errors.SourceChanged):
-                client.put(source)
+                client.put(source, **self.put_options)
         assert changed.is_set()
         assert not resume_points(store), "a resume point for a changed file was kept"
 
@@ -237,12 +243,12 @@ class BackendContract:
         path, _ = make_file(4 * part)
         before = set(threading.enumerate())
         client = client_factory(part_size=part)
-        client.put(path)
+        client.put(path, **self.put_options)
         client.close()
         alive = [t.name for t in set(threading.enumerate()) - before if t.name.startswith("upclient-")]
         assert not alive
         with pytest.raises(errors.BadInput, match="closed"):
-            client.put(path)
+            client.put(path, **self.put_options)
 
 
 __all__ = ["BackendContract", "MiB"]

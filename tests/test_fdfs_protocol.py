@@ -265,3 +265,53 @@ def test_status_errors_map_into_the_shared_tree() -> None:
     err = status_error(2, "info", "10.0.0.1:23000")
     assert err.code == 2 and "ENOENT" in str(err) and "10.0.0.1:23000" in str(err)
     assert isinstance(status_error(99, "x", "s:1"), RequestRejected)
+
+
+class TestAppenderRecovery:
+    """What a resumable session does after a failed append, whatever the storage shows."""
+
+    class Storage:
+        def __init__(self, held: int) -> None:
+            self.held = held
+            self.truncated = []
+
+        def file_stat(self, fid, address=None):
+            from upclient.backends.fdfs.protocol import FileStat
+
+            return FileStat(self.held, 0, 0, "127.0.0.1")
+
+        def truncate(self, id, size):
+            self.truncated.append(size)
+            self.held = size
+
+    def session(self, held: int):
+        from upclient.backends.base import Part
+        from upclient.backends.fdfs.uploads import AppenderUpload
+        from upclient.source import BytesSource
+
+        storage = self.Storage(held)
+        s = AppenderUpload.__new__(AppenderUpload)  # no tracker needed for recover()
+        s.backend, s.source, s.address, s.size = storage, BytesSource(b"x" * 400), None, 100
+        s.fid = FileId.parse(EXAMPLE)
+        return s, storage, Part(index=1, offset=100, size=100)
+
+    def test_a_lost_answer_counts_the_part_as_sent(self) -> None:
+        s, storage, part = self.session(200)
+        s.recover(part, OSError())
+        assert s.size == 200 and s.confirmed(part) == 100 and not storage.truncated
+
+    def test_a_partial_tail_is_cut_back_to_the_part_start(self) -> None:
+        s, storage, part = self.session(150)
+        s.recover(part, OSError())
+        assert storage.truncated == [100] and s.size == 100 and s.confirmed(part) == 0
+
+    def test_nothing_arrived(self) -> None:
+        s, storage, part = self.session(100)
+        s.recover(part, OSError())
+        assert s.size == 100 and not storage.truncated
+
+    @pytest.mark.parametrize("held", [50, 250])
+    def test_a_file_changed_by_someone_else_is_a_conflict(self, held: int) -> None:
+        s, _, part = self.session(held)
+        with pytest.raises(Conflict, match="someone else"):
+            s.recover(part, OSError())

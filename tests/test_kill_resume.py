@@ -26,11 +26,22 @@ CONCURRENCY = 2
 
 CHILD = textwrap.dedent(
     """
-    import json, sys, upclient
+    import json, sys, time, upclient
+    from upclient.source import FileSource
     url, path, store_dir, part, concurrency, options = sys.argv[1:7]
+    options = json.loads(options)
+    put_options = options.pop("put", {})
+    delay = options.pop("read_delay", 0)
+
+    class Slow(FileSource):  # a slow disk, where nothing on the wire can be slowed
+        def read(self, offset, length):
+            time.sleep(delay)
+            return super().read(offset, length)
+
     client = upclient.Client(url, store=upclient.FileStore(store_dir),
-                             part_size=int(part), concurrency=int(concurrency), **json.loads(options))
-    result = client.put(path, on_progress=lambda p: print("progress", p.bytes_done, flush=True))
+                             part_size=int(part), concurrency=int(concurrency), **options)
+    source = Slow(path) if delay else path
+    result = client.put(source, on_progress=lambda p: print("progress", p.bytes_done, flush=True), **put_options)
     print("done", int(result.resumed), result.sent_bytes, result.id.replace(" ", "%20"), flush=True)
     """
 )
@@ -130,3 +141,31 @@ def test_upyun_resume_after_sigkill_sends_only_what_was_in_flight(make_file, tmp
     # the server is asked which parts it holds: exactly the rest is sent
     assert second["sent"] == size - held, (first, held, second)
     assert server.stored_sha256(path.name) == digest
+
+
+def test_fdfs_resume_after_sigkill_appends_only_what_the_storage_lacks(make_file, tmp_path):
+    from upclient.testing import FdfsServer
+
+    size = 40 * PART
+    path, digest = make_file(size, name="kill.bin")
+    kill_at = random.randint(size // 5, size * 3 // 5)
+    options = {"put": {"resumable": True}, "read_delay": 0.03}
+    with FdfsServer(tmp_path / "fdfs") as server:
+        first = run_child(server.url, path, tmp_path / "store", kill_at=kill_at, options=options)
+        assert not first["done"], "the upload finished before it could be killed"
+        assert first["code"] == -signal.SIGKILL
+        store = upclient.FileStore(tmp_path / "store")
+        (key,) = list(store.keys())
+        fid = store.load(key)["state"]["id"]
+        with upclient.Client(server.url, store=None) as client:
+            deadline = time.monotonic() + 10
+            held = client.info(fid).size
+            while held % PART and time.monotonic() < deadline:  # the storage rolls back the cut append
+                time.sleep(0.02)
+                held = client.info(fid).size
+        assert 0 < held < size and held % PART == 0
+        second = run_child(server.url, path, tmp_path / "store", options=options)
+        assert second["done"] and second["resumed"], second
+        assert second["id"] == fid
+        assert second["sent"] == size - held, (first, held, second)
+        assert server.stored_sha256(fid) == digest
