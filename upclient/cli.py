@@ -9,6 +9,8 @@
     upclient info ID --from "$URL"
     upclient put photo.png --key a/b/photo.png --to upyun://operator@service   # password: $UPYUN_PASSWORD
     upclient mv a/b/photo.png a/c.png --from upyun://operator@service
+    upclient put photo.jpg --to fdfs://10.0.0.1:22122,10.0.0.2:22122 -o group=group2
+    upclient ls --from fdfs://10.0.0.1:22122          # FastDFS groups
 
 ``UPCLIENT_URL`` is the default for ``--to`` and ``--from``.  A killed or
 interrupted ``put`` resumes when the same command is run again (resume points
@@ -395,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="upclient",
-        description="Reliable, resumable uploads (tus today; more backends to come).",
+        description="Reliable, resumable uploads to tus, UPYUN, FastDFS and community multipart storage.",
         epilog=f"The server URL defaults to ${URL_ENV}. Exit status: 0 ok, 1 failure, "
         "2 usage error, 130 interrupted.",
     )
@@ -443,8 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="url", metavar="URL", help=f"server URL (default ${URL_ENV})")
     p.add_argument("--store", metavar="DIR", help="directory of resume points, for a FILE (default: user state dir)")
 
-    p = sub.add_parser("ls", parents=[common], help="list stored files (where the backend can)")
-    p.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
+    p = sub.add_parser("ls", parents=[common], help="list stored files (where the backend can); FastDFS: groups",
+                       description="List stored files under PREFIX. For fdfs:// URLs: the groups, or with "
+                       "a GROUP the storage servers of that group.")
+    p.add_argument("prefix", nargs="?", default="", metavar="PREFIX|GROUP")
     p.add_argument("--from", dest="url", metavar="URL", help=f"server URL (default ${URL_ENV})")
 
     p = sub.add_parser("mkdir", parents=[common], help="create a folder (storage backends: upyun)")
@@ -819,6 +823,7 @@ class Command:
                     "modified": info.modified,
                     "expires": info.expires,
                     "metadata": dict(info.metadata),
+                    "extra": {k: v for k, v in info.extra.items() if isinstance(v, (str, int, float, bool))},
                 }
             )
             return EXIT_OK
@@ -834,6 +839,9 @@ class Command:
             rows.append(("expires", _iso(info.expires)))
         for k, v in sorted(info.metadata.items()):
             rows.append((f"metadata {k}", v))
+        for k, v in info.extra.items():  # what only this backend tells (FastDFS: crc32, source ip...)
+            if isinstance(v, (str, int, float, bool)):
+                rows.append((k.replace("_", " "), f"{v:#010x}" if k == "crc32" else str(v)))
         width = max(len(k) for k, _ in rows)
         for k, v in rows:
             self.out(f"{k:<{width}}  {v}")
@@ -859,6 +867,8 @@ class Command:
 
     def do_ls(self) -> int:
         with self.client() as client:
+            if "groups" in client.backend.extra_verbs:  # FastDFS: no file listing, but groups and storages
+                return self._ls_groups(client)
             try:
                 for info in client.iter(self.args.prefix):
                     if self.args.json:
@@ -878,6 +888,27 @@ class Command:
                 return EXIT_FAILED
         return EXIT_OK
 
+
+    def _ls_groups(self, client: Client) -> int:
+        """The groups a FastDFS tracker knows or, given a group name, that group's storage servers."""
+        if not self.args.prefix:
+            for g in client.groups():
+                if self.args.json:
+                    self.emit_json({"group": g.name, "storages": g.storage_count, "free_mb": g.free_mb,
+                                    "total_mb": g.total_mb, "writable": g.writable_count})
+                else:
+                    self.out(f"{g.name:<16}  {g.storage_count} storage(s), {g.writable_count} writable, "
+                             f"{g.free_mb} MB free of {g.total_mb} MB")
+            return EXIT_OK
+        for st in client.storages(self.args.prefix):
+            if self.args.json:
+                self.emit_json({"group": self.args.prefix, "id": st.id, "ip": st.ip, "port": st.storage_port,
+                                "status": st.status_name, "version": st.version, "free_mb": st.free_mb,
+                                "total_mb": st.total_mb})
+            else:
+                self.out(f"{st.ip}:{st.storage_port:<6} {st.status_name:<8} {st.version:<8} "
+                         f"{st.free_mb} MB free of {st.total_mb} MB  (id {st.id or '-'})")
+        return EXIT_OK
 
     def _storage_verb(self, method: str, run: Callable[[Client], Any], done: str) -> int:
         """A verb only storage backends have: Unsupported says so plainly."""
