@@ -86,3 +86,14 @@ def test_the_callback_view_accepts_upyun_and_refuses_forgeries(tmp_path):
         httpd.server_close()
         thread.join(5)
     assert [u.get("url") for u in uploads] == ["/cb/x.jpg"]
+
+
+def test_the_fdfs_example_runs_against_its_own_emulator():
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "fdfs_upload.py"
+    env = {k: v for k, v in os.environ.items() if k != "FDFS_TRACKERS"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "downloaded copy matches" in done.stdout

@@ -17,3 +17,18 @@ def test_readme_is_valid_restructuredtext():
 def test_readme_starts_with_the_two_commands():
     head = README.read_text(encoding="utf-8")[:1500]
     assert "make demo" in head and "make test" in head
+
+
+def test_the_fastdfs_example_runs_against_the_emulator(tmp_path, monkeypatch):
+    """The README's FastDFS block runs as it is (against the emulator it starts)."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\nFastDFS\n-------\n", 1)[1]
+    lines = []
+    for line in section.split(".. code-block:: python\n\n", 1)[1].splitlines():
+        if line and not line.startswith("   "):
+            break  # the block ends at the first line that is not indented
+        lines.append(line[3:])
+    code = "\n".join(lines)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.rst (FastDFS)", "exec"), {})
+    assert (tmp_path / "copy.jpg").read_bytes() == (tmp_path / "photo.jpg").read_bytes()
