@@ -293,7 +293,7 @@ def test_info_exists_delete(server, make_file):
         assert info.size == 4321 and info.id == r.id
         assert info.extra["crc32"] == __import__("zlib").crc32(data)
         assert info.extra["source_ip"] == "127.0.0.1"
-        assert abs(info.modified - time.time()) < 60 and abs(info.extra["created"] - FileId.parse(r.id).created) <= 2
+        assert abs(info.modified - time.time()) < 60 and info.extra["created"] == FileId.parse(r.id).created
         assert client.exists(r.id)
         client.delete(r.id)
         assert not client.exists(r.id)

@@ -352,7 +352,7 @@ class FdfsBackend(Backend):
                 "remote": fid.remote,
                 "crc32": stat.crc32,
                 "source_ip": stat.source_ip,
-                "created": stat.created,
+                "created": fid.created,  # from the id; the storage's own time is ``modified``
                 "appender": fid.appender,
                 "storage": str(address),
             },
