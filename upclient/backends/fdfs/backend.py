@@ -55,6 +55,7 @@ from .protocol import (
     parse_store,
     split_addresses,
 )
+from .uploads import open_upload, uploaded
 
 __all__ = ["FdfsBackend", "status_error"]
 
@@ -232,8 +233,6 @@ class FdfsBackend(Backend):
         options: Mapping[str, Any],
         state: Optional[Dict[str, Any]],
     ) -> UploadSession:
-        from .uploads import open_upload
-
         return open_upload(self, source, name=key, metadata=metadata, options=options, state=state)
 
     def _target(self, source: Source, ext: Optional[str], group: Optional[str]) -> Tuple[str, Optional[str]]:
@@ -278,7 +277,7 @@ class FdfsBackend(Backend):
             address = self.file_address(fid, update=True)
             request = Request.upload_slave(fid, prefix, src.size or 0, ext)
             new = self.upload(address, request, src.body(0, src.size or 0), "put_slave")
-            return self._uploaded(new, src.size or 0, meta, address)
+            return uploaded(self, new, src.size or 0, meta, address)
         finally:
             if owned:
                 src.close()
@@ -294,26 +293,10 @@ class FdfsBackend(Backend):
             address = self.store_address(group)
             request = Request.upload(src.size or 0, ext, path_index=address.path_index, appender=appender)
             fid = self.upload(address, request, src.body(0, src.size or 0), "put_appender" if appender else "put")
-            return self._uploaded(fid, src.size or 0, meta, address)
+            return uploaded(self, fid, src.size or 0, meta, address)
         finally:
             if owned:
                 src.close()
-
-    def _uploaded(self, fid: FileId, size: int, meta: bytes, address: StorageAddress) -> UploadResult:
-        """The result of a finished upload, once its metadata (if any) is set."""
-        if meta:
-            try:
-                self._set_metadata(fid, meta, merge=False, address=address)
-            except ServerError as exc:
-                raise type(exc)(f"{fid} was uploaded, but its metadata was not set: {exc.message}",
-                                backend=self.name, operation="set_metadata", code=exc.code) from exc
-        return UploadResult(
-            id=str(fid),
-            size=size,
-            backend=self.name,
-            metadata=decode_metadata(meta),
-            extra={"group": fid.group, "remote": fid.remote, "storage": str(address), "appender": fid.appender},
-        )
 
     # -- verbs ---------------------------------------------------------------------
 
@@ -381,12 +364,10 @@ class FdfsBackend(Backend):
             raise BadInput(f"mode must be 'merge' or 'overwrite', not {mode!r}")
         if not isinstance(metadata, Mapping):
             raise BadInput("metadata must be a mapping of str to str")
-        self._set_metadata(FileId.parse(id), encode_metadata(metadata), merge=mode == "merge")
-
-    def _set_metadata(self, fid: FileId, meta: bytes, *, merge: bool,
-                      address: Optional[StorageAddress] = None) -> None:
-        address = address or self.file_address(fid, update=True)
-        self.exchange(address.address, Request.set_metadata(fid, meta, merge=merge), "set_metadata")
+        fid = FileId.parse(id)
+        meta = encode_metadata(metadata)
+        address = self.file_address(fid, update=True)
+        self.exchange(address.address, Request.set_metadata(fid, meta, merge=mode == "merge"), "set_metadata")
 
     def get_metadata(self, id: str) -> Dict[str, str]:
         """The file's metadata, ``{}`` if it has none."""

@@ -14,21 +14,74 @@ the normal file a plain upload would have made.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Dict, Iterator, Mapping, Optional, Protocol, Tuple
 
-from ...errors import BadInput, Conflict, NotFound, OffsetConflict
+from ...errors import BadInput, Conflict, NotFound, OffsetConflict, ServerError
 from ...result import UploadResult
+from ...settings import Settings
 from ...source import Source
 from ..base import Part, PartIO, UploadSession
 from .connection import Repeat
-from .protocol import FileId, Request, StorageAddress, check_ext, check_group, encode_metadata, ext_of
+from .protocol import (
+    FileId,
+    FileStat,
+    Request,
+    StorageAddress,
+    check_ext,
+    check_group,
+    decode_metadata,
+    encode_metadata,
+    ext_of,
+)
 
-if TYPE_CHECKING:
-    from .backend import FdfsBackend
-
-__all__ = ["open_upload", "OneShotUpload", "AppenderUpload"]
+__all__ = ["Wire", "open_upload", "uploaded", "OneShotUpload", "AppenderUpload"]
 
 log = logging.getLogger("upclient.fdfs")
+
+
+class Wire(Protocol):
+    """What an upload needs of the backend (:class:`~.backend.FdfsBackend`): the
+    tracker's answers and one request at a time to a storage."""
+
+    settings: Settings
+
+    def exchange(self, address: Tuple[str, int], request: Request, what: str, *, repeat: Repeat = ...,
+                 body: Any = ..., sink: Any = ..., storage: bool = ...) -> bytes: ...
+
+    def upload(self, address: StorageAddress, request: Request, body: Any, what: str = ..., *,
+               repeat: Repeat = ...) -> FileId: ...
+
+    def store_address(self, group: Optional[str]) -> StorageAddress: ...
+
+    def file_address(self, fid: FileId, *, update: bool = ...) -> StorageAddress: ...
+
+    def file_stat(self, fid: FileId, address: Optional[StorageAddress] = ...) -> FileStat: ...
+
+    def truncate(self, id: str, size: int = ...) -> None: ...
+
+    def regenerate(self, id: str) -> str: ...
+
+    def delete(self, id: str) -> None: ...
+
+
+def uploaded(wire: Wire, fid: FileId, size: int, meta: bytes, address: StorageAddress) -> UploadResult:
+    """The result of a finished upload, once its metadata (if any) is set on ``address``.
+
+    Metadata that cannot be set does not hide the upload: the error names the file.
+    """
+    if meta:
+        try:
+            wire.exchange(address.address, Request.set_metadata(fid, meta, merge=False), "set_metadata")
+        except ServerError as exc:
+            raise type(exc)(f"{fid} was uploaded, but its metadata was not set: {exc.message}",
+                            backend="fdfs", operation="set_metadata", code=exc.code) from exc
+    return UploadResult(
+        id=str(fid),
+        size=size,
+        backend="fdfs",
+        metadata=decode_metadata(meta),
+        extra={"group": fid.group, "remote": fid.remote, "storage": str(address), "appender": fid.appender},
+    )
 
 
 def _flag(options: Mapping[str, Any], name: str, default: bool) -> bool:
@@ -39,7 +92,7 @@ def _flag(options: Mapping[str, Any], name: str, default: bool) -> bool:
 
 
 def open_upload(
-    backend: "FdfsBackend",
+    backend: Wire,
     source: Source,
     *,
     name: Optional[str],
@@ -72,7 +125,7 @@ def open_upload(
 class _Upload(UploadSession):
     """What both sessions share: the target and the finishing touch."""
 
-    def __init__(self, backend: "FdfsBackend", source: Source, *, ext: str, group: Optional[str], meta: bytes) -> None:
+    def __init__(self, backend: Wire, source: Source, *, ext: str, group: Optional[str], meta: bytes) -> None:
         self.backend = backend
         self.source = source
         self.ext = ext
@@ -92,7 +145,7 @@ class _Upload(UploadSession):
 
     def _result(self) -> UploadResult:
         assert self.fid is not None and self.address is not None
-        return self.backend._uploaded(self.fid, self.size, self.meta, self.address)
+        return uploaded(self.backend, self.fid, self.size, self.meta, self.address)
 
 
 class OneShotUpload(_Upload):
@@ -125,7 +178,7 @@ class AppenderUpload(_Upload):
 
     def __init__(
         self,
-        backend: "FdfsBackend",
+        backend: Wire,
         source: Source,
         *,
         ext: str,
