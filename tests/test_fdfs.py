@@ -482,3 +482,26 @@ def test_the_command_line_puts_gets_lists_and_removes(server15, make_file, tmp_p
     assert missing.returncode == 1 and b"no such file" in missing.stderr
     bad = run_cli("put", str(path), "--to", url, "-o", "ext=much-too-long", env=env)
     assert bad.returncode == 2 and b"ext" in bad.stderr
+
+
+def test_a_tracker_that_never_answers_times_out_and_the_next_one_is_asked(tmp_path):
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts (the kernel does), never answers
+    try:
+        port = silent.getsockname()[1]
+        with FdfsServer(tmp_path / "live") as server:
+            url = f"fdfs://127.0.0.1:{port},{server.tracker}"
+            with upclient.Client(url, store=None, network_timeout=0.3, retry=upclient.RetryPolicy.never()) as c:
+                started = time.monotonic()
+                r = c.put(b"after a timeout", ext="txt")
+                assert time.monotonic() - started < 5
+                assert server.stored_sha256(r.id) == sha256_bytes(b"after a timeout")
+            with upclient.Client(f"fdfs://127.0.0.1:{port}", store=None, network_timeout=0.3,
+                                 retry=upclient.RetryPolicy.never()) as c:
+                with pytest.raises(errors.NetworkError, match="timed out"):
+                    c.groups()
+    finally:
+        silent.close()
