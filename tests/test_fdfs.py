@@ -505,3 +505,20 @@ def test_a_tracker_that_never_answers_times_out_and_the_next_one_is_asked(tmp_pa
                     c.groups()
     finally:
         silent.close()
+
+
+def test_abort_gives_up_an_interrupted_resumable_upload(server15, make_file, store):
+    from .contract import HookedFileSource
+
+    path, _ = make_file(6 * PART, name="abandon.bin")
+    with make_client(server15, store=store) as client:
+        stop = threading.Event()
+        with HookedFileSource(path, lambda off: off >= 2 * PART and stop.set()) as source, \
+                pytest.raises(errors.Cancelled):
+            client.put(source, resumable=True, cancel=stop)
+        (key,) = [k for k in store.keys() if not k.startswith("digest-")]
+        fid = store.load(key)["state"]["id"]
+        assert fid in server15.files()
+        assert client.abort(path) == 1
+    assert fid not in server15.files()
+    assert not [k for k in store.keys() if not k.startswith("digest-")]
