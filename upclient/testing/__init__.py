@@ -1,4 +1,4 @@
-"""Test helpers: real tus servers, a fault-injecting proxy and a WAN-like proxy.
+"""Test helpers: real tus servers, emulators of the other services, a fault-injecting proxy and a WAN-like proxy.
 
 * :class:`TusNodeServer` runs the reference ``@tus/server`` (Node.js) and
   :class:`ResumableUploadServer` the ``resumable-upload`` package's server,
