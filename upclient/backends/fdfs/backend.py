@@ -41,8 +41,6 @@ from .protocol import (
     Request,
     StorageAddress,
     StorageStat,
-    check_ext,
-    check_group,
     check_prefix,
     decode_metadata,
     encode_metadata,
@@ -55,7 +53,7 @@ from .protocol import (
     parse_store,
     split_addresses,
 )
-from .uploads import open_upload, uploaded
+from .uploads import open_upload, target, uploaded
 
 __all__ = ["FdfsBackend", "status_error"]
 
@@ -235,10 +233,6 @@ class FdfsBackend(Backend):
     ) -> UploadSession:
         return open_upload(self, source, name=key, metadata=metadata, options=options, state=state)
 
-    def _target(self, source: Source, ext: Optional[str], group: Optional[str]) -> Tuple[str, Optional[str]]:
-        ext = check_ext(ext_of(source.name) if ext is None else ext)
-        return ext, (check_group(group) if group else None)
-
     def _sized(self, data: Any) -> Tuple[Source, bool]:
         src = data if isinstance(data, Source) else open_source(data)
         if src.size is None or not src.seekable:
@@ -272,7 +266,7 @@ class FdfsBackend(Backend):
         check_prefix(prefix)
         src, owned = self._sized(source)
         try:
-            ext, _ = self._target(src, ext, None)
+            ext, _ = target(src.name, ext, None)
             meta = encode_metadata(metadata) if metadata else b""
             address = self.file_address(fid, update=True)
             request = Request.upload_slave(fid, prefix, src.size or 0, ext)
@@ -288,7 +282,7 @@ class FdfsBackend(Backend):
     ) -> UploadResult:
         src, owned = self._sized(source)
         try:
-            ext, group = self._target(src, ext, group)
+            ext, group = target(src.name, ext, group)
             meta = encode_metadata(metadata) if metadata else b""
             address = self.store_address(group)
             request = Request.upload(src.size or 0, ext, path_index=address.path_index, appender=appender)

@@ -34,7 +34,7 @@ from .protocol import (
     ext_of,
 )
 
-__all__ = ["Wire", "open_upload", "uploaded", "OneShotUpload", "AppenderUpload"]
+__all__ = ["Wire", "open_upload", "target", "uploaded", "OneShotUpload", "AppenderUpload"]
 
 log = logging.getLogger("upclient.fdfs")
 
@@ -91,6 +91,11 @@ def _flag(options: Mapping[str, Any], name: str, default: bool) -> bool:
     return value
 
 
+def target(name: Optional[str], ext: Optional[str], group: Optional[str]) -> Tuple[str, Optional[str]]:
+    """(extension, group) of a new file, checked: ``ext``, else the one of ``name``."""
+    return check_ext(ext_of(name) if ext is None else ext), (check_group(group) if group else None)
+
+
 def open_upload(
     backend: Wire,
     source: Source,
@@ -105,10 +110,7 @@ def open_upload(
     FastDFS names files itself; ``name`` (the ``key`` of ``put``), or else the
     source's file name, only lends the extension, unless ``ext`` is given.
     """
-    ext = options.get("ext")
-    ext = check_ext(ext_of(name or source.name) if ext is None else ext)
-    group = options.get("group")
-    group = check_group(group) if group else None
+    ext, group = target(name or source.name, options.get("ext"), options.get("group"))
     meta = encode_metadata(metadata) if metadata else b""  # checked before anything is sent
     resumable = _flag(options, "resumable", False)
     part_size = backend.settings.part_size
