@@ -334,6 +334,9 @@ def test_slave_files(server, make_file):
         assert server.metadata(s.id) == {"size": "150"}
         with pytest.raises(errors.Conflict):
             client.put_slave(m.id, thumb, prefix="_150x150")
+        small = client.put_slave(m.id, b"bytes take the master's extension", prefix="_s")
+        assert small.id == m.id[: -len(".jpg")] + "_s.jpg"
+        assert client.get(small.id) == b"bytes take the master's extension"
         with pytest.raises(errors.BadInput):
             client.put_slave(m.id, thumb, prefix="bad/prefix")
 

@@ -249,7 +249,17 @@ class FdfsBackend(Backend):
     ) -> UploadResult:
         """Upload ``source`` as an appender file (one request), which
         :meth:`append`, :meth:`modify` and :meth:`truncate` can change later."""
-        return self._put_one(source, ext, group, metadata, appender=True)
+        src, owned = self._sized(source)
+        try:
+            ext, group = target(src.name, ext, group)
+            meta = encode_metadata(metadata) if metadata else b""
+            address = self.store_address(group)
+            request = Request.upload(src.size or 0, ext, path_index=address.path_index, appender=True)
+            fid = self.upload(address, request, src.body(0, src.size or 0), "put_appender")
+            return uploaded(self, fid, src.size or 0, meta, address)
+        finally:
+            if owned:
+                src.close()
 
     def put_slave(
         self,
@@ -261,33 +271,18 @@ class FdfsBackend(Backend):
         metadata: Optional[Mapping[str, str]] = None,
     ) -> UploadResult:
         """Upload ``source`` as a slave of ``master`` (a thumbnail, say): on the
-        master's storage, named after it with ``prefix`` before the extension."""
+        master's storage, named after it with ``prefix`` before the extension
+        (``ext``, else the source's, else the master's)."""
         fid = FileId.parse(master)
         check_prefix(prefix)
         src, owned = self._sized(source)
         try:
-            ext, _ = target(src.name, ext, None)
+            ext, _ = target(src.name if ext_of(src.name) else fid.name, ext, None)
             meta = encode_metadata(metadata) if metadata else b""
             address = self.file_address(fid, update=True)
             request = Request.upload_slave(fid, prefix, src.size or 0, ext)
             new = self.upload(address, request, src.body(0, src.size or 0), "put_slave")
             return uploaded(self, new, src.size or 0, meta, address)
-        finally:
-            if owned:
-                src.close()
-
-    def _put_one(
-        self, source: Any, ext: Optional[str], group: Optional[str], metadata: Optional[Mapping[str, str]],
-        *, appender: bool,
-    ) -> UploadResult:
-        src, owned = self._sized(source)
-        try:
-            ext, group = target(src.name, ext, group)
-            meta = encode_metadata(metadata) if metadata else b""
-            address = self.store_address(group)
-            request = Request.upload(src.size or 0, ext, path_index=address.path_index, appender=appender)
-            fid = self.upload(address, request, src.body(0, src.size or 0), "put_appender" if appender else "put")
-            return uploaded(self, fid, src.size or 0, meta, address)
         finally:
             if owned:
                 src.close()
