@@ -122,7 +122,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -203,6 +203,15 @@ UPYUN_UP_C4 = client("upclient c=4", "upclient-upyun", concurrency=4)
 UPYUN_UP_C8 = client("upclient c=8", "upclient-upyun", concurrency=8)
 UPYUN_RESUME = client("upyun resume", "upyun-resume")  # the SDK's defaults: 1 MiB parts, serial
 UPYUN_MULTI = client("upyun multi x4", "upyun-multi", part_size=16 * MiB, threads=4)
+# the FastDFS backend (k, l, m) against the PyPI fastdfs-client 1.3.0
+FDFS_PUT = client("upclient put", "upclient-fdfs", mode="put")  # its default: one streamed upload request
+FDFS_PUT_RESUME = client("upclient resumable", "upclient-fdfs", mode="put", resumable=True)  # appender + appends
+FDFS_SDK_PUT = client("fastdfs-client", "fdfs-sdk", mode="put")  # upload_by_filename
+FDFS_GET = client("upclient get", "upclient-fdfs", mode="get")
+FDFS_SDK_GET = client("fastdfs-client", "fdfs-sdk", mode="get")  # download_to_file
+FDFS_PUT_LOOP = client("upclient put loop", "upclient-fdfs", mode="put")
+FDFS_PUT_MANY = client("upclient put_many", "upclient-fdfs", mode="put", many=True)  # max_files: its default, 4
+FDFS_SDK_LOOP = client("fastdfs-client loop", "fdfs-sdk", mode="put")
 # h: measured in the harness itself (ids of its rows)
 MD5_HASHLIB = client("hashlib md5 1MiB blocks", "md5")
 MD5_UPCLIENT = client("upclient file_digest", "md5")
@@ -225,6 +234,7 @@ class Scenario:
     rounds: int
     reference: ClientSpec  # the upclient configuration that ratios use
     note: str = ""
+    download: bool = False  # l: the clients download a file the harness stored first
 
 
 def scenarios(quick: bool) -> List[Scenario]:
@@ -233,6 +243,7 @@ def scenarios(quick: bool) -> List[Scenario]:
     # j: more than one 16 MiB part even with --quick, so upclient's multipart path runs
     wan_upyun = 48 * MiB if quick else 256 * MiB
     rounds = 1 if quick else 5  # loopback figures move with other work on the machine
+    small = 100 if quick else 1000  # d and m
     return [
         Scenario(
             "a", f"{_size(big)} file, loopback, discarding sink", "sink", False, [big], 1,
@@ -253,8 +264,8 @@ def scenarios(quick: bool) -> List[Scenario]:
             note=f"{_size(wan)}, not 1 GiB: a serial client needs ~{wan / WAN_RATE:.0f} s per run",
         ),
         Scenario(
-            "d", f"{100 if quick else 1000} files of 16 KiB, loopback, discarding sink", "sink", False,
-            [16 * 1024], 100 if quick else 1000,
+            "d", f"{small} files of 16 KiB, loopback, discarding sink", "sink", False,
+            [16 * 1024], small,
             [UPCLIENT_MANY, TUSPY_LOOP, RU_LOOP], 1 if quick else 3, UPCLIENT_MANY,
             note="put_many with max_files=8 against one client object uploading in a loop",
         ),
@@ -295,6 +306,26 @@ def scenarios(quick: bool) -> List[Scenario]:
             [UPYUN_UP_C1, UPYUN_UP_C4, UPYUN_UP_C8, UPYUN_RESUME, UPYUN_MULTI], 1, UPYUN_UP_C4,
             note=f"{_size(wan_upyun)}, not 1 GiB: the SDK's serial 1 MiB parts pay a round trip each "
             f"(~{wan_upyun / 11e6:.0f} s a run at ~11 MB/s); upclient 16 MiB parts, checksum on",
+        ),
+        Scenario(
+            "k", f"{_size(big)} file upload, loopback, FastDFS emulator (45-byte IPs)", "fdfs", False, [big], 1,
+            [FDFS_PUT, FDFS_PUT_RESUME, FDFS_SDK_PUT], rounds, FDFS_PUT,
+            note="upclient's default put (one upload request, streamed) and resumable=True (an appender file "
+            "grown by 16 MiB appends) vs fastdfs-client 1.3.0 upload_by_filename; every stored file is "
+            "checked by SHA-256",
+        ),
+        Scenario(
+            "l", f"{_size(big)} file download, loopback, FastDFS emulator (45-byte IPs)", "fdfs", False, [big], 1,
+            [FDFS_GET, FDFS_SDK_GET], rounds, FDFS_GET,
+            note="client.get(id, path) vs fastdfs-client download_to_file(path, id), the same stored file "
+            "(uploaded once by the harness); every downloaded file is checked by SHA-256",
+            download=True,
+        ),
+        Scenario(
+            "m", f"{small} files of 10 KiB, loopback, FastDFS emulator (45-byte IPs)", "fdfs", False,
+            [10 * 1024], small, [FDFS_PUT_LOOP, FDFS_PUT_MANY, FDFS_SDK_LOOP], 1 if quick else 3, FDFS_PUT_LOOP,
+            note="one client object each: client.put in a loop, client.put_many (max_files 4, its default), "
+            "fastdfs-client upload_by_filename in a loop",
         ),
     ]
 
@@ -430,6 +461,11 @@ class Bench:
         #: The running UPYUN emulator: its own host:port (not the proxy's) and its --dir.
         self.upyun_server: Optional[Tuple[str, Path]] = None
         self._md5s: Dict[str, str] = {}
+        #: The running FastDFS emulator's --dir, and the id of the copy of each test file stored
+        #: there for downloads (l): source path -> file id.
+        self.fdfs_store: Optional[Path] = None
+        self.fdfs_seeds: Dict[str, str] = {}
+        self._sha256s: Dict[str, str] = {}
 
     # -- files -------------------------------------------------------------------
 
@@ -456,6 +492,7 @@ class Bench:
         if paths:
             for path in paths:
                 self._md5s.pop(path, None)
+                self._sha256s.pop(path, None)
             shutil.rmtree(Path(paths[0]).parent, ignore_errors=True)
 
     def close(self) -> None:
@@ -494,6 +531,12 @@ class Bench:
                 url = stack.enter_context(self.upyun(store))  # host:port, what both clients take
                 self.upyun_server = (url, store)
                 stack.callback(setattr, self, "upyun_server", None)
+            elif scenario.server == "fdfs":
+                store = self.tmp / "fdfs"
+                stack.callback(shutil.rmtree, store, True)  # after the emulator stops (callbacks run LIFO)
+                url = "fdfs://" + stack.enter_context(self.fdfs(store))
+                self.fdfs_store = store
+                stack.callback(self._forget_fdfs)
             else:
                 raise ValueError(scenario.server)
             if scenario.shaped:
@@ -520,6 +563,12 @@ class Bench:
                     assert self.upyun_server is not None
                     upyun_cleanup(*self.upyun_server)
                     return
+                if scenario.server == "fdfs":
+                    # a download run leaves the stored file for the next one; its copies go
+                    shutil.rmtree(self.tmp / "fdfs-get", ignore_errors=True)
+                    if not scenario.download:
+                        fdfs_cleanup(Path(store))
+                    return
                 if scenario.server == "community":  # the stored files, not the emulator's state
                     for folder, _, names in os.walk(Path(store) / "objects"):
                         for name in names:
@@ -545,6 +594,35 @@ class Bench:
         cmd = ["--dir", str(store), "--service", UPYUN_SERVICE, "--operator", UPYUN_OPERATOR,
                "--password", UPYUN_PASSWORD]
         return self.emulator("upyun", cmd, lambda line: bool(re.fullmatch(r"127\.0\.0\.1:\d+", line)))
+
+    def fdfs(self, store: Path) -> ContextManager[str]:
+        """``python -m upclient.testing fdfs --ip-size 45`` in its own process; yields its tracker's
+        ``127.0.0.1:PORT``.  45-byte IP fields (a 6.15+ tracker with ``response_ip_addr_size =
+        IPv6``): fastdfs-client 1.3.0 works with nothing else, and every client gets the same server."""
+        cmd = ["--dir", str(store), "--ip-size", "45"]
+        return self.emulator("fdfs", cmd, lambda line: bool(re.fullmatch(r"127\.0\.0\.1:\d+", line)))
+
+    def _forget_fdfs(self) -> None:
+        self.fdfs_store = None
+        self.fdfs_seeds.clear()
+
+    def fdfs_seed(self, url: str, path: str) -> str:
+        """The id of a copy of ``path`` on the FastDFS emulator, for the download runs (l): uploaded
+        once per emulator, by upclient in this process (not measured), checked by SHA-256."""
+        if path not in self.fdfs_seeds:
+            import upclient
+
+            assert self.fdfs_store is not None
+            cl = upclient.Client(url, store=None)
+            try:
+                file_id = cl.put(path).id
+            finally:
+                cl.close()
+            ok, problem = verify_fdfs(self.fdfs_store, [file_id], [path], self.file_sha256, exact=False)
+            if not ok:
+                raise RuntimeError(f"the file for the downloads was not stored whole: {problem}")
+            self.fdfs_seeds[path] = file_id
+        return self.fdfs_seeds[path]
 
     @contextlib.contextmanager
     def emulator(self, name: str, args: List[str], started: Callable[[str], bool]) -> Iterator[str]:
@@ -589,6 +667,7 @@ class Bench:
             tag = f"{scenario.key}-{slug}-r{rnd + 1}-{os.urandom(4).hex()}"
             extra = dict(service=UPYUN_SERVICE, operator=UPYUN_OPERATOR, password=UPYUN_PASSWORD,
                          keys=[f"bench-{tag}-{i}.bin" for i in range(len(paths))])
+        fdfs_get = scenario.server == "fdfs" and scenario.download
         if self.args.profile and rnd >= 0:
             PROFILES.mkdir(parents=True, exist_ok=True)
             slug = re.sub(r"[^A-Za-z0-9=]+", "-", spec.id).strip("-")
@@ -597,6 +676,11 @@ class Bench:
             if community:
                 for path in paths:
                     _freshen(path)
+            if fdfs_get:  # fresh destinations under one folder, removed after the run (cleanup)
+                folder = self.tmp / "fdfs-get"
+                folder.mkdir(exist_ok=True)
+                extra["ids"] = [self.fdfs_seed(url, path) for path in paths]
+                extra["dests"] = [str(folder / f"copy-{i}.bin") for i in range(len(paths))]
             if spec.kind == "curl":
                 self._run_curl(run, url, paths)
             else:
@@ -611,6 +695,12 @@ class Bench:
                 assert self.upyun_server is not None
                 md5 = self.file_md5(paths[0]) if len(paths) == 1 else None
                 run.verified, problem = verify_upyun(*self.upyun_server, run.urls, extra["keys"], size, md5)
+            elif scenario.server == "fdfs":
+                assert self.fdfs_store is not None
+                if fdfs_get:
+                    run.verified, problem = verify_copies(run.urls, extra["dests"], paths, self.file_sha256)
+                else:
+                    run.verified, problem = verify_fdfs(self.fdfs_store, run.urls, paths, self.file_sha256)
             else:
                 run.verified, problem = verify(run.urls, size, len(paths), tus=not community)
             if not run.verified:
@@ -628,6 +718,12 @@ class Bench:
                     h.update(block)
             self._md5s[path] = h.hexdigest()
         return self._md5s[path]
+
+    def file_sha256(self, path: str) -> str:
+        """The SHA-256 of a test file (FastDFS runs: compared with what the server stored), computed once."""
+        if path not in self._sha256s:
+            self._sha256s[path] = sha256_of(path)
+        return self._sha256s[path]
 
     def _run_python(self, run: Run, spec: ClientSpec, url: str, paths: List[str],
                     extra: Optional[Dict[str, Any]] = None) -> None:
@@ -903,6 +999,76 @@ def upyun_cleanup(endpoint: str, store: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+def sha256_of(path: Union[str, Path]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as handle:
+        for block in iter(lambda: handle.read(MiB), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fdfs_view(store: Path) -> Any:
+    """An FdfsServer on ``store`` that is never started: the emulator's own mapping of file ids to
+    files under its ``--dir`` (the running emulator is another process on the same directory)."""
+    from upclient.testing import FdfsServer
+
+    return FdfsServer(store, ip_size=45)
+
+
+def verify_fdfs(store: Path, ids: List[str], paths: List[str], digest: Callable[[str], str],
+                exact: bool = True) -> Tuple[bool, str]:
+    """Every upload must be on the emulator byte for byte: the file of each id (one per source, in
+    order) has the source's SHA-256; with ``exact`` the emulator holds no other file."""
+    if len(ids) != len(paths):
+        return False, f"{len(ids)} file ids for {len(paths)} files"
+    view = _fdfs_view(store)
+    try:
+        for file_id, path in zip(ids, paths):
+            stored = view.path(file_id)
+            if not stored.is_file():
+                return False, f"{file_id}: not on the server"
+            if stored.stat().st_size != os.path.getsize(path):
+                return False, f"{file_id}: {stored.stat().st_size} bytes stored, the file has {os.path.getsize(path)}"
+            if sha256_of(stored) != digest(path):
+                return False, f"{file_id}: the stored bytes differ from {os.path.basename(path)}'s (SHA-256)"
+        if exact:
+            held = sorted(view.files())
+            if held != sorted(ids):
+                extra = sorted(set(held) - set(ids))
+                return False, f"the server holds {len(held)} files for {len(ids)} uploads: {extra[:3]}"
+    except (OSError, ValueError) as exc:
+        return False, f"verification failed: {exc}"
+    return True, ""
+
+
+def verify_copies(reported: List[str], dests: List[str], paths: List[str],
+                  digest: Callable[[str], str]) -> Tuple[bool, str]:
+    """Every download must be whole: each destination has the SHA-256 of the file it is a copy of."""
+    if reported != dests:
+        return False, f"the client reports {reported}, expected {dests}"
+    for dest, path in zip(dests, paths):
+        if not os.path.isfile(dest):
+            return False, f"{dest}: missing"
+        if os.path.getsize(dest) != os.path.getsize(path):
+            return False, f"{os.path.basename(dest)}: {os.path.getsize(dest)} bytes, expected {os.path.getsize(path)}"
+        if sha256_of(dest) != digest(path):
+            return False, f"{os.path.basename(dest)}: the bytes differ from the stored file's (SHA-256)"
+    return True, ""
+
+
+def fdfs_cleanup(store: Path) -> None:
+    """Remove every stored file (and metadata, and half-received bodies) under the emulator's
+    --dir, keeping its directories: its only state is those files, so it forgets them too."""
+    for sub in ("data", "tmp"):
+        for group in store.iterdir() if store.is_dir() else ():
+            for folder, _, names in os.walk(group / sub):
+                for name in names:
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(folder, name))
+
+
 # -- reporting -------------------------------------------------------------------
 
 
@@ -1095,6 +1261,24 @@ def check_targets(rows: List[Row], quick: bool) -> List[Target]:
                         speed(get("i", UPYUN_RESUME.id)), 1))
     out.append(at_least("UPYUN shaped link: upclient c=4 >= 3x SDK resume upload", "UPYUN shaped link (j)",
                         speed(get("j", UPYUN_UP_C4.id)), speed(get("j", UPYUN_RESUME.id)), 3, digits=1))
+    # FastDFS, all against fastdfs-client 1.3.0 on the same emulator (45-byte IPs)
+    big = "64 MiB" if quick else "1 GiB"
+    sdk_put = speed(get("k", FDFS_SDK_PUT.id))
+    out.append(at_least(f"FastDFS {big} upload: upclient put >= 1x SDK", "FastDFS upload (k)",
+                        speed(get("k", FDFS_PUT.id)), sdk_put, 1))
+    out.append(at_least(f"FastDFS {big} upload: upclient resumable=True >= 1x SDK (one request)",
+                        "FastDFS resumable upload (k)", speed(get("k", FDFS_PUT_RESUME.id)), sdk_put, 1))
+    out.append(at_least(f"FastDFS {big} download: upclient get >= 1x SDK", "FastDFS download (l)",
+                        speed(get("l", FDFS_GET.id)), speed(get("l", FDFS_SDK_GET.id)), 1))
+
+    def fps(client_id: str) -> Optional[float]:
+        row = get("m", client_id)
+        return row.files_per_s if row is not None else None
+
+    out.append(at_least("FastDFS small files: upclient put loop >= 1x SDK loop", "FastDFS small files (m)",
+                        fps(FDFS_PUT_LOOP.id), fps(FDFS_SDK_LOOP.id), 1, unit="files/s"))
+    out.append(at_least("FastDFS small files: upclient put_many >= 1x SDK loop", "FastDFS small files, put_many (m)",
+                        fps(FDFS_PUT_MANY.id), fps(FDFS_SDK_LOOP.id), 1, unit="files/s"))
     return out
 
 
@@ -1148,7 +1332,7 @@ def plot(rows: List[Row], scens: List[Scenario], targets: List[Target], path: Pa
             ax.set_ylim(0, 115)
         else:
             labels = [r.client.replace("resumable-upload", "r-u") for r in mine]
-            if sc.key == "d":
+            if sc.count > 1:  # d, m: many small files
                 values = [r.files_per_s or 0 for r in mine]
                 ax.set_ylabel("files/s (median)")
             else:
@@ -1158,7 +1342,7 @@ def plot(rows: List[Row], scens: List[Scenario], targets: List[Target], path: Pa
             xs = range(len(values))
             ax.bar(xs, values, color=colors)
             for i, r in enumerate(mine):
-                if r.mbps_min is not None and r.runs > 1 and sc.key != "d":
+                if r.mbps_min is not None and r.runs > 1 and sc.count == 1:
                     ax.plot([i, i], [r.mbps_min, r.mbps_max], color="black", linewidth=1)
                 if r.peak_rss_mib:
                     ax.annotate(f"{r.peak_rss_mib:.0f} MiB", (i, values[i]), ha="center", va="bottom",
@@ -1249,14 +1433,14 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run.py",
-                                     description="upclient vs tuspy, resumable-upload, curl, community-uploader "
-                                     "and the upyun SDK")
+                                     description="upclient vs tuspy, resumable-upload, curl, community-uploader, "
+                                     "the upyun SDK and fastdfs-client")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, one round: a smoke run of a minute or two")
     parser.add_argument("--only", action="append", default=[], metavar="SCENARIO",
-                        help="run only these scenarios (a-j; repeat or comma-separate)")
+                        help="run only these scenarios (a-m; repeat or comma-separate)")
     parser.add_argument("--rounds", type=int,
-                        help="rounds for every scenario (default: a, b, i 5; d, f, h 3; c, e, g, j 1; "
+                        help="rounds for every scenario (default: a, b, i, k, l 5; d, f, h, m 3; c, e, g, j 1; "
                         "all 1 with --quick)")
     parser.add_argument("--python",
                         help="interpreter for the Python clients and the sink (default: this one)")
@@ -1275,7 +1459,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     wanted = {s.strip().lower() for item in args.only for s in item.split(",") if s.strip()}
     unknown = wanted - {s.key for s in scens}
     if unknown:
-        print(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from a-j", file=sys.stderr)
+        print(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from a-m", file=sys.stderr)
         return 2
     if wanted:
         scens = [s for s in scens if s.key in wanted]

@@ -42,6 +42,23 @@ part read with ``os.pread`` inside a task of a
 ``m.complete()`` (no whole-file MD5: the SDK sends none by default).
 ``part_size`` (default 16 MiB) and ``threads`` (default 4).
 
+FastDFS (``upclient-fdfs``, ``fdfs-sdk``): ``url`` is the emulator's
+``fdfs://127.0.0.1:PORT`` (its tracker); ``mode`` is ``put`` (upload
+``files``, one after the other; the result's ``urls`` are the file ids) or
+``get`` (download every id of ``ids`` to the path at the same place in
+``dests``; ``files`` are the sources those ids were uploaded from, which
+give the byte count; the result's ``urls`` are the ``dests``).
+``upclient-fdfs`` is ``upclient.Client(url, store=None)``, then
+``client.put(path)`` per file (its default: the whole file in one upload
+request, streamed), with ``resumable`` an appender file grown by appends of
+``part_size`` (default the client's 16 MiB), with ``many`` one
+``client.put_many(files)`` (``max_files``: the client's default unless
+given); ``client.get(id, dest)`` per file to download.  ``fdfs-sdk`` is the
+PyPI ``fastdfs-client`` 1.3.0: ``FastdfsClient({"host_tuple":
+("127.0.0.1",), "port": PORT, "timeout": 30, "name": "Tracker Pool"})``,
+then ``upload_by_filename(path)`` per file or ``download_to_file(dest, id)``
+per id; its tracker pool is destroyed at the end (it has no ``close``).
+
 ``profile``: a path; the upload runs under :mod:`cProfile` and its stats
 are written there (for finding where a client's time goes; off by default,
 as profiling slows the client down).
@@ -287,6 +304,67 @@ def _upyun_multi(spec: Dict[str, Any]) -> Tuple[Callable[[], List[str]], str]:
     return run, f"upyun {version('upyun')} multi x{threads}"
 
 
+def _fdfs_port(url: str) -> int:
+    """The first tracker's port in ``fdfs://127.0.0.1:PORT[,...]``."""
+    return int(url.split("://", 1)[1].split(",")[0].rpartition(":")[2])
+
+
+def _upclient_fdfs(spec: Dict[str, Any]) -> Tuple[Callable[[], List[str]], str]:
+    import upclient
+    import upclient.backends.fdfs  # noqa: F401  (imported before the clock, like the other backends)
+    import upclient.backends.fdfs.uploads  # noqa: F401
+
+    def run() -> List[str]:
+        options: Dict[str, Any] = {}
+        if spec.get("part_size") is not None:
+            options["part_size"] = int(spec["part_size"])
+        if spec.get("max_files") is not None:
+            options["max_files"] = int(spec["max_files"])
+        client = upclient.Client(spec["url"], store=None, **options)
+        try:
+            if spec.get("mode") == "get":
+                for file_id, dest in zip(spec["ids"], spec["dests"]):
+                    client.get(file_id, dest)
+                return list(spec["dests"])
+            put_options: Dict[str, Any] = {}
+            if spec.get("resumable"):
+                put_options["resumable"] = True
+            files = spec["files"]
+            if spec.get("many"):
+                outcomes = client.put_many(files, **put_options)
+                failed = [o for o in outcomes if not o.ok]
+                if failed:
+                    raise RuntimeError(f"{len(failed)} of {len(files)} uploads failed; first: {failed[0].error!r}")
+                return [o.result.id for o in outcomes]
+            return [client.put(path, **put_options).id for path in files]
+        finally:
+            client.close()
+
+    return run, f"upclient {upclient.__version__}"
+
+
+def _fdfs_sdk(spec: Dict[str, Any]) -> Tuple[Callable[[], List[str]], str]:
+    from importlib.metadata import version
+
+    from fastdfs_client import FastdfsClient
+
+    trackers = {"host_tuple": ("127.0.0.1",), "port": _fdfs_port(spec["url"]), "timeout": 30,
+                "name": "Tracker Pool"}
+
+    def run() -> List[str]:
+        sdk = FastdfsClient(trackers)
+        try:
+            if spec.get("mode") == "get":
+                for file_id, dest in zip(spec["ids"], spec["dests"]):
+                    sdk.download_to_file(dest, file_id)
+                return list(spec["dests"])
+            return [sdk.upload_by_filename(path)["Remote file_id"] for path in spec["files"]]
+        finally:
+            sdk.tracker_pool.destroy()
+
+    return run, f"fastdfs-client {version('fastdfs-client')}"
+
+
 CLIENTS = {
     "upclient": _upclient,
     "tuspy": _tuspy,
@@ -296,6 +374,8 @@ CLIENTS = {
     "upclient-upyun": _upclient_upyun,
     "upyun-resume": _upyun_resume,
     "upyun-multi": _upyun_multi,
+    "upclient-fdfs": _upclient_fdfs,
+    "fdfs-sdk": _fdfs_sdk,
 }
 
 
