@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Callable, Iterator, Tuple
 
@@ -70,3 +74,28 @@ def rus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ResumableUp
 @pytest.fixture
 def store(tmp_path: Path) -> upclient.FileStore:
     return upclient.FileStore(tmp_path / "resume")
+
+
+@contextlib.contextmanager
+def emulator_process(*args: str, timeout: float = 15.0) -> Iterator[Tuple["subprocess.Popen[bytes]", str]]:
+    """``python -m upclient.testing ARGS`` as a child: yields (process, first stdout line).
+
+    The process is killed if its first line takes longer than ``timeout``,
+    and at the end if it still runs, whatever happened.
+    """
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    command = [sys.executable, "-m", "upclient.testing", *args]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env) as proc:
+        try:
+            assert proc.stdout is not None
+            watchdog = threading.Timer(timeout, proc.kill)
+            watchdog.start()
+            try:
+                first = proc.stdout.readline().decode().strip()
+            finally:
+                watchdog.cancel()
+            yield proc, first
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

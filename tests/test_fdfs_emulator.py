@@ -14,8 +14,6 @@ import os
 import re
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -24,6 +22,7 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import pytest
 
+from tests.conftest import emulator_process
 from upclient.testing import FdfsServer
 
 HEADER = struct.Struct(">QBB")
@@ -806,36 +805,18 @@ def test_temporary_root_is_removed(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------------------- the CLI
 
 
-def read_first_line(proc: "subprocess.Popen[bytes]", timeout: float = 15.0) -> str:
-    assert proc.stdout is not None
-    watchdog = threading.Timer(timeout, proc.kill)
-    watchdog.start()
-    try:
-        return proc.stdout.readline().decode().strip()
-    finally:
-        watchdog.cancel()
-
-
 def test_command_line(tmp_path: Path) -> None:
     directory = tmp_path / "cli"
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    command = [sys.executable, "-m", "upclient.testing", "fdfs", "--port", "0", "--dir", str(directory)]
-    command += ["--ip-size", "45", "--group", "media"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env) as proc:
-        try:
-            tracker = read_first_line(proc)
-            assert re.fullmatch(r"127\.0\.0\.1:\d+", tracker), tracker
-            status, body = call(tracker, STORE_ANY)
-            assert status == 0 and len(body) == 70
-            group, ip, port, _ = parse_query_store(body, 45)
-            assert group == "media"
-            status, reply = call(f"{ip}:{port}", UPLOAD, upload_body(b"over the CLI", b"txt"))
-            assert status == 0
-            stored = directory / "media" / "data" / "00" / "00" / file_id_of(reply).rsplit("/", 1)[1]
-            assert stored.read_bytes() == b"over the CLI"
-            proc.terminate()  # SIGTERM
-            assert proc.wait(timeout=10) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    args = ["fdfs", "--port", "0", "--dir", str(directory), "--ip-size", "45", "--group", "media"]
+    with emulator_process(*args) as (proc, tracker):
+        assert re.fullmatch(r"127\.0\.0\.1:\d+", tracker), tracker
+        status, body = call(tracker, STORE_ANY)
+        assert status == 0 and len(body) == 70
+        group, ip, port, _ = parse_query_store(body, 45)
+        assert group == "media"
+        status, reply = call(f"{ip}:{port}", UPLOAD, upload_body(b"over the CLI", b"txt"))
+        assert status == 0
+        stored = directory / "media" / "data" / "00" / "00" / file_id_of(reply).rsplit("/", 1)[1]
+        assert stored.read_bytes() == b"over the CLI"
+        proc.terminate()  # SIGTERM
+        assert proc.wait(timeout=10) == 0

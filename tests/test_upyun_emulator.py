@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from http.client import HTTPConnection
 import json
 import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
+from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -21,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from tests.conftest import emulator_process
 from tests.conftest import sha256_bytes as sha256
 from upclient.backends.upyun import signing
 from upclient.testing.upyun import LIST_END, UpyunServer
@@ -1025,34 +1024,17 @@ def test_a_temporary_directory_is_removed_at_close() -> None:
 # ------------------------------------------------------------------- CLI
 
 
-def read_endpoint(proc: "subprocess.Popen[bytes]", timeout: float = 15.0) -> str:
-    """The first stdout line of ``proc``; the process is killed if it takes longer than ``timeout``."""
-    assert proc.stdout is not None
-    watchdog = threading.Timer(timeout, proc.kill)
-    watchdog.start()
-    try:
-        return proc.stdout.readline().decode().strip()
-    finally:
-        watchdog.cancel()
-
-
 def test_command_line_server(tmp_path: Path) -> None:
     storage = tmp_path / "cli"
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    command = [sys.executable, "-m", "upclient.testing", "upyun", "--host", "127.0.0.1", "--port", "0"]
-    command += ["--dir", str(storage), "--service", "clisvc", "--operator", "cliop", "--password", "clipw"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env) as proc:
-        try:
-            endpoint = read_endpoint(proc)
-            assert re.fullmatch(r"127\.0\.0\.1:\d+", endpoint), endpoint
-            date = signing.http_date()
-            auth = signing.authorization("cliop", signing.password_md5("clipw"), "PUT", "/clisvc/hello.txt", date)
-            headers = {"Date": date, "Authorization": auth}
-            resp = requests.put(f"http://{endpoint}/clisvc/hello.txt", data=b"hi", headers=headers, timeout=TIMEOUT)
-            assert resp.status_code == 200, resp.text
-            assert (storage / "files" / "clisvc" / "hello.txt").read_bytes() == b"hi"
-            proc.terminate()  # SIGTERM
-            assert proc.wait(timeout=10) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    args = ["upyun", "--host", "127.0.0.1", "--port", "0", "--dir", str(storage), "--service", "clisvc",
+            "--operator", "cliop", "--password", "clipw"]
+    with emulator_process(*args) as (proc, endpoint):
+        assert re.fullmatch(r"127\.0\.0\.1:\d+", endpoint), endpoint
+        date = signing.http_date()
+        auth = signing.authorization("cliop", signing.password_md5("clipw"), "PUT", "/clisvc/hello.txt", date)
+        headers = {"Date": date, "Authorization": auth}
+        resp = requests.put(f"http://{endpoint}/clisvc/hello.txt", data=b"hi", headers=headers, timeout=TIMEOUT)
+        assert resp.status_code == 200, resp.text
+        assert (storage / "files" / "clisvc" / "hello.txt").read_bytes() == b"hi"
+        proc.terminate()  # SIGTERM
+        assert proc.wait(timeout=10) == 0
