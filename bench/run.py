@@ -40,7 +40,23 @@ j. a 256 MiB file to the same emulator through ``ShapingProxy`` (as in c:
    upclient at concurrency 1, 4 and 8 (its defaults otherwise) against the
    SDK's resumable upload and its multi uploader (4 threads).  256 MiB, not
    1 GiB: the SDK's serial 1 MiB parts pay a round trip each, about 11 MB/s
-   through this link, so 1 GiB would take it over a minute and a half a run.
+   through this link, so 1 GiB would take it over a minute and a half a run;
+k. a 1 GiB file uploaded to the FastDFS emulator (``python -m upclient.testing
+   fdfs --ip-size 45``, its own process) over loopback: upclient's FastDFS
+   backend, ``upclient.Client("fdfs://127.0.0.1:PORT", store=None)``, with
+   its default ``client.put(path)`` (the whole file in one upload request,
+   streamed) and with ``resumable=True`` (an appender file, then appends of
+   16 MiB, its default part size: what resumability costs), against the PyPI
+   ``fastdfs-client`` 1.3.0, ``FastdfsClient(trackers).upload_by_filename(path)``
+   (one upload request too, the file sent in 1 KiB reads);
+l. the same file downloaded from that emulator: ``client.get(id, path)``
+   against ``download_to_file(path, id)``, both of the same stored copy (which
+   the harness uploads once with upclient, unmeasured, and checks);
+m. 1,000 files of 10 KiB to that emulator: one upclient client calling
+   ``client.put`` in a loop, and ``client.put_many`` (its default
+   ``max_files``, 4), against one ``FastdfsClient`` calling
+   ``upload_by_filename`` in a loop (it opens a new storage connection per
+   file; upclient pools them).
 
 In i, every client's time includes the emulator's ``complete``, which joins
 the part files into the stored file and hashes it (about 3 to 6 s for 1 GiB
@@ -86,13 +102,27 @@ equal the size).
 
 Prints a table (MB/s = 10^6 bytes per second), checks the targets, writes
 ``bench/results/latest.json`` and ``bench/bench.png``.  ``--quick`` uses
-small sizes and one round, a smoke run of a minute or two (i: 64 MiB, j:
-48 MiB, so upclient still sends several parts); a full run takes about 12
-minutes on 2 cores (i and j about 4 of them).  ``--profile`` runs every
+small sizes and one round, a smoke run of a minute or two (i, k, l: 64 MiB,
+j: 48 MiB, so upclient still sends several parts; d, m: 100 files); a full
+run takes about 15 minutes on 2 cores (i and j about 4 of them, k to m 2 to
+4, more when the SDK's download times out).  ``--profile`` runs every
 Python client under cProfile (all its threads; slower, so only for finding
 where the time goes) and keeps the stats in ``bench/results/profiles/``.
 Every server, proxy, client process and temporary file is removed on the
 way out, also after a failure, Ctrl-C or SIGTERM.
+
+FastDFS (k, l, m): the emulator runs with 45-byte IP fields (a 6.15+ tracker
+with ``response_ip_addr_size = IPv6``) for every client, upclient included,
+as fastdfs-client 1.3.0 hard-codes them and fails on every upload against the
+default 15.  After each upload run every returned id must name a file under
+the emulator's ``--dir`` (mapped the emulator's own way, by an ``FdfsServer``
+on that directory that is never started) whose SHA-256 is the source's, and
+the emulator must hold no other file; after each download run every
+destination must have the source's SHA-256.  Then the stored files (k, m) or
+the downloaded copies (l) are deleted.  A run that fails (the SDK's download
+sometimes waits out its 30 s socket timeout: its receive loop counts every
+short ``recv`` as a full 1 KiB) is reported as failed and left out of the
+medians.
 
 Run: ``python bench/run.py`` or ``python -m bench`` from the repository root.
 """
@@ -140,7 +170,7 @@ PLOT = HERE / "bench.png"
 #: No single client run may take longer than this (seconds).
 RUN_TIMEOUT = 300.0
 #: The whole benchmark stops starting new runs after this (seconds).
-TOTAL_BUDGET = 17 * 60.0
+TOTAL_BUDGET = 22 * 60.0
 #: ShapingProxy settings for scenarios c, g and j: 20 ms each way, 20 MB/s per connection.
 WAN_DELAY = 0.020
 WAN_RATE = 20e6
