@@ -15,7 +15,8 @@ import pytest
 
 import upclient
 from upclient import errors
-from upclient.backends.base import Backend, Part, UploadSession
+from upclient.backends.base import Backend
+from upclient.transfer import Part, UploadSession
 from upclient.result import UploadResult
 from upclient.settings import Settings
 

@@ -285,7 +285,7 @@ class TestAppenderRecovery:
             self.held = size
 
     def session(self, held: int):
-        from upclient.backends.base import Part
+        from upclient.transfer import Part
         from upclient.backends.fdfs.uploads import AppenderUpload
         from upclient.source import BytesSource
 

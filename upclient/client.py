@@ -12,10 +12,11 @@ import time
 from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Union
 
 from .backends import backend_for_url
-from .backends.base import Backend, Part, UploadSession
+from .backends.base import Backend
 from .digest import DigestCache
-from .engine import StopSignal, TransferEngine, stream_parts
-from .errors import BadInput, SourceChanged, UpClientError
+from .transfer import deadline
+from .transfer import MoreParts, Part, StopSignal, TransferEngine, UploadSession, stream_parts
+from .errors import BadInput, ServiceError, SourceChanged, UpClientError
 from .pacing import FilePacer
 from .progress import Progress, ProgressTracker
 from .result import FileInfo, PutOutcome, UploadResult
@@ -139,7 +140,7 @@ class Client:
         verb = getattr(backend, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self.settings.retry.call(lambda: verb(*args, **kwargs), cancel=self._closed, what=name)
+            return self.settings.retry.call(lambda: verb(*args, **kwargs), cancel=self._signal(), what=name)
 
         call.__name__ = name
         call.__doc__ = verb.__doc__
@@ -172,6 +173,11 @@ class Client:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
         self.backend.close()
+        deadline.settle()
+
+    def _signal(self, cancel: Any = None, timeout: Optional[float] = None) -> StopSignal:
+        """A call's deadline and cancel token, also fired by :meth:`close`."""
+        return StopSignal(cancel, self._closed, timeout=timeout)
 
     def __enter__(self) -> "Client":
         return self
@@ -247,10 +253,13 @@ class Client:
         point = ResumePoint(self.store, backend.name, backend.destination(key, options), identity, src.name)
         with point:
             state = point.stored_state()
+            def open_session() -> UploadSession:
+                made = backend.open_upload(src, key=key, metadata=meta, options=options, state=state)
+                made.start()
+                return made
+
             session: UploadSession = self.settings.retry.call(
-                lambda: backend.open_upload(src, key=key, metadata=meta, options=options, state=state),
-                cancel=stop,
-                what=f"opening the upload of {src.name}",
+                open_session, cancel=stop, what=f"opening the upload of {src.name}"
             )
             point.save(session)
             if src.seekable:
@@ -278,7 +287,7 @@ class Client:
                     on_part_done=lambda _part: point.save(session),
                 )
                 src.check_unchanged()
-                result = self.settings.retry.call(session.finish, cancel=stop, what="finishing the upload")
+                result = self._finish(engine, session, src, tracker, stop, on_progress, point)
             except SourceChanged:
                 point.forget()
                 with contextlib.suppress(UpClientError):
@@ -286,6 +295,31 @@ class Client:
                 raise
             point.forget()
         return _with_run_facts(result, session, tracker, time.monotonic() - started)
+
+    def _finish(
+        self,
+        engine: TransferEngine,
+        session: UploadSession,
+        src: Source,
+        tracker: ProgressTracker,
+        stop: StopSignal,
+        on_progress: Optional[ProgressCallback],
+        point: ResumePoint,
+    ) -> UploadResult:
+        """Finish the upload; parts the finish says are missing are sent first, by the engine."""
+        for _ in range(4):
+            outcome = self.settings.retry.call(session.finish, cancel=stop, what="finishing the upload")
+            if not isinstance(outcome, MoreParts):
+                return outcome
+            log.info("%s: sending %d more part(s) before finishing: %s", src.name, len(outcome.parts),
+                     outcome.reason or "the server lacks them")
+            for part in outcome.parts:
+                tracker.reopen_part(part.index, part.size)
+            engine.run(session, src, list(outcome.parts), tracker=tracker, stop=stop, on_progress=on_progress,
+                       on_part_done=lambda _part: point.save(session), parallel=outcome.parallel)
+            src.check_unchanged()
+        raise ServiceError("the server still lacks parts after they were sent three times",
+                           backend=self.backend.name, operation="put")
 
     def put_many(
         self,
@@ -455,15 +489,15 @@ class Client:
 
     def info(self, id: str) -> FileInfo:
         """What the server knows about ``id``: size, metadata, upload progress."""
-        return self.settings.retry.call(lambda: self.backend.info(id), cancel=self._closed, what="info")
+        return self.settings.retry.call(lambda: self.backend.info(id), cancel=self._signal(), what="info")
 
     def exists(self, id: str) -> bool:
         """Whether ``id`` is on the server."""
-        return self.settings.retry.call(lambda: self.backend.exists(id), cancel=self._closed, what="exists")
+        return self.settings.retry.call(lambda: self.backend.exists(id), cancel=self._signal(), what="exists")
 
     def delete(self, id: str) -> None:
         """Remove ``id`` from the server."""
-        self.settings.retry.call(lambda: self.backend.delete(id), cancel=self._closed, what="delete")
+        self.settings.retry.call(lambda: self.backend.delete(id), cancel=self._signal(), what="delete")
 
     def abort(self, target: Union[str, "os.PathLike[str]"]) -> int:
         """Abandon unfinished uploads on the server and forget their resume points.
@@ -485,10 +519,10 @@ class Client:
             for rkey, record in mine:
                 state = record["state"]
                 self.settings.retry.call(lambda st=state: self.backend.abort_state(st),  # type: ignore[misc]
-                                         cancel=self._closed, what="abort")
+                                         cancel=self._signal(), what="abort")
                 self.store.delete(rkey)
             return len(mine)
-        self.settings.retry.call(lambda: self.backend.abort(path), cancel=self._closed, what="abort")
+        self.settings.retry.call(lambda: self.backend.abort(path), cancel=self._signal(), what="abort")
         for rkey, record in records:
             if record.get("id") == path:
                 self.store.delete(rkey)

@@ -6,7 +6,8 @@
     ├── BadInput (ValueError)            wrong arguments; raised before any request
     ├── Unsupported (NotImplementedError) the backend or server cannot do that
     ├── SourceChanged                    the file changed while it was uploaded
-    ├── Cancelled                        cancel token set or deadline passed
+    ├── Cancelled                        cancel token set, client closed, Ctrl-C
+    │   └── DeadlineExceeded (TimeoutError)  the call's ``timeout`` ran out
     ├── TransportError                   no usable answer from the server (retried)
     │   ├── NetworkError (ConnectionError)
     │   │   └── OutcomeUnknown               a lost answer to a request that must not be repeated
@@ -21,6 +22,7 @@
         ├── TooLarge                     413, or over the server's advertised limit
         ├── RateLimited                  429 (retried, Retry-After honoured)
         ├── ServiceError                 5xx (retried, Retry-After honoured)
+        │   └── NoStorageAvailable       FastDFS: no active storage in the group (retried)
         └── RequestRejected              any other 4xx
 
 Every error carries the ``backend`` and ``operation`` it came from, and where
@@ -40,6 +42,7 @@ __all__ = [
     "Unsupported",
     "SourceChanged",
     "Cancelled",
+    "DeadlineExceeded",
     "TransportError",
     "NetworkError",
     "Timeout",
@@ -54,6 +57,7 @@ __all__ = [
     "TooLarge",
     "RateLimited",
     "ServiceError",
+    "NoStorageAvailable",
     "RequestRejected",
     "error_for_status",
 ]
@@ -115,6 +119,13 @@ class SourceChanged(UpClientError):
 
 class Cancelled(UpClientError):
     """The transfer was cancelled; its resume point is kept."""
+
+
+class DeadlineExceeded(Cancelled, TimeoutError):
+    """The call's ``timeout`` ran out; its resume point is kept.
+
+    A ``Cancelled`` (never retried) that ``except TimeoutError`` catches too.
+    """
 
 
 class TransportError(UpClientError):
@@ -190,6 +201,11 @@ class ServiceError(ServerError):
     """The server failed (5xx); retried."""
 
     retryable = True
+
+
+class NoStorageAvailable(ServiceError):
+    """The service has nowhere to put or read the file just now (FastDFS: no
+    active storage server in the group); retried, as the storage may return."""
 
 
 class RequestRejected(ServerError):

@@ -92,6 +92,12 @@ class ProgressTracker:
             self._done += size
             self._parts_done += 1
 
+    def reopen_part(self, part: int, size: int) -> None:
+        """A part counted done must be sent again (the server lost it)."""
+        with self._lock:
+            self._done = max(0, self._done - size)
+            self._parts_done = max(0, self._parts_done - 1)
+
     def set_total(self, total: int) -> None:
         with self._lock:
             self.total = total

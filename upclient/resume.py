@@ -15,7 +15,7 @@ import contextlib
 import logging
 from typing import Any, Dict, Optional
 
-from .backends.base import UploadSession
+from .transfer import UploadSession
 from .store import BaseStore, resume_key
 
 __all__ = ["ResumePoint"]

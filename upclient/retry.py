@@ -147,10 +147,29 @@ class RetryPolicy:
 
         The first try runs bare; the tenacity machinery is built only once it
         has failed in a way worth retrying, so the common case costs nothing.
+        A ``cancel`` that can be bound to a thread (a
+        :class:`~upclient.transfer.StopSignal`) is bound for the whole call, so
+        every request sent meanwhile is aborted when it fires.
         """
+        bound = getattr(cancel, "bound", None)
+        if bound is None:
+            return self._call(fn, cancel, what, before_retry, progressed)
+        with bound():
+            return self._call(fn, cancel, what, before_retry, progressed)
+
+    def _call(
+        self,
+        fn: Callable[[], T],
+        cancel: Any,
+        what: str,
+        before_retry: Optional[Callable[[BaseException], None]],
+        progressed: Optional[Callable[[], bool]],
+    ) -> T:
         try:
             return fn()
         except BaseException as exc:
+            if cancel is not None and cancel.is_set() and hasattr(cancel, "error"):
+                raise cancel.error() from exc  # a request aborted by the signal is not a network error
             if self.attempts == 1 or not _is_retryable(exc):
                 raise
             failure = exc
@@ -166,6 +185,8 @@ class RetryPolicy:
                         before_retry(last)
                     return fn()
                 except BaseException as exc:
+                    if cancel is not None and cancel.is_set() and hasattr(cancel, "error"):
+                        raise cancel.error() from exc
                     last = exc
                     raise
         raise AssertionError("unreachable")  # pragma: no cover

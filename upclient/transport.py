@@ -16,6 +16,7 @@ import email.utils
 import logging
 import os
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -37,6 +38,8 @@ from .errors import (
     error_for_status,
 )
 from .source import BLOCK_SIZE
+from .transfer import deadline
+from .wire import POOL_CLASSES, flight
 
 __all__ = ["HttpTransport", "parse_retry_after", "redact_url"]
 
@@ -100,6 +103,21 @@ def _short_reason(exc: BaseException) -> str:
     return str(exc)
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a socket timeout is somewhere in the chain of ``exc``."""
+    seen = set()
+    node: Optional[BaseException] = exc
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if isinstance(node, (TimeoutError, socket.timeout)):
+            return True
+        nxt = node.__cause__ or node.__context__
+        if nxt is None and node.args and isinstance(node.args[-1], BaseException):
+            nxt = node.args[-1]
+        node = nxt if isinstance(nxt, BaseException) else None
+    return False
+
+
 class _HeaderAuth(requests.auth.AuthBase):
     """Calls the user's callable on every request, so tokens may rotate."""
 
@@ -120,10 +138,13 @@ class _BlockAdapter(requests.adapters.HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("blocksize", BLOCK_SIZE)
         super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = POOL_CLASSES  # connections that answer to the deadline
 
     def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
         kwargs.setdefault("blocksize", BLOCK_SIZE)
-        return super().proxy_manager_for(proxy, **kwargs)
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = POOL_CLASSES
+        return manager
 
 
 class HttpTransport:
@@ -244,24 +265,40 @@ class HttpTransport:
         """
         started = time.monotonic()
         timeout = timeout or self.timeout
+        signal = deadline.current()
+        if signal is not None:
+            signal.check()
+        trip = flight(timeout[1])
         try:
-            prep, proxies = self._prepare(method, url, headers, body, presigned)
-            resp = self.adapter.send(
-                prep, stream=stream, timeout=timeout, verify=self.verify, cert=self.cert, proxies=proxies
-            )
-            if resp.is_redirect and method in ("GET", "HEAD"):
-                resp.close()
-                resp = self.session.request(method, url, headers=headers, stream=stream, timeout=timeout)
-            elif not stream:
-                resp.content  # noqa: B018 - read the body: only then is the connection reused
+            with trip:
+                prep, proxies = self._prepare(method, url, headers, body, presigned)
+                resp = self.adapter.send(
+                    prep, stream=stream, timeout=timeout, verify=self.verify, cert=self.cert, proxies=proxies
+                )
+                if resp.is_redirect and method in ("GET", "HEAD"):
+                    resp.close()
+                    resp = self.session.request(method, url, headers=headers, stream=stream, timeout=timeout)
+                elif not stream:
+                    resp.content  # noqa: B018 - read the body: only then is the connection reused
         except UpClientError:
+            trip.land()
             raise  # raised by a body (cancelled, source changed)
-        except requests.exceptions.RequestException as exc:
-            raise self._translate(exc, backend, operation, method, url) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            trip.land()
+            if signal is not None and signal.is_set():
+                raise signal.error() from exc  # we shut the socket down ourselves
+            if isinstance(exc, requests.exceptions.RequestException):
+                raise self._translate(exc, backend, operation, method, url) from exc
             raise NetworkError(
                 f"{method} {redact_url(url)} failed: {_short_reason(exc)}", backend=backend, operation=operation
             ) from exc
+        except BaseException:
+            trip.land()
+            raise
+        if stream:
+            resp._upclient_flight = trip  # type: ignore[attr-defined]  # landed when the body is read
+        else:
+            trip.land()
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s %s -> %s (%.3fs)", method, redact_url(url), resp.status_code,
@@ -276,6 +313,9 @@ class HttpTransport:
         where = f"{method} {redact_url(url)}"
         if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout)):
             return Timeout(f"{where} timed out", backend=backend, operation=operation)
+        if _timed_out(exc):  # the server stopped reading the body: the send timed out
+            return Timeout(f"{where} timed out: the server stopped reading the body",
+                           backend=backend, operation=operation)
         if isinstance(exc, requests.exceptions.SSLError):
             err = NetworkError(f"{where}: TLS failed: {exc}", backend=backend, operation=operation)
             err.retryable = False  # a bad certificate will not get better
@@ -321,12 +361,21 @@ class HttpTransport:
         self, resp: requests.Response, *, backend: str, operation: str, block: int = BLOCK_SIZE
     ) -> Iterator[bytes]:
         """The body of a streamed response in blocks; breaks map to NetworkError."""
+        trip = getattr(resp, "_upclient_flight", None)
+        signal = trip.signal if trip is not None else None
         try:
             yield from resp.iter_content(block)
-        except requests.exceptions.RequestException as exc:
-            raise self._translate(exc, backend, operation, "GET", resp.url) from exc
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            if signal is not None and signal.is_set():
+                raise signal.error() from exc
+            if isinstance(exc, requests.exceptions.RequestException):
+                raise self._translate(exc, backend, operation, "GET", resp.url) from exc
+            raise NetworkError(f"GET {redact_url(resp.url)} failed: {_short_reason(exc)}",
+                               backend=backend, operation=operation) from exc
         finally:
             resp.close()
+            if trip is not None:
+                trip.land()
 
     def copy_body(
         self,

@@ -1,14 +1,7 @@
-"""The seam between the transfer engine and the backends.
+"""What every backend is: :class:`Backend`, the verbs a protocol adapter fills in.
 
-A backend speaks one protocol and nothing else.  For an upload it opens an
-:class:`UploadSession` (new, or from the state a store kept), and the session
-says which :class:`Part` objects remain and whether they may travel in
-parallel, sends one part when asked (one request, or the few its protocol
-needs) and raises a typed error when that fails, re-synchronises with the
-server before a part is tried again, finishes, aborts, and shows its state as
-plain JSON after every part.  The engine owns threads, ordering, retries,
-progress, cancellation and the store; a backend never sleeps, retries,
-prints or starts a thread.
+Uploads go through the seam in :mod:`upclient.transfer` (sessions, parts,
+hints), which backends import and which never imports them.
 """
 
 from __future__ import annotations
@@ -30,141 +23,13 @@ from typing import (
 from ..errors import BadInput, NotFound, Unsupported
 from ..result import FileInfo, UploadResult
 from ..settings import Settings
-from ..source import PartBody, Source
+from ..source import Source
+from ..transfer import Part, PartIO, UploadSession
 
-__all__ = ["Part", "PartIO", "UploadSession", "Backend", "Sink"]
+__all__ = ["Backend", "Sink", "Part", "PartIO", "UploadSession"]
 
 #: Where a download goes: called with each block in order.
 Sink = Callable[[bytes], Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class Part:
-    """One byte range of the source: ``size`` bytes from ``offset``.
-
-    ``data`` holds the bytes of a part read from a non-seekable stream; it is
-    None for seekable sources, whose bytes are read as they are sent.
-    ``last`` marks the final part of a stream whose size was unknown.
-    """
-
-    index: int
-    offset: int
-    size: int
-    data: Optional[bytes] = None
-    last: bool = False
-
-    @property
-    def end(self) -> int:
-        return self.offset + self.size
-
-
-class PartIO:
-    """What a session uses to read one part while sending it.
-
-    ``body()`` streams a byte range straight from the source; ``read()``
-    loads a range into memory (for protocols that need a digest of the part
-    before sending it), and ``body(data=...)`` then sends those bytes.  Both
-    count progress and honour cancellation; nothing is read twice.
-    """
-
-    def __init__(
-        self,
-        source: Source,
-        part: Part,
-        on_read: Callable[[int], None],
-        cancel: Any,
-    ) -> None:
-        self.source = source
-        self.part = part
-        self._on_read = on_read
-        self._cancel = cancel
-
-    def _range(self, start: Optional[int], end: Optional[int]) -> "tuple[int, int]":
-        start = self.part.offset if start is None else start
-        end = self.part.end if end is None else end
-        if not self.part.offset <= start <= end <= self.part.end:
-            raise ValueError(f"range {start}-{end} is outside part {self.part}")
-        return start, end
-
-    def read(self, start: Optional[int] = None, end: Optional[int] = None) -> bytes:
-        """The bytes ``[start, end)`` (absolute offsets, default the whole part)."""
-        start, end = self._range(start, end)
-        if self.part.data is not None:
-            rel = start - self.part.offset
-            return self.part.data[rel : rel + end - start]
-        data = bytes(self.source.read(start, end - start))
-        if len(data) != end - start:
-            self.source.check_unchanged()
-        return data
-
-    def body(
-        self,
-        start: Optional[int] = None,
-        end: Optional[int] = None,
-        *,
-        data: Optional[bytes] = None,
-    ) -> PartBody:
-        """A sized, streamed request body for ``[start, end)`` or for ``data``."""
-        start, end = self._range(start, end)
-        if data is None and self.part.data is not None:
-            rel = start - self.part.offset
-            data = self.part.data[rel : rel + end - start]
-        if data is not None:
-            view = memoryview(data)
-            return PartBody(
-                lambda pos, n: view[pos : pos + n],
-                0,
-                len(view),
-                on_read=self._on_read,
-                cancel=self._cancel,
-            )
-        return self.source.body(start, end - start, on_read=self._on_read, cancel=self._cancel)
-
-
-class UploadSession:
-    """One upload in progress on one backend; see the module docstring.
-
-    ``parallel`` says whether :meth:`send_part` may run for several parts at
-    once (then it must be thread-safe).  ``done_bytes`` is what the server
-    already holds when the session opens (a resume), for progress.
-    """
-
-    parallel: bool = False
-    resumed: bool = False
-    done_bytes: int = 0
-    #: When the server will forget this upload (epoch seconds), if it says.
-    expires: Optional[float] = None
-    #: The server-side handle, once there is one (shown in the resume point).
-    upload_id: Optional[str] = None
-    #: How many parts the whole upload has, done or not, where known.
-    parts_total: Optional[int] = None
-
-    def pending_parts(self) -> Iterable[Part]:
-        """The parts still to send, for a source of known size."""
-        raise NotImplementedError
-
-    def send_part(self, part: Part, io: PartIO) -> None:
-        """Send one part; raise a :mod:`upclient.errors` error on failure."""
-        raise NotImplementedError
-
-    def recover(self, part: Part, error: BaseException) -> None:
-        """Re-synchronise with the server before ``part`` is tried again."""
-
-    def confirmed(self, part: Part) -> int:
-        """Bytes of ``part`` the server is known to hold (a failed try may still
-        have advanced it); the engine gives a part that advances more tries."""
-        return 0
-
-    def finish(self) -> UploadResult:
-        """Complete the upload once every part is sent."""
-        raise NotImplementedError
-
-    def abort(self) -> None:
-        """Give up: free what the server holds for this upload, if it can."""
-
-    def state(self) -> Optional[Dict[str, Any]]:
-        """Plain JSON to resume from in another process; None if not resumable."""
-        return None
 
 
 class Backend:

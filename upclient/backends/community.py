@@ -32,7 +32,8 @@ from ..errors import AuthError, BadInput, RequestRejected, ServerError, error_fo
 from ..result import FileInfo, UploadResult
 from ..settings import Settings
 from ..source import Source
-from .base import Backend, Part, PartIO, Sink, UploadSession
+from ..transfer import Part, PartIO, UploadSession
+from .base import Backend, Sink
 
 __all__ = ["CommunityBackend", "CommunityFile", "CommunityResult", "CATEGORIES"]
 

@@ -40,7 +40,8 @@ from ..errors import (
 from ..result import FileInfo, UploadResult
 from ..settings import Settings
 from ..source import Source
-from .base import Backend, Part, PartIO, Sink, UploadSession
+from ..transfer import Part, PartIO, UploadSession
+from .base import Backend, Sink
 
 __all__ = ["TusBackend", "Capabilities", "encode_metadata", "decode_metadata"]
 

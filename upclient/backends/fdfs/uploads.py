@@ -20,7 +20,7 @@ from ...errors import BadInput, Conflict, NotFound, OffsetConflict, ServerError
 from ...result import UploadResult
 from ...settings import Settings
 from ...source import Source
-from ..base import Part, PartIO, UploadSession
+from ...transfer import Part, PartIO, UploadSession
 from .connection import Repeat
 from .protocol import (
     FileId,

@@ -44,7 +44,7 @@ from ...errors import BadInput, NotFound, OffsetConflict, RequestRejected, Serve
 from ...result import FileInfo, UploadResult
 from ...settings import Settings
 from ...source import PartBody, Source
-from ..base import Part, PartIO, UploadSession
+from ...transfer import Part, PartIO, UploadSession
 from .names import check_key, meta_headers
 from .signing import Signer, http_date
 

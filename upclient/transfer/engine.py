@@ -1,6 +1,6 @@
 """The transfer engine: one thread-pool part uploader for every backend.
 
-:meth:`TransferEngine.run` drives an :class:`~upclient.backends.base.UploadSession`:
+:meth:`TransferEngine.run` drives an :class:`~upclient.transfer.UploadSession`:
 it keeps at most ``concurrency`` parts in flight (one, in order, when the
 session says its parts must go in order), so memory stays near
 ``concurrency x part_size`` whatever the file size; bodies are read in the
@@ -20,57 +20,20 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
-from .backends.base import Part, PartIO, UploadSession
-from .errors import Cancelled
-from .progress import Progress, ProgressTracker
-from .retry import RetryPolicy
-from .source import Source, StreamSource
+from ..errors import UpClientError
+from ..progress import Progress, ProgressTracker
+from ..retry import RetryPolicy
+from ..source import Source, StreamSource
+from .deadline import StopSignal
+from .hints import Hint
+from .parts import Part, PartIO
+from .session import UploadSession
 
-__all__ = ["TransferEngine", "StopSignal"]
+__all__ = ["TransferEngine", "stream_parts"]
 
 log = logging.getLogger("upclient.engine")
 
 PROGRESS_INTERVAL = 0.2
-
-
-class StopSignal:
-    """A cancel flag, also set by any parent flag (the user's, the client's)
-    and, with a ``timeout``, once that many seconds have passed."""
-
-    def __init__(self, *parents: Any, timeout: Optional[float] = None) -> None:
-        self._own = threading.Event()
-        self._parents = [p for p in parents if p is not None]
-        self._deadline = None if timeout is None else time.monotonic() + timeout
-        self.timed_out = False
-
-    def set(self) -> None:
-        self._own.set()
-
-    def is_set(self) -> bool:
-        if self._own.is_set():
-            return True
-        if any(p.is_set() for p in self._parents):
-            self._own.set()
-            return True
-        if self._deadline is not None and time.monotonic() >= self._deadline:
-            self.timed_out = True
-            self._own.set()
-            return True
-        return False
-
-    def error(self) -> Cancelled:
-        """The Cancelled error that says why this signal was set."""
-        return Cancelled("upload timed out; its resume point is kept" if self.timed_out else "upload cancelled")
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        """Sleep up to ``timeout`` seconds, waking early when set; returns is_set()."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.is_set():
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            self._own.wait(0.05 if left is None else min(0.05, left))
-        return True
 
 
 def stream_parts(source: StreamSource, part_size: int) -> Iterator[Part]:
@@ -97,12 +60,19 @@ class TransferEngine:
         stop: StopSignal,
         on_progress: Optional[Callable[[Progress], Any]] = None,
         on_part_done: Optional[Callable[[Part], None]] = None,
+        parallel: Optional[bool] = None,
     ) -> None:
-        """Send ``parts`` through ``session``; returns when all are on the server."""
+        """Send ``parts`` through ``session``; returns when all are on the server.
+
+        ``parallel`` overrides the session's own answer (parts a finish asked
+        for may have to go in order).
+        """
         if isinstance(parts, list) and len(parts) == 1:
             self._run_inline(session, source, parts[0], tracker, stop, on_progress, on_part_done)
             return
-        width = self.concurrency if session.parallel else 1
+        if parallel is None:
+            parallel = session.parallel
+        width = self.concurrency if parallel else 1
         pending = iter(parts)
         inflight: Dict[cf.Future, Part] = {}
         exhausted = False
@@ -198,13 +168,16 @@ class TransferEngine:
                 raise stop.error()
             io = PartIO(source, part, tracker.reader(part.index), stop)
             try:
-                session.send_part(part, io)
+                hint = session.send_part(part, io)
             except BaseException:
                 tracker.drop_attempt(part.index)
                 raise
+            if hint is not None:
+                tracker.drop_attempt(part.index)
+                raise _Steered(hint)
 
         def recover(error: BaseException) -> None:
-            session.recover(part, error)
+            session.recover(part, error.hint if isinstance(error, _Steered) else error)
 
         seen = [session.confirmed(part)]
 
@@ -213,6 +186,17 @@ class TransferEngine:
             advanced, seen[0] = now > seen[0], max(now, seen[0])
             return advanced
 
-        self.retry.call(attempt, cancel=stop, what=f"part {part.index}", before_retry=recover,
-                        progressed=progressed)
+        with stop.bound():
+            self.retry.call(attempt, cancel=stop, what=f"part {part.index}", before_retry=recover,
+                            progressed=progressed)
         tracker.finish_part(part.index, part.size)
+
+
+class _Steered(UpClientError):
+    """Carries a session's hint through the retry policy to :meth:`UploadSession.recover`."""
+
+    retryable = True
+
+    def __init__(self, hint: Hint) -> None:
+        super().__init__(f"the server asked to {type(hint).__name__.lower()}: {hint.reason}", retry_after=0.0)
+        self.hint = hint

@@ -1,0 +1,113 @@
+"""urllib3 connections that answer to the call's deadline and cancel token.
+
+A connection used by :class:`~upclient.transport.HttpTransport` registers its
+socket with the :class:`~upclient.transfer.StopSignal` bound to the sending
+thread, so a cancel, a deadline, ``close()`` or Ctrl-C shuts the socket down
+from the controlling thread whatever the server is doing.  Its connect waits
+at most what is left of the deadline, and a request body is sent under the
+read timeout (urllib3 would use the connect timeout), so a server that stops
+reading the body is a :class:`~upclient.errors.Timeout` after
+``read_timeout``, not after ``connect_timeout``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any, List, Optional, Tuple
+
+import urllib3
+import urllib3.connection
+import urllib3.connectionpool
+
+from .transfer import deadline
+from .transfer.deadline import StopSignal
+
+__all__ = ["flight", "WatchedHTTPConnectionPool", "WatchedHTTPSConnectionPool"]
+
+_local = threading.local()
+
+
+class Flight:
+    """The sockets one request registered, and the read timeout it runs under."""
+
+    def __init__(self, read_timeout: Optional[float]) -> None:
+        self.read_timeout = read_timeout
+        self.signal = deadline.current()
+        self.tracked: List[Tuple[StopSignal, socket.socket]] = []
+
+    def __enter__(self) -> "Flight":
+        self._previous = getattr(_local, "flight", None)
+        _local.flight = self
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _local.flight = self._previous
+
+    def land(self) -> None:
+        """The request is over: its sockets no longer answer to the signal."""
+        tracked, self.tracked = self.tracked, []
+        for signal, sock in tracked:
+            signal.untrack(sock)
+
+
+def flight(read_timeout: Optional[float]) -> Flight:
+    return Flight(read_timeout)
+
+
+def _current_flight() -> Optional[Flight]:
+    return getattr(_local, "flight", None)
+
+
+class _Watched:
+    """Mixin for urllib3's connection classes."""
+
+    sock: Optional[socket.socket]
+    timeout: Any
+
+    def _watch(self) -> None:
+        f = _current_flight()
+        if f is None or f.signal is None or self.sock is None:
+            return
+        f.signal.check()
+        f.signal.track(self.sock)
+        f.tracked.append((f.signal, self.sock))
+
+    def connect(self) -> None:
+        signal = deadline.current()
+        if signal is not None:
+            signal.check()
+            if isinstance(self.timeout, (int, float)) or self.timeout is None:
+                self.timeout = deadline.remaining(self.timeout)
+        super().connect()  # type: ignore[misc]
+        self._watch()
+
+    def request(self, method: str, url: str, body: Any = None, headers: Any = None, **kw: Any) -> None:
+        f = _current_flight()
+        if f is not None:
+            if self.sock is None:
+                self.connect()
+            else:
+                self._watch()
+            if f.read_timeout is not None:
+                self.timeout = f.read_timeout  # urllib3 applies it to the socket before sending
+        super().request(method, url, body=body, headers=headers, **kw)  # type: ignore[misc]
+
+
+class WatchedHTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class WatchedHTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class WatchedHTTPConnectionPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = WatchedHTTPConnection
+
+
+class WatchedHTTPSConnectionPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = WatchedHTTPSConnection
+
+
+POOL_CLASSES = {"http": WatchedHTTPConnectionPool, "https": WatchedHTTPSConnectionPool}
