@@ -453,80 +453,9 @@ def file_digest(path: PathLike, algorithm: str) -> str:
 
 # ------------------------------------------------------------------ lifecycle
 
+from upclient.testing.faults import FaultBook  # noqa: E402 - re-exported for the emulators
+
 _E = TypeVar("_E", bound="HTTPEmulator")
-
-
-class FaultBook:
-    """Request counters and armed faults, for a test server or proxy.
-
-    The owner sets ``_lock``, ``_requests`` (a Counter) and ``_faults`` (a
-    list) and says how a key is written (:meth:`_count_key`).  A fault is any
-    object with ``remaining`` (uses left; None: until cleared) and, if it
-    answers by itself, ``status`` (0: no answer).
-    """
-
-    _lock: Any
-    _requests: "Counter[str]"
-    _faults: List[Any]
-    log: ClassVar[logging.Logger] = _log
-
-    @property
-    def _name(self) -> str:
-        return type(self).__name__
-
-    @staticmethod
-    def _count_key(key: str) -> str:
-        return key
-
-    @property
-    def requests(self) -> Dict[str, int]:
-        """Requests seen per route (or method), a copy."""
-        with self._lock:
-            return dict(self._requests)
-
-    def request_count(self, route: Optional[str] = None) -> int:
-        """Requests seen for ``route`` (``None``: all)."""
-        with self._lock:
-            if route is None:
-                return sum(self._requests.values())
-            return self._requests.get(self._count_key(route), 0)
-
-    def _count(self, *routes: str) -> None:
-        with self._lock:
-            self._requests.update(routes)
-
-    def clear_faults(self) -> None:
-        """Disarm every fault not used up yet."""
-        with self._lock:
-            self._faults.clear()
-
-    @property
-    def pending_faults(self) -> List[str]:
-        """Descriptions of the armed faults, in matching order."""
-        with self._lock:
-            return [repr(f) for f in self._faults]
-
-    def _arm(self, fault: Any) -> None:
-        if fault.remaining is not None and fault.remaining < 1:
-            raise ValueError("times must be >= 1 or None")
-        status = getattr(fault, "status", None)
-        if status is not None and status != 0 and not 100 <= status <= 599:
-            raise ValueError("status must be 0 or an HTTP status")
-        with self._lock:
-            self._faults.append(fault)
-        self.log.debug("%s: armed %r", self._name, fault)
-
-    def _use_fault_locked(self, matches: Callable[[Any], bool]) -> Any:
-        """The first armed fault ``matches`` accepts, one use taken from it; None if none does."""
-        for i, fault in enumerate(self._faults):
-            if not matches(fault):
-                continue
-            if fault.remaining is not None:
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    del self._faults[i]
-            return fault
-        return None
 
 
 class HTTPEmulator(FaultBook):
