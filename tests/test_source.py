@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import os
 import threading
 
@@ -147,24 +148,51 @@ def test_stream_with_a_wrong_announced_size_fails():
 
 
 def test_a_stream_of_known_size_is_never_read_past_it():
-    class Socketish(io.RawIOBase):
-        """Blocks (here: fails) if read after the announced bytes, as a kept-alive socket would."""
-
-        def __init__(self, data):
-            self.data = data
-
-        def readable(self):
-            return True
-
-        def readinto(self, b):
-            if not self.data:
-                raise AssertionError("read past the announced size")
-            n = min(len(b), len(self.data))
-            b[:n], self.data = self.data[:n], self.data[n:]
-            return n
-
+    # A kept-alive socket (a WSGI server's raw request body): the peer stays
+    # open, so a read past the announced bytes would block for good.
     for total in (0, 7, 10, 25):
-        src = StreamSource(Socketish(b"q" * total), size=total)
-        chunks = list(src.chunks(10))
-        assert b"".join(c[1] for c in chunks) == b"q" * total
-        assert chunks[-1][2] and not any(c[2] for c in chunks[:-1])
+        ours, peer = socket.socketpair()
+        try:
+            peer.sendall(b"q" * total + b"NEXT REQUEST")
+            ours.settimeout(2)  # a read past the end would fail the test, not hang it
+            src = StreamSource(ours.makefile("rb"), size=total)
+            chunks = list(src.chunks(10))
+            assert b"".join(c[1] for c in chunks) == b"q" * total
+            assert chunks[-1][2] and not any(c[2] for c in chunks[:-1])
+        finally:
+            ours.close()
+            peer.close()
+
+
+@pytest.mark.parametrize("extra", [1, 10, 4096])
+def test_a_stream_longer_than_its_announced_size_fails_before_its_last_part(extra):
+    src = StreamSource(io.BytesIO(b"z" * (25 + extra)), size=25)
+    seen = []
+    with pytest.raises(errors.SourceChanged, match="longer"):
+        for offset, data, last in src.chunks(10):
+            seen.append(last)
+    assert seen == [False, False], "the last part must not be handed out"
+
+
+def test_a_pipe_longer_than_its_announced_size_fails():
+    r, w = os.pipe()
+    os.write(w, b"p" * 12)
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        src = StreamSource(pipe, size=10)
+        with pytest.raises(errors.SourceChanged):
+            list(src.chunks(4))
+
+
+@pytest.mark.parametrize("kind", ["path", "bytes", "fileobj"])
+def test_a_seekable_source_with_a_wrong_size_is_bad_input(tmp_path, kind):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"s" * 100)
+    obj = {"path": lambda: path, "bytes": lambda: b"s" * 100, "fileobj": lambda: open(path, "rb")}[kind]()
+    try:
+        with pytest.raises(errors.BadInput, match="size=99"):
+            open_source(obj, size=99)
+        assert open_source(obj if kind != "fileobj" else obj, size=100).size == 100
+    finally:
+        if kind == "fileobj":
+            obj.close()

@@ -345,6 +345,28 @@ class StreamSource(Source):
             current = following
 
 
+    def _has_more(self) -> bool:
+        """Whether the stream goes on past the announced size.
+
+        Pipes, files and stream objects are asked for one more byte (they
+        answer at their end).  A socket is only peeked at without waiting:
+        a kept-alive connection has no end to find, and its next bytes may
+        be another request.
+        """
+        fileno = getattr(self._stream, "fileno", None)
+        if fileno is not None:
+            try:
+                mode = os.fstat(fileno()).st_mode
+            except (OSError, ValueError, io.UnsupportedOperation):
+                mode = None
+            if mode is not None and stat.S_ISSOCK(mode):
+                return False  # see the docstring: never read a request past its body
+        try:
+            extra = self._stream.read(1)
+        except (OSError, ValueError):
+            return False
+        return bool(extra)
+
     def _sized_chunks(self, part_size: int, size: int) -> Iterator[Tuple[int, bytes, bool]]:
         offset = 0
         while True:
@@ -353,10 +375,20 @@ class StreamSource(Source):
             if len(data) < want:
                 raise SourceChanged(f"stream ended after {offset + len(data)} bytes, {size} were announced")
             last = offset + want >= size
+            if last and self._has_more():  # before the last part goes: the server never holds a cut file
+                raise SourceChanged(f"stream is longer than the {size} bytes announced; nothing was finished")
             yield offset, data, last
             if last:
                 return
             offset += want
+
+
+def _sized(src: Source, size: Optional[int]) -> Source:
+    """A seekable source whose real size differs from ``size=`` is refused, not cut or ignored."""
+    if size is not None and src.size != size:
+        src.close()
+        raise BadInput(f"size={size} was given, but {src.name} holds {src.size} bytes")
+    return src
 
 
 def open_source(
@@ -387,9 +419,9 @@ def open_source(
         src = FileSource(path)
         if name:
             src.name = name
-        return src
+        return _sized(src, size)
     if isinstance(obj, (bytes, bytearray, memoryview)):
-        return BytesSource(obj, name=name or "upload")
+        return _sized(BytesSource(obj, name=name or "upload"), size)
     if hasattr(obj, "read"):
         if isinstance(obj, io.TextIOBase):
             raise BadInput("file objects must be opened in binary mode ('rb')")
@@ -399,7 +431,7 @@ def open_source(
         except (AttributeError, ValueError, OSError):
             seekable = False
         if seekable:
-            return FileObjectSource(obj, name=name)
+            return _sized(FileObjectSource(obj, name=name), size)
         raw_name = getattr(obj, "name", None)
         default = "upload"
         if isinstance(raw_name, str) and not raw_name.startswith("<"):
