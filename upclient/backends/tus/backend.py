@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Dict, FrozenSet, Iterator, List, Mapping, Opti
 
 import requests
 
-from ..errors import (
+from ...errors import (
     BadInput,
     ChecksumMismatch,
     Conflict,
@@ -37,11 +37,11 @@ from ..errors import (
     Unsupported,
     UploadExpired,
 )
-from ..result import FileInfo, UploadResult
-from ..settings import Settings
-from ..source import Source
-from ..transfer import Part, PartIO, UploadSession
-from .base import Backend, Sink
+from ...result import FileInfo, UploadResult
+from ...settings import Settings
+from ...source import Source
+from ...transfer import Part, PartIO, UploadSession
+from ..base import Backend, Sink
 
 __all__ = ["TusBackend", "Capabilities", "encode_metadata", "decode_metadata"]
 
