@@ -14,7 +14,7 @@ import pytest
 import upclient
 from upclient import errors
 from upclient.testing.faultproxy import FaultProxy
-from upclient.testing.servers import TusNodeServer
+from upclient.testing.servers import ResumableUploadServer, TusNodeServer
 
 from .contract import HookedFileSource
 from .conftest import KiB, sha256_bytes
@@ -254,3 +254,55 @@ def test_abort_by_path_gives_up_the_interrupted_upload_of_that_file(rus_server, 
         assert list(store.keys()) == []
         assert not any(client.exists(u) for u in urls)
         assert client.abort(path) == 0  # nothing left to give up
+
+
+# -- a resume record whose upload URL can no longer be reached --------------------
+
+
+def _dead_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_record_pointing_where_nothing_listens_starts_afresh_with_a_warning(server, make_file, store, caplog):
+    # e.g. the server moved, or its Location named a host that is gone: every
+    # re-run used to fail with NetworkError, for ever
+    path, digest = make_file(24 * PART)
+    retry = upclient.RetryPolicy(attempts=3, backoff=0)
+    with tus_client(server.url, store=store, concat=False, concurrency=1, retry=retry) as client:
+        record = interrupted_upload(client, path, at=3 * PART)
+        (key,) = list(store.keys())
+        old = record["state"]["url"]
+        moved = f"http://127.0.0.1:{_dead_port()}/files/" + old.rstrip("/").rsplit("/", 1)[-1]
+        record["state"]["url"] = record["id"] = moved
+        store.save(key, record)
+        caplog.set_level("WARNING", logger="upclient")
+        result = client.put(path)
+    assert not result.resumed
+    assert result.id != moved
+    assert server.stored_sha256(result.id) == digest
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("upclient.tus")]
+    assert any("127.0.0.1" in r.getMessage() and "new upload" in r.getMessage() for r in warnings), warnings
+    assert list(store.keys()) == []  # done: the stale record is gone too
+
+
+def test_a_stored_upload_the_server_never_answers_for_starts_afresh_after_the_retries(make_file, store, caplog):
+    # same host and port as the endpoint, which answers, but every HEAD of the
+    # stored upload breaks: after the retries, a new upload
+    path, digest = make_file(24 * PART)
+    with ResumableUploadServer() as server, FaultProxy(server.url) as proxy:
+        url = proxy.url_for(server.url)
+        retry = upclient.RetryPolicy(attempts=3, backoff=0)
+        with tus_client(url, store=store, concat=False, concurrency=1, retry=retry) as client:
+            record = interrupted_upload(client, path, at=3 * PART)
+            proxy.reset_after(0, method="HEAD", times=None)
+            caplog.set_level("WARNING", logger="upclient")
+            result = client.put(path)
+        assert not result.resumed
+        assert result.id != record["id"]
+        assert server.stored_sha256(result.id) == digest
+        assert proxy.faults_fired.get("reset", 0) == 3
+    assert any(r.name.startswith("upclient.tus") and "new upload" in r.getMessage() for r in caplog.records)
