@@ -8,12 +8,14 @@ directories (``--store`` and ``XDG_STATE_HOME``), never to the user's.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import pty
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -456,3 +458,117 @@ def test_put_to_the_community_api_with_a_category_then_dedup(env, make_file, tmp
         assert second.returncode == 0 and two["id"] == one["id"] and two["sent_bytes"] == 0
         assert (one["deduplicated"], two["deduplicated"]) == (False, True)
         assert b"cli-token-123" not in first.stdout + first.stderr + second.stdout + second.stderr
+
+
+# -- Ctrl-C against a server that never answers ----------------------------------------
+
+
+class MuteListener:
+    """A TCP listener on 127.0.0.1 that accepts and never answers.
+
+    With ``reads=True`` it reads and drops what arrives, so the client waits
+    for an answer; with ``reads=False`` it never reads, so a large body fills
+    the socket buffers and the client's send blocks.
+    """
+
+    def __init__(self, reads: bool) -> None:
+        self.reads = reads
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = threading.Event()
+        self.received = 0
+        self.conns: List[socket.socket] = []
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            self.accepted.set()
+            if self.reads:
+                threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    def _drain(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while not self._stop:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                self.received += len(data)
+
+    def close(self) -> None:
+        self._stop = True
+        for s in [self.sock, *self.conns]:
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+def _mute_target(scheme: str, port: int) -> List[str]:
+    """``--to`` and credentials for ``scheme`` pointing at 127.0.0.1:port."""
+    if scheme == "tus":
+        return ["--to", f"tus+http://127.0.0.1:{port}/files/"]
+    if scheme == "community":
+        return ["--to", f"community+http://127.0.0.1:{port}", "--token", "t0ken"]
+    if scheme == "upyun":
+        return ["--to", "upyun://op@svc", "--endpoint", f"127.0.0.1:{port}", "--password", "pw"]
+    return ["--to", f"fdfs://127.0.0.1:{port}"]
+
+
+def _interrupt(proc: subprocess.Popen, after_ready: float) -> float:
+    """SIGINT ``proc`` and return the seconds until it exited."""
+    time.sleep(after_ready)
+    assert proc.poll() is None, proc.communicate()[1].decode()
+    sent_at = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # pragma: no cover - the failure this test is about
+        proc.kill()
+        pytest.fail("still running 30 s after SIGINT")
+    return time.monotonic() - sent_at
+
+
+@pytest.mark.parametrize("scheme", ["tus", "community", "upyun", "fdfs"])
+def test_sigint_against_a_server_that_never_answers_exits_130_at_once(scheme, env, make_file, tmp_path, processes):
+    path, _ = make_file(64 * 1024, "mute.bin")
+    mute = MuteListener(reads=True)
+    try:
+        proc = start_cli("put", "--timeout", "30", str(path), *_mute_target(scheme, mute.port),
+                         "--store", str(tmp_path / "s"), env=env)
+        processes.append(proc)
+        assert mute.accepted.wait(20), "the command never connected"
+        deadline = time.monotonic() + 5
+        while mute.received == 0 and time.monotonic() < deadline:  # its request is sent...
+            time.sleep(0.01)
+        took = _interrupt(proc, 0.5)  # ...and it waits for the answer
+        out, err = proc.communicate()
+    finally:
+        mute.close()
+    print(f"{scheme}: exit {proc.returncode} {took:.3f} s after SIGINT")
+    assert proc.returncode == 130, err.decode()
+    assert took < 3, f"{took:.2f} s after SIGINT"  # the target is 1 s; margin for a loaded machine
+    assert INTERRUPTED in err.decode()
+    assert b"Traceback" not in err
+
+
+def test_sigint_while_a_body_goes_to_a_server_that_does_not_read_it(env, make_file, tmp_path, processes):
+    path, _ = make_file(24 * MiB, "unread.bin")  # one PUT (a part size above it): a body far beyond the buffers
+    mute = MuteListener(reads=False)
+    try:
+        proc = start_cli("put", "--timeout", "30", "--part-size", "64M", str(path),
+                         *_mute_target("upyun", mute.port), "--store", str(tmp_path / "s"), env=env)
+        processes.append(proc)
+        assert mute.accepted.wait(20), "the command never connected"
+        took = _interrupt(proc, 1.0)  # the socket buffers fill and the send blocks
+        out, err = proc.communicate()
+    finally:
+        mute.close()
+    print(f"unread body: exit {proc.returncode} {took:.3f} s after SIGINT")
+    assert proc.returncode == 130, err.decode()
+    assert took < 3, f"{took:.2f} s after SIGINT"
+    assert INTERRUPTED in err.decode()
+    assert b"Traceback" not in err
