@@ -1,14 +1,16 @@
 """The UPYUN backend's wire layer and its verbs other than upload.
 
 :class:`UpyunBackend` signs every request (:mod:`.signing`), sends it through
-the shared transport, and maps UPYUN's JSON errors (``{"msg", "code",
-"id"}``) into the shared tree once, in :meth:`UpyunBackend.raise_for`.
-Uploads live in :mod:`.uploads`.
+the shared transport, and turns UPYUN's error answers (read by
+:func:`.protocol.read_error`) into the shared tree in one place,
+:meth:`UpyunBackend.error`.  Uploads live in :mod:`.uploads`; what their
+requests and answers mean, in :mod:`.protocol`.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -19,26 +21,14 @@ from typing import Any, ClassVar, Dict, FrozenSet, Iterable, Iterator, List, Map
 
 import requests
 
-from ...errors import (
-    AuthError,
-    BadInput,
-    ChecksumMismatch,
-    Conflict,
-    NotFound,
-    OffsetConflict,
-    RateLimited,
-    RequestRejected,
-    ServerError,
-    ServiceError,
-    TooLarge,
-    UploadExpired,
-    error_for_status,
-)
+from ...errors import AuthError, BadInput, ServerError, ServiceError
 from ...result import FileInfo
 from ...settings import Settings
 from ...source import Source
 from ..base import Backend, Sink, UploadSession
+from . import protocol
 from .names import check_key, meta_headers, metadata_from
+from .protocol import Answer, ErrorAnswer, Request
 from .signing import LocalSigner, RemoteSigner, Signer, http_date, quote_path
 from .uploads import cancel_multipart, open_upload
 
@@ -54,18 +44,15 @@ LIST_END = "g2gCZAAEbmV4dGQAA2VvZg"
 
 _LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$", re.IGNORECASE)
 
-#: UPYUN error codes whose meaning is sharper than their HTTP status.
-_CODE_ERRORS: Dict[int, type] = {
-    40011058: UploadExpired,  # x-upyun-multi-uuid not found (expired after 24 h, or never was)
-    40011061: OffsetConflict,  # part id error: the answer says which part the server wants
-    40300007: ChecksumMismatch,  # content md5 not match
-    40001001: ChecksumMismatch,  # wrong content-md5
-    40011060: ChecksumMismatch,  # file md5 not match (whole file)
-    40300011: AuthError,  # no permission
-    40300005: Conflict,  # directory not empty
-    40600002: Conflict,  # folder already exists
-    40300030: RequestRejected,  # wrong content-length
-}
+def _read_body(resp: requests.Response) -> bytes:
+    """The body of an answer; an error's is small (a broken one: the status must do)."""
+    if resp.request is not None and resp.request.method == "HEAD":
+        return b""
+    try:
+        return bytes(resp.content)
+    except Exception as exc:
+        log.debug("the body of an answer could not be read: %s", exc)
+        return b""
 
 
 def _endpoint_base(endpoint: str) -> str:
@@ -181,6 +168,43 @@ class UpyunBackend(Backend):
         """The quoted wire path of ``key`` in this service: ``/<service>/<key>``."""
         return quote_path(f"/{self.service}/{check_key(key, folder=folder)}")
 
+    def send(self, req: Request, body: Any = None, *, base: Optional[str] = None,
+             stream: bool = False) -> Answer:
+        """Sign and send ``req``; any status comes back as an :class:`~.protocol.Answer`.
+
+        The body of a success is read unless ``stream`` (then ``raw`` holds
+        it); an error's is always read, for :meth:`error`.
+        """
+        headers: Dict[str, str] = dict(req.headers)
+        date = http_date()
+        headers["Date"] = date
+        headers["Authorization"] = self.signer.sign(req.method, req.path, date,
+                                                    content_md5=headers.get("Content-MD5"))
+        resp = self.http.request(req.method, (base or self.base) + req.path, backend=self.name,
+                                 operation=req.operation, headers=headers, body=body, stream=stream)
+        content = b""
+        if not stream or resp.status_code not in req.ok:
+            content = _read_body(resp)
+        return Answer(resp.status_code, resp.headers, content, raw=resp)
+
+    def call(self, req: Request, body: Any = None, *, base: Optional[str] = None, stream: bool = False) -> Answer:
+        """:meth:`send`, raising the typed error unless the status is one of ``req.ok``."""
+        answer = self.send(req, body, base=base, stream=stream)
+        if answer.status not in req.ok:
+            raise self.error(answer, req.operation)
+        return answer
+
+    def error(self, answer: Answer, operation: str, failure: Optional[ErrorAnswer] = None) -> ServerError:
+        """The typed error for an error answer (read by :func:`.protocol.read_error`
+        unless ``failure`` says already): code, message, request id.  Every UPYUN
+        error is built here."""
+        failure = failure or protocol.read_error(answer)
+        err = self.http.error(answer.raw, backend=self.name, operation=operation, cls=failure.kind,
+                              message=failure.message, code=failure.code)
+        if not err.request_id and failure.request_id:
+            err.request_id = failure.request_id
+        return err
+
     def request(
         self,
         method: str,
@@ -195,65 +219,9 @@ class UpyunBackend(Backend):
         base: Optional[str] = None,
     ) -> requests.Response:
         """One signed request to ``path`` (already quoted) plus ``query``; typed error unless ``ok``."""
-        uri = path + query
-        hdrs: Dict[str, str] = dict(headers or {})
-        date = http_date()
-        hdrs["Date"] = date
-        hdrs["Authorization"] = self.signer.sign(method, uri, date, content_md5=hdrs.get("Content-MD5"))
-        resp = self.http.request(method, (base or self.base) + uri, backend=self.name, operation=operation,
-                                 headers=hdrs, body=body, stream=stream)
-        if resp.status_code not in ok:
-            raise self.error_for(resp, operation)
-        return resp
-
-    def error_for(self, resp: requests.Response, operation: str) -> ServerError:
-        """The typed error for an UPYUN error answer, with its code, message and request id."""
-        body = b""
-        if resp.request is not None and resp.request.method != "HEAD":
-            try:
-                body = resp.content  # a streamed error body is small: read it
-            except Exception as exc:  # a broken error body: the status must do
-                log.debug("the body of an error answer could not be read: %s", exc)
-        payload: Dict[str, Any] = {}
-        try:
-            parsed = json.loads(body or b"{}")
-            if isinstance(parsed, dict):
-                payload = parsed
-        except (ValueError, UnicodeDecodeError):
-            pass
-        code = payload.get("code")
-        try:
-            code = int(code) if code is not None else None
-        except (TypeError, ValueError):
-            pass
-        message = payload.get("msg") or payload.get("message")
-        status = resp.status_code
-        cls = _CODE_ERRORS.get(code) if isinstance(code, int) else None
-        if cls is None:
-            if status == 401:
-                cls = AuthError
-            elif status == 403:
-                cls = AuthError if (code is None or code in (40300011, 40300006)) else RequestRejected
-            elif status == 429 or (isinstance(code, int) and str(code).startswith("429")):
-                cls = RateLimited
-            elif status >= 500:
-                cls = ServiceError
-            elif status == 413:
-                cls = TooLarge
-            elif status == 404:
-                cls = NotFound
-            else:
-                cls = error_for_status(status)
-        err = self.http.error(resp, backend=self.name, operation=operation, cls=cls,
-                              message=str(message) if message else None, code=code)
-        if not err.request_id and payload.get("id"):
-            err.request_id = str(payload["id"])
-        if cls is OffsetConflict:
-            nxt = resp.headers.get("X-Upyun-Next-Part-Id")
-            err.next_part_id = int(nxt) if nxt is not None and nxt.lstrip("-").isdigit() else None  # type: ignore[attr-defined]
-        if code == 40011060:  # the assembled file does not match: sending it again will not help
-            err.retryable = False
-        return err
+        answer = self.call(Request(method, path + query, operation, dict(headers or {}), ok), body,
+                           base=base, stream=stream)
+        return answer.raw
 
     # -- uploads ---------------------------------------------------------------------
 
@@ -322,21 +290,11 @@ class UpyunBackend(Backend):
         if iter:
             headers["X-List-Iter"] = iter
         resp = self.request("GET", path, "list", headers=headers)
-        entries = []
-        for line in resp.content.decode("utf-8").split("\n"):
-            if not line:
-                continue
-            fields = line.split("\t")
-            if len(fields) < 4:
-                continue
-            name, kind, size, mtime = fields[0], fields[1], fields[2], fields[3]
-            folder_entry = kind.upper() == "F"
-            entries.append(FileInfo(
-                id=prefix + name + ("/" if folder_entry else ""), backend=self.name,
-                size=None if folder_entry else int(size) if size.isdigit() else None,
-                modified=float(mtime) if mtime.isdigit() else None,
-                extra={"type": "folder" if folder_entry else "file", "name": name},
-            ))
+        entries = [
+            FileInfo(id=prefix + name + ("/" if folder_entry else ""), backend=self.name, size=size, modified=mtime,
+                     extra={"type": "folder" if folder_entry else "file", "name": name})
+            for name, folder_entry, size, mtime in protocol.listing(resp.content.decode("utf-8"))
+        ]
         token = resp.headers.get("x-upyun-list-iter")
         return entries, (None if not token or token == LIST_END or not entries else token)
 
@@ -416,7 +374,7 @@ class UpyunBackend(Backend):
         resp = self.http.request("POST", self.purge_base + "/purge/", backend=self.name, operation="purge",
                                  headers=headers, body=body)
         if resp.status_code != 200:
-            raise self.error_for(resp, "purge")
+            raise self.error(Answer(resp.status_code, resp.headers, _read_body(resp), raw=resp), "purge")
         try:
             return list(resp.json().get("invalid_domain_of_url") or [])
         except ValueError as exc:
@@ -441,8 +399,6 @@ class UpyunBackend(Backend):
         if app:
             fields["app_name"] = app
         body = urllib.parse.urlencode(fields).encode("ascii")
-        import hashlib
-
         headers = {"Content-Type": "application/x-www-form-urlencoded",
                    "Content-MD5": hashlib.md5(body).hexdigest()}
         resp = self.request("POST", "/pretreatment/", "pretreat", headers=headers, body=body,

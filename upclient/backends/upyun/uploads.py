@@ -11,16 +11,23 @@
   file's MD5 goes with ``complete`` when it costs nothing (the client's
   digest cache knows it), or when asked (``file_md5=True``: hashed from the
   parts as they go, in order; a second read only when parts finished too far
-  out of order, or on a resume), or given (``file_md5="<hex>"``).  The uuid and the
-  parts done are the resume point.  A resume asks the server which parts it
-  holds, so only what was in flight at the interruption is sent again.  A
-  "part id error" re-synchronises from the ``X-Upyun-Next-Part-Id`` of the
-  answer; "part already complete" and "file already upload" count as done;
-  an upload the server has forgotten (24 hours, "uuid not found") starts
-  afresh under a new uuid, re-sending the parts it had.
+  out of order, or on a resume), or given (``file_md5="<hex>"``).  The uuid
+  and the parts done are the resume point.  A resume asks the server which
+  parts it holds, so only what was in flight at the interruption is sent
+  again.  A "part id error" re-synchronises (from the ``X-Upyun-Next-Part-Id``
+  of the answer, or by asking); "part already complete" and "file already
+  upload" count as done; an upload the server has forgotten (24 hours,
+  "uuid not found") starts afresh under a new uuid.  Parts the server lacks
+  when the upload finishes (those it had under a forgotten uuid; in serial
+  mode, every part after a gap) go back to the engine, which sends them with
+  its retries, progress and cancel before ``complete`` is asked again.
 - ``form=True`` posts the file as ``multipart/form-data`` with a signed
   policy (``save-key`` placeholders, ``notify-url``, ``return-url``, type
   and size limits...), streamed from the file.
+
+Sessions do I/O only in the engine's calls (``start``, ``send_part``,
+``recover``, ``finish``, ``abort``); what to send and what an answer means
+is :mod:`.protocol`'s.
 """
 
 from __future__ import annotations
@@ -36,18 +43,21 @@ import threading
 import time
 import urllib.parse
 import uuid as uuidlib
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Set, Union
 
-import requests
-
-from ...errors import BadInput, NotFound, OffsetConflict, RequestRejected, ServerError, UploadExpired
+from ...errors import BadInput, ServerError
 from ...result import FileInfo, UploadResult
 from ...settings import Settings
 from ...source import PartBody, Source
-from ...transfer import Part, PartIO, UploadSession
+from ...transfer import Hint, MoreParts, Part, PartIO, Restart, Resync, UploadSession
+from . import protocol
 from .names import check_key, meta_headers
+from .protocol import MAX_PART, MIN_PART, UPLOAD_LIFETIME, Answer, ErrorAnswer, Request
 from .signing import Signer, http_date
 
+__all__ = ["open_upload", "cancel_multipart", "MIN_PART", "MAX_PART", "UPLOAD_LIFETIME"]
+
+log = logging.getLogger("upclient.upyun")
 
 
 class UpyunWire(Protocol):
@@ -67,39 +77,15 @@ class UpyunWire(Protocol):
 
     def path(self, key: str, *, folder: bool = False) -> str: ...
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        operation: str,
-        *,
-        headers: Optional[Mapping[str, str]] = None,
-        body: Any = None,
-        query: str = "",
-        stream: bool = False,
-        ok: Tuple[int, ...] = (200,),
-        base: Optional[str] = None,
-    ) -> requests.Response: ...
+    def send(self, req: Request, body: Any = None) -> Answer: ...
 
-    def error_for(self, resp: requests.Response, operation: str) -> ServerError: ...
+    def call(self, req: Request, body: Any = None) -> Answer: ...
+
+    def error(self, answer: Answer, operation: str, failure: Optional[ErrorAnswer] = None) -> ServerError: ...
 
     def digest(self, source: Source, algorithm: str = "md5", *, on_progress: Any = None) -> str: ...
 
     def info(self, id: str) -> FileInfo: ...
-
-
-__all__ = ["open_upload", "cancel_multipart", "MIN_PART", "MAX_PART", "UPLOAD_LIFETIME"]
-
-log = logging.getLogger("upclient.upyun")
-
-MIN_PART = 1024 * 1024
-MAX_PART = 50 * MIN_PART
-#: Seconds the service keeps an unfinished multipart upload.
-UPLOAD_LIFETIME = 24 * 3600
-
-# UPYUN codes an upload meets on its way
-FILE_ALREADY_UPLOADED = 40011059
-PART_ALREADY_COMPLETE = 40011062
 
 
 def _check_headers(headers: Any) -> Dict[str, str]:
@@ -125,7 +111,7 @@ def open_upload(
     options: Mapping[str, Any],
     state: Optional[Dict[str, Any]],
 ) -> UploadSession:
-    """The session for one upload; see the module docstring for which kind."""
+    """The session for one upload (no request yet); see the module docstring for which kind."""
     name = check_key(key if key is not None else source.name)
     headers = _check_headers(options.get("headers"))
     lower = {k.lower(): k for k in headers}
@@ -199,6 +185,13 @@ class _UpyunSession(UploadSession):
         h.update(self.user_headers)
         return h
 
+    def _body(self, io: PartIO) -> "tuple[Any, Optional[str], Optional[bytes]]":
+        """The part's body and, with ``checksum``, its MD5 and bytes (read once, sent from memory)."""
+        if not self.checksum:
+            return io.body(), None, None
+        data = io.read()
+        return io.body(data=data), hashlib.md5(data).hexdigest(), data
+
     def result(self, **extra: Any) -> UploadResult:
         upyun = {k.lower()[len("x-upyun-"):]: v for k, v in self.answer.items()
                  if k.lower().startswith("x-upyun-")}
@@ -219,15 +212,8 @@ class SinglePut(_UpyunSession):
         return [Part(index=0, offset=0, size=self.size)]
 
     def send_part(self, part: Part, io: PartIO) -> None:
-        headers = self.file_headers()
-        if self.checksum:
-            data = io.read()
-            headers["Content-MD5"] = hashlib.md5(data).hexdigest()
-            body = io.body(data=data)
-        else:
-            body = io.body()
-        resp = self.backend.request("PUT", self.path, "put", headers=headers, body=body)
-        self.answer = resp.headers
+        body, md5, _ = self._body(io)
+        self.answer = self.backend.call(protocol.put_request(self.path, self.file_headers(), md5), body).headers
 
     def finish(self) -> UploadResult:
         return self.result()
@@ -275,48 +261,36 @@ class _InOrderMD5:
 
 
 class MultipartUpload(_UpyunSession):
-    """A resumable multipart upload; see the module docstring."""
+    """A resumable multipart upload; see the module docstring.
+
+    The constructor only decides; :meth:`start` initiates the upload, or asks
+    the server about a stored (or adopted) one.
+    """
 
     def __init__(self, backend: UpyunWire, source: Source, *, serial: bool, state: Optional[Dict[str, Any]],
                  adopt: Optional[str] = None, file_md5: Any = None, **common: Any) -> None:
         super().__init__(backend, source, **common)
-        part_size = backend.settings.part_size
-        if adopt is not None:  # another client's upload: its part size is the server's to say
-            part_size = self._adopt(adopt)
-        if part_size % MIN_PART or not MIN_PART <= part_size <= MAX_PART:
-            raise BadInput(
-                f"UPYUN multipart parts must be a multiple of 1 MiB from 1 to 50 MiB; part_size={part_size} "
-                "is not (give e.g. part_size=16 * 1024 * 1024)", backend="upyun", operation="put")
-        self.part_size = part_size
         self.parallel = not serial
-        self.nparts = math.ceil(self.size / part_size)
-        self.parts_total = self.nparts
+        self.adopt = adopt
+        self.file_md5 = file_md5
         self._lock = threading.Lock()
         self.done: Set[int] = set()
+        self._prefix = 0  # parts 0.._prefix-1 are known done (serial order checks)
         self.uuid = ""
         self.initiated = 0.0
         self.already_uploaded = False
         self._restarts = 0
-        self.file_md5 = file_md5
+        self._layout(backend.settings.part_size, check=adopt is None)  # an adopted upload's is the server's
+        self._stored = state if adopt is None and state and self._matches(state) else None
         self._md5 = self._new_md5()
-        if adopt is not None:
-            state = {"key": self.key, "size": self.size, "part_size": part_size, "serial": serial, "uuid": adopt,
-                     "done": []}
-        if state and self._matches(state):
-            self.uuid = str(state["uuid"])
-            self.initiated = float(state.get("initiated") or time.time())
-            self.done = {int(i) for i in state.get("done") or ()}
-            try:
-                self._resync()
-                self.resumed = True
-            except (UploadExpired, NotFound) as exc:
-                log.info("stored upload %s is gone (%s); starting afresh", self.key, exc)
-                self._initiate()
-        else:
-            self._initiate()
-        self.expires = self.initiated + UPLOAD_LIFETIME
-        self.upload_id = self.uuid
-        self.done_bytes = sum(self._part(i).size for i in self.done)
+
+    def _layout(self, part_size: int, *, check: bool = True) -> None:
+        problem = protocol.check_part_size(part_size) if check else None
+        if problem:
+            raise BadInput(problem, backend="upyun", operation="put")
+        self.part_size = part_size
+        self.nparts = math.ceil(self.size / part_size)
+        self.parts_total = self.nparts
 
     def _new_md5(self) -> Optional[_InOrderMD5]:
         """A running whole-file MD5, when one is asked for and the parts pass through memory."""
@@ -346,74 +320,111 @@ class MultipartUpload(_UpyunSession):
             and isinstance(state.get("uuid"), str)
         )
 
-    def _adopt(self, uuid: str) -> int:
-        """The part size of an upload begun elsewhere; BadInput unless it is one of this file."""
-        try:
-            resp = self.backend.request("GET", self.path, "query",
-                                        headers={"X-Upyun-Multi-Info": "true", "X-Upyun-Multi-Uuid": uuid})
-        except NotFound as exc:
-            raise UploadExpired(f"no unfinished upload {uuid} of {self.key}: {exc.message}", backend="upyun",
-                                operation="query", status=exc.status, code=exc.code) from exc
-        length = resp.headers.get("X-Upyun-Multi-Length")
-        part_size = resp.headers.get("X-Upyun-Multi-Part-Size")
-        if length is not None and length.isdigit() and int(length) != self.size:
-            raise BadInput(f"upload {uuid} is of {length} bytes; this source has {self.size}", backend="upyun",
-                           operation="put")
-        return int(part_size) if part_size and part_size.isdigit() else self.backend.settings.part_size
-
     def _part(self, index: int) -> Part:
         offset = index * self.part_size
         return Part(index=index, offset=offset, size=min(self.part_size, self.size - offset))
 
-    # -- the server's side of things ---------------------------------------------------
+    def _set_done(self, held: Set[int]) -> None:
+        """What the server holds, as it said (call with the lock held)."""
+        self.done = {i for i in held if 0 <= i < self.nparts}
+        self._prefix = 0
 
-    def _initiate(self) -> None:
-        headers = self.file_headers()
-        headers.pop("Content-Type", None)  # the type of the file is X-Upyun-Multi-Type
-        headers.update({
-            "X-Upyun-Multi-Stage": "initiate",
-            "X-Upyun-Multi-Length": str(self.size),
-            "X-Upyun-Multi-Type": self.content_type,
-            "X-Upyun-Multi-Part-Size": str(self.part_size),
-        })
-        if self.parallel:
-            headers["X-Upyun-Multi-Disorder"] = "true"
-        resp = self.backend.request("PUT", self.path, "initiate", headers=headers, body=b"", ok=(200, 201, 204))
-        uuid = resp.headers.get("x-upyun-multi-uuid")
-        if not uuid:
-            raise RequestRejected("initiate: the answer has no x-upyun-multi-uuid", backend="upyun",
-                                  operation="initiate", status=resp.status_code)
+    def _in_order(self, index: int) -> bool:
+        """Serial mode: whether every part before ``index`` is on the server (lock held)."""
+        while self._prefix < self.nparts and self._prefix in self.done:
+            self._prefix += 1
+        return self._prefix >= index
+
+    # -- the server's side of things (each runs in an engine call) ----------------------
+
+    def start(self) -> None:
+        if self.adopt is not None:
+            self._adopt(self.adopt)
+        elif self._stored is not None:
+            with self._lock:
+                self.uuid = str(self._stored["uuid"])
+                self.initiated = float(self._stored.get("initiated") or time.time())
+                self._set_done({int(i) for i in self._stored.get("done") or ()})
+            self._reopen()
+        else:
+            self._initiate()
+        self.expires = self.initiated + UPLOAD_LIFETIME
+        self.upload_id = self.uuid
+        with self._lock:
+            self.done_bytes = sum(self._part(i).size for i in self.done)
+
+    def _reopen(self) -> None:
+        """Continue a known upload from the parts the server holds, or begin a new one."""
+        uuid = self.uuid
+        held = self._ask(uuid)
+        if isinstance(held, Restart):
+            log.info("upload %s of %s is gone on the server; starting afresh", uuid, self.key)
+            self._initiate()
+            return
+        self._apply(uuid, held)
+        self.resumed = True
+
+    def _adopt(self, uuid: str) -> None:
+        """Take over an upload begun elsewhere: its part size and order are the server's."""
+        answer = self.backend.send(protocol.info_request(self.path, uuid))
+        info = protocol.read_info(answer, uuid, self.key)
+        if isinstance(info, ErrorAnswer):
+            raise self.backend.error(answer, "query", info)
+        if info.length is not None and info.length != self.size:
+            raise BadInput(f"upload {uuid} is of {info.length} bytes; this source has {self.size}", backend="upyun",
+                           operation="put")
+        self._layout(info.part_size or self.backend.settings.part_size)
+        if info.disorder is False:
+            self.parallel = False  # the server takes its parts in order only
         with self._lock:
             self.uuid = uuid
-            self.done = set()
+            self.initiated = time.time()
+        self._reopen()
+
+    def _initiate(self) -> None:
+        req = protocol.initiate_request(self.path, self.file_headers(), length=self.size, part_size=self.part_size,
+                                        disorder=self.parallel)
+        answer = self.backend.send(req)
+        uuid = protocol.read_initiate(answer)
+        if isinstance(uuid, ErrorAnswer):
+            raise self.backend.error(answer, "initiate", uuid)
+        with self._lock:
+            self.uuid = uuid
+            self._set_done(set())
             self.initiated = time.time()
             self._md5 = self._new_md5()
         self.expires = self.initiated + UPLOAD_LIFETIME
         self.upload_id = uuid
 
-    def _resync(self) -> None:
-        """Ask the server which parts it holds (UploadExpired when it forgot the upload)."""
-        try:
-            resp = self.backend.request("GET", self.path, "query", headers={"X-Upyun-Multi-Uuid": self.uuid})
-            listed = resp.json().get("parts")
-            held = {int(p["id"]) for p in listed or []}
-        except UploadExpired:
-            raise
-        except NotFound as exc:
-            raise UploadExpired(str(exc), backend="upyun", operation="query", status=exc.status,
-                                code=exc.code) from exc
-        except (ServerError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            # a server without the query: the stored list of parts stands
-            log.debug("cannot ask the server for the parts of %s (%s); trusting the resume point", self.key, exc)
+    def _restart(self, why: str) -> None:
+        log.info("upload of %s: %s; starting it afresh", self.key, why)
+        self._restarts += 1
+        self._initiate()
+
+    def _ask(self, uuid: str) -> Union[Set[int], Restart, None]:
+        """The parts the server holds (Restart: it forgot the upload; None: it cannot say)."""
+        return protocol.read_parts(self.backend.send(protocol.query_request(self.path, uuid)), uuid)
+
+    def _apply(self, uuid: str, held: Optional[Set[int]]) -> None:
+        if held is None:  # a server without the query: what is known stands
+            log.debug("cannot ask the server for the parts of %s; trusting what is known", self.key)
             return
         with self._lock:
-            self.done = held
-            if self.done and self._md5 is not None:
-                self._md5 = _InOrderMD5(0, usable=False)  # the first parts are not in memory
-        self.expires = self.initiated + UPLOAD_LIFETIME
-        self.upload_id = self.uuid
+            if uuid == self.uuid:
+                self._set_done(held)
+                if self.done and self._md5 is not None:
+                    self._md5 = _InOrderMD5(0, usable=False)  # the first parts are not in memory
 
-    # -- the engine's side -----------------------------------------------------------
+    def _resync(self) -> None:
+        """Ask the server which parts it holds; start afresh if it forgot the upload."""
+        uuid = self.uuid
+        held = self._ask(uuid)
+        if isinstance(held, Restart):
+            self._restart(held.reason)
+        else:
+            self._apply(uuid, held)
+
+    # -- the engine's side ----------------------------------------------------------------
 
     def pending_parts(self) -> List[Part]:
         with self._lock:
@@ -423,96 +434,81 @@ class MultipartUpload(_UpyunSession):
         with self._lock:
             return part.size if part.index in self.done else 0
 
-    def send_part(self, part: Part, io: PartIO) -> None:
+    def send_part(self, part: Part, io: PartIO) -> Optional[Hint]:
         with self._lock:
             if part.index in self.done or self.already_uploaded:
-                return
+                return None
+            if not self.parallel and not self._in_order(part.index):
+                # The server lacks an earlier part (a new upload, a resync): this one cannot go
+                # yet; finish hands it back to the engine with its predecessors, in order.
+                return None
             uuid = self.uuid
-            missing = [i for i in range(part.index) if i not in self.done] if not self.parallel else []
-        for index in missing:  # serial: the server wants earlier parts first
-            self._send(self._part(index), self._uncounted_io(index), uuid)
-        self._send(part, io, uuid)
-
-    def _uncounted_io(self, index: int) -> PartIO:
-        """A part sent again out of the engine's schedule: its bytes were counted once already."""
-        return PartIO(self.source, self._part(index), lambda n: None, None)
-
-    def _send(self, part: Part, io: PartIO, uuid: str) -> None:
-        headers = {"X-Upyun-Multi-Stage": "upload", "X-Upyun-Multi-Uuid": uuid, "X-Upyun-Part-Id": str(part.index)}
-        data = None
-        if self.checksum:
-            data = io.read()
-            headers["Content-MD5"] = hashlib.md5(data).hexdigest()
-            body: Any = io.body(data=data)
-        else:
-            body = io.body()
-        try:
-            resp = self.backend.request("PUT", self.path, "part", headers=headers, body=body, ok=(200, 201, 204))
-        except ServerError as exc:
-            if exc.code == PART_ALREADY_COMPLETE:  # every part is in already
-                with self._lock:
-                    self.done = set(range(self.nparts))
-                return
-            if exc.code == FILE_ALREADY_UPLOADED:
-                with self._lock:
-                    self.already_uploaded = True
-                return
-            exc.upyun_uuid = uuid  # type: ignore[attr-defined]
-            if isinstance(exc, UploadExpired):  # recover() starts afresh; then this part goes again
-                exc.retryable, exc.retry_after = True, 0.0
-            raise
+        body, md5, data = self._body(io)
+        answer = self.backend.send(protocol.part_request(self.path, uuid, part.index, md5), body)
+        outcome = protocol.read_part(answer, uuid)
+        if isinstance(outcome, ErrorAnswer):
+            raise self.backend.error(answer, "part", outcome)
+        if isinstance(outcome, (Resync, Restart)):
+            return outcome
+        if isinstance(outcome, protocol.AlreadyStored):
+            with self._lock:
+                self.already_uploaded = True
+            return None
         if data is not None and self._md5 is not None:
             self._md5.feed(part.index, data)
-        nxt = resp.headers.get("x-upyun-next-part-id")
         with self._lock:
-            if uuid != self.uuid:
-                return  # sent under an upload that was replaced meanwhile
+            if uuid != self.uuid:  # sent under an upload replaced meanwhile: again, under the new one
+                return Restart("the upload was begun afresh meanwhile", upload_id=uuid)
             self.done.add(part.index)
-            if nxt == "-1":
+            if outcome.all_parts:
                 self.done = set(range(self.nparts))
+        return None
 
-    def recover(self, part: Part, error: BaseException) -> None:
-        if isinstance(error, UploadExpired):
-            with self._lock:
-                stale = getattr(error, "upyun_uuid", self.uuid) == self.uuid
-            if stale:  # the first part to notice starts the upload afresh; the others follow
-                log.info("upload %s expired on the server; starting it afresh", self.key)
-                self._restarts += 1
-                self._initiate()
-        elif isinstance(error, OffsetConflict):
-            nxt = getattr(error, "next_part_id", None)
-            if nxt is None:
+    def recover(self, part: Part, cause: Union[BaseException, Hint]) -> None:
+        with self._lock:
+            current = getattr(cause, "upload_id", None) in (None, self.uuid)
+        if not current:
+            return  # about an upload already replaced: nothing to do but send again
+        if isinstance(cause, Restart):
+            self._restart(cause.reason)
+        elif isinstance(cause, Resync):
+            if self.parallel or cause.next_part is None:
                 self._resync()
                 return
-            with self._lock:
-                self.done = set(range(self.nparts)) if nxt < 0 else set(range(nxt)) | {
-                    i for i in self.done if i < nxt}
+            with self._lock:  # serial: the server holds exactly the parts before the one it names
+                self._set_done(set(range(self.nparts)) if cause.next_part < 0 else set(range(cause.next_part)))
 
-    def finish(self) -> UploadResult:
+    def finish(self) -> Union[UploadResult, MoreParts]:
         if self.already_uploaded:
             return self._stored_result()
-        self._fill_gaps()
-        headers = {"X-Upyun-Multi-Stage": "complete", "X-Upyun-Multi-Uuid": self.uuid}
-        whole = self._whole_md5()
-        if whole:
-            headers["X-Upyun-Multi-MD5"] = whole
-        try:
-            resp = self.backend.request("PUT", self.path, "complete", headers=headers, body=b"",
-                                        ok=(200, 201, 204))
-        except ServerError as exc:
-            if exc.code == FILE_ALREADY_UPLOADED:
-                return self._stored_result()
-            if isinstance(exc, OffsetConflict):  # the server misses parts: send them, then complete again
-                self._resync()
-                self._fill_gaps()
-            raise
-        self.answer = resp.headers
-        return self.result(uuid=self.uuid, restarts=self._restarts)
-
-    def _fill_gaps(self) -> None:
-        """Send, here and in order, parts the server lacks (after a restart under a new uuid)."""
-        for part in self.pending_parts():
-            self._send(part, self._uncounted_io(part.index), self.uuid)
+        missing = self.pending_parts()
+        if missing:
+            return MoreParts(missing, f"the server lacks {len(missing)} part(s) of upload {self.uuid}",
+                             parallel=self.parallel)
+        uuid = self.uuid
+        answer = self.backend.send(protocol.complete_request(self.path, uuid, self._whole_md5()))
+        outcome = protocol.read_complete(answer, uuid)
+        if isinstance(outcome, protocol.Completed):
+            self.answer = outcome.headers
+            return self.result(uuid=self.uuid, restarts=self._restarts)
+        if isinstance(outcome, protocol.AlreadyStored):
+            return self._stored_result()
+        if isinstance(outcome, Restart):
+            self._restart(outcome.reason)
+            return MoreParts(self.pending_parts(), "the server forgot the upload before complete",
+                             parallel=self.parallel)
+        if isinstance(outcome, Resync):
+            self._resync()
+            named = outcome.next_part
+            with self._lock:
+                if len(self.done) == self.nparts and named is not None and 0 <= named < self.nparts:
+                    self.done.discard(named)  # the query says all, complete names one missing: resend it
+                    self._prefix = 0
+            missing = self.pending_parts()
+            if missing:
+                return MoreParts(missing, "complete: the server lacks parts", parallel=self.parallel)
+            raise self.backend.error(answer, "complete")
+        raise self.backend.error(answer, "complete", outcome)
 
     def _stored_result(self) -> UploadResult:
         info = self.backend.info(self.key)
@@ -534,11 +530,10 @@ def cancel_multipart(backend: UpyunWire, state: Mapping[str, Any]) -> None:
     """Drop an unfinished multipart upload on the server (gone already is fine)."""
     if not state.get("uuid") or not state.get("key"):
         return
-    try:
-        backend.request("DELETE", backend.path(str(state["key"])), "abort",
-                        headers={"X-Upyun-Multi-Uuid": str(state["uuid"])}, ok=(200, 204))
-    except NotFound:
-        pass
+    answer = backend.send(protocol.cancel_request(backend.path(str(state["key"])), str(state["uuid"])))
+    failure = protocol.read_cancel(answer)
+    if failure is not None:
+        raise backend.error(answer, "abort", failure)
 
 
 # ------------------------------------------------------------------------------ FORM
@@ -580,10 +575,6 @@ class _FormBody:
         return b""
 
 
-def _field(boundary: str, name: str, value: str) -> bytes:
-    return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").encode("utf-8")
-
-
 class FormUpload(_UpyunSession):
     """A FORM upload: a signed policy and the file, in one POST."""
 
@@ -603,26 +594,6 @@ class FormUpload(_UpyunSession):
     def pending_parts(self) -> List[Part]:
         return [Part(index=0, offset=0, size=self.size)]
 
-    def _policy(self, date: str, content_md5: Optional[str]) -> Dict[str, Any]:
-        policy: Dict[str, Any] = {
-            "service": self.backend.service,
-            "save-key": "/" + self.key,
-            "expiration": int(time.time() + self.expiration),
-            "date": date,
-        }
-        if self.explicit_type:
-            policy["content-type"] = self.content_type
-        if self.secret:
-            policy["content-secret"] = self.secret
-        for k, v in meta_headers(self.metadata).items():
-            policy[k] = v
-        for k, v in self.user_headers.items():
-            policy[k.lower()] = v
-        policy.update(self.policy)
-        if content_md5:
-            policy["content-md5"] = content_md5
-        return policy
-
     def send_part(self, part: Part, io: PartIO) -> None:
         data = None
         content_md5 = None
@@ -633,43 +604,29 @@ class FormUpload(_UpyunSession):
             else:
                 content_md5 = self.backend.digest(self.source, "md5")
         date = http_date()
-        policy = base64.b64encode(json.dumps(self._policy(date, content_md5)).encode("utf-8")).decode("ascii")
+        fields = protocol.form_policy(
+            service=self.backend.service, key=self.key, expiration=int(time.time() + self.expiration), date=date,
+            content_type=self.content_type if self.explicit_type else None, secret=self.secret,
+            metadata=self.metadata, user_headers=self.user_headers, extra=self.policy, content_md5=content_md5,
+        )
+        policy = base64.b64encode(json.dumps(fields).encode("utf-8")).decode("ascii")
         uri = f"/{urllib.parse.quote(self.backend.service, safe='')}/"
         auth = self.backend.signer.sign("POST", uri, date, policy=policy, content_md5=content_md5)
         boundary = uuidlib.uuid4().hex
         # the file's own name: the policy's type check and {filename}/{suffix} read it
-        filename = os.path.basename(self.source.name or self.key).replace('"', "%22")
-        head = (
-            _field(boundary, "policy", policy) + _field(boundary, "authorization", auth)
-            + (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
-               f"Content-Type: {self.content_type}\r\n\r\n").encode("utf-8")
-        )
-        tail = f"\r\n--{boundary}--\r\n".encode("ascii")
+        head, tail = protocol.form_envelope(boundary, policy, auth, os.path.basename(self.source.name or self.key),
+                                            self.content_type)
         file_body: PartBody = io.body(data=data) if data is not None else io.body()
         resp = self.backend.http.request(
             "POST", self.backend.base + uri, backend="upyun", operation="form",
             headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Date": date},
             body=_FormBody(head, file_body, tail),
         )
-        self.response = self._answer(resp)
-
-    def _answer(self, resp: requests.Response) -> Dict[str, Any]:
-        if resp.is_redirect:  # return-url: the outcome is in the query of the Location
-            location = resp.headers.get("Location", "")
-            answer: Dict[str, Any] = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query))
-            answer["return_url"] = location
-        elif resp.status_code == 200:
-            try:
-                answer = resp.json()
-            except ValueError:
-                answer = {}
-        else:
-            raise self.backend.error_for(resp, "form")
-        code = answer.get("code")
-        if code is not None and str(code) != "200":
-            raise RequestRejected(f"form upload refused: {answer.get('message')}", backend="upyun",
-                                  operation="form", status=resp.status_code, code=code)
-        return answer
+        answer = Answer(resp.status_code, resp.headers, resp.content, raw=resp)
+        outcome = protocol.read_form(answer)
+        if isinstance(outcome, ErrorAnswer):
+            raise self.backend.error(answer, "form", outcome)
+        self.response = outcome
 
     def finish(self) -> UploadResult:
         url = str(self.response.get("url") or "")
