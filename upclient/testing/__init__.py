@@ -21,6 +21,8 @@
   quirks (15- or 45-byte IP fields, 22 closes a storage connection, appender
   files, slaves, metadata, faults on demand; files on disk); also
   ``python -m upclient.testing fdfs``.
+* :class:`SilentServer` accepts connections and never answers (or never
+  reads), for tests of deadlines and cancellation.
 
 Nothing here prints; diagnostics go to the ``upclient.testing`` loggers.
 """
@@ -30,6 +32,7 @@ from upclient.testing.faultproxy import FaultProxy
 from upclient.testing.fdfs import FdfsServer
 from upclient.testing.servers import ResumableUploadServer, ServerStartError, TusNodeServer, free_port
 from upclient.testing.shaping import ShapingProxy
+from upclient.testing.silent import SilentServer
 from upclient.testing.upyun import UpyunServer
 
 __all__ = [
@@ -42,4 +45,5 @@ __all__ = [
     "UpyunServer",
     "FdfsServer",
     "free_port",
+    "SilentServer",
 ]
