@@ -17,6 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, Set, Tuple
 
+from upclient.testing.faults import Fault
 from upclient.testing.fdfs.codec import BLOCK, CMD_QUIT, CMD_RESP, EINVAL, HEADER, HEADER_SIZE, Status
 
 if TYPE_CHECKING:
@@ -39,16 +40,16 @@ class Dropped(Exception):
 
 
 class Request:
-    """One request: its header, its body read on demand (with an injected cut), and its reply."""
+    """One request: its header, its body read on demand (cut off where a ``drop`` fault says), and its reply."""
 
-    def __init__(self, sock: socket.socket, cmd: int, flags: int, length: int, drop_after: Optional[int]) -> None:
+    def __init__(self, sock: socket.socket, cmd: int, flags: int, length: int, fault: Optional[Fault] = None) -> None:
         self.sock = sock
         self.cmd = cmd
         self.flags = flags
         self.length = length
         self.remaining = length
         self.consumed = 0
-        self.drop_after = drop_after
+        self.drop_after: Optional[int] = fault.after if fault is not None and fault.action == "drop" else None
         self.replied = False
 
     def _allow(self, wanted: int) -> int:
@@ -156,16 +157,15 @@ class Handler(socketserver.BaseRequestHandler):
         if head is None:
             return False
         length, cmd, flags = head
-        emulator = self.server.emulator
-        fault = emulator._on_request(cmd)
-        drop_after = fault.after if fault is not None and fault.status is None else None
-        req = Request(self.request, cmd, flags, length, drop_after)
+        node = self.server.node
+        fault = self.server.emulator._on_request(cmd, role=self.role, group=None if node is None else node.group)
+        req = Request(self.request, cmd, flags, length, fault)
         try:
-            if fault is not None and fault.status is not None:
+            if fault is not None and fault.action == "status":
                 LOG.debug("%s: %r answers command %d", self.role, fault, cmd)
                 req.discard()
-                req.reply(fault.status)
-                if self.closes_on_einval and fault.status == EINVAL:
+                req.reply(fault.errno)
+                if self.closes_on_einval and fault.errno == EINVAL:
                     self._linger(req)
                     return False
                 return True

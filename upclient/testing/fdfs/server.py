@@ -15,6 +15,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from upclient.testing.faults import Fault, FaultBook
 from upclient.testing.fdfs.codec import GROUP_NAME_LEN, FileIdCodec, Status, parse_metadata
 from upclient.testing.fdfs.connection import Listener
 from upclient.testing.fdfs.node import StorageNode
@@ -29,19 +30,7 @@ LOG = logging.getLogger("upclient.testing.fdfs")
 _IPS = (15, 45)
 
 
-class _Fault:
-    def __init__(self, cmd: int, after: int, times: int, status: Optional[int]) -> None:
-        self.cmd = cmd
-        self.after = after
-        self.remaining = times
-        self.status = status
-
-    def __repr__(self) -> str:
-        what = f"status={self.status}" if self.status is not None else f"drop after {self.after} body bytes"
-        return f"<fault cmd={self.cmd} {what} x{self.remaining}>"
-
-
-class FdfsServer:
+class FdfsServer(FaultBook):
     """FastDFS trackers and storages on ``127.0.0.1``, as a context manager (see the package docstring).
 
     ``root_dir`` holds the files (``None``: a temporary directory removed at :meth:`stop`); ``port``
@@ -51,10 +40,14 @@ class FdfsServer:
 
     Addresses: :attr:`tracker`, :attr:`trackers`, :attr:`url` (``fdfs://host:port,...``),
     :meth:`storage`. Files: :meth:`path`, :meth:`stored_sha256`, :meth:`metadata`, :meth:`files`,
-    :meth:`is_appender`. Faults and outages: :meth:`fail`, :meth:`clear_faults`,
+    :meth:`is_appender`. Faults and outages: :meth:`fail`, :meth:`clear_faults`, :attr:`pending_faults`,
     :meth:`stop_tracker`, :meth:`start_tracker`. Counters: :attr:`counts`, :attr:`connections`,
-    :meth:`reset_counts`.
+    :meth:`reset_counts`. Faults and request counters are a :class:`~upclient.testing.faults.FaultBook`:
+    a request's facts are its ``cmd`` (the command number), ``role`` (``"tracker"`` or ``"storage"``)
+    and ``group`` (the storage's group; None on a tracker); the book counts it under ``str(cmd)``.
     """
+
+    log = LOG
 
     def __init__(
         self,
@@ -84,9 +77,9 @@ class FdfsServer:
         if self._own_root:  # removed at stop(), or when the server is garbage collected unstarted
             weakref.finalize(self, shutil.rmtree, str(self.root), True)
         self._lock = threading.Lock()
-        self._counts: "collections.Counter[int]" = collections.Counter()
+        self._requests: "collections.Counter[str]" = collections.Counter()
         self._connections = 0
-        self._faults: List[_Fault] = []
+        self._faults: List[Fault] = []
         self._nodes: Dict[str, StorageNode] = {
             group: StorageNode(group, FileStore(self.root, group, self.advertised_ip)) for group in groups
         }
@@ -231,35 +224,27 @@ class FdfsServer:
         return FileIdCodec.decode(file_id).is_appender
 
     # faults and counters
-    def fail(self, cmd: int, *, after: int = 0, times: int = 1, status: Optional[int] = None) -> None:
-        """Break the next ``times`` requests with command ``cmd``: drop the connection after ``after``
-        body bytes (``status=None``), or answer ``status`` (the storage closes after a 22)."""
-        if times < 1:
-            raise ValueError("times must be >= 1")
+    def fail(self, cmd: int, *, after: int = 0, times: Optional[int] = 1, status: Optional[int] = None) -> None:
+        """Break the next ``times`` requests with command ``cmd`` (None: until cleared): drop the
+        connection after ``after`` body bytes (``status=None``), or answer ``status`` (the storage
+        closes after a 22)."""
         if after < 0:
             raise ValueError("after must be >= 0")
-        if status is not None and not 1 <= status <= 255:
+        if status is None:
+            self._arm(Fault("drop", times=times, match={"cmd": cmd}, after=after))
+            return
+        if not 1 <= status <= 255:
             raise ValueError("status must be an errno, 1..255")
-        fault = _Fault(cmd, after, times, status)
-        with self._lock:
-            self._faults.append(fault)
-        LOG.debug("fdfs emulator: armed %r", fault)
+        self._arm(Fault("status", times=times, match={"cmd": cmd}, errno=status))
 
-    def clear_faults(self) -> None:
-        """Disarm every fault not used up yet."""
-        with self._lock:
-            self._faults.clear()
+    @staticmethod
+    def _count_key(key: str) -> str:
+        return str(key)  # request_count(11) as well as request_count("11")
 
-    def _on_request(self, cmd: int) -> Optional[_Fault]:
-        with self._lock:
-            self._counts[cmd] += 1
-            for i, fault in enumerate(self._faults):
-                if fault.cmd == cmd:
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        del self._faults[i]
-                    return fault
-        return None
+    def _on_request(self, cmd: int, **facts: Any) -> Optional[Fault]:
+        """Count a request and take the fault it meets, if one is armed for it."""
+        self._count(str(cmd))
+        return self._take_fault(cmd=cmd, **facts)
 
     def _on_connection(self) -> None:
         with self._lock:
@@ -269,7 +254,7 @@ class FdfsServer:
     def counts(self) -> "collections.Counter[int]":
         """Requests seen per command number, trackers and storages together (a copy)."""
         with self._lock:
-            return collections.Counter(self._counts)
+            return collections.Counter({int(cmd): n for cmd, n in self._requests.items()})
 
     @property
     def connections(self) -> int:
@@ -280,7 +265,7 @@ class FdfsServer:
     def reset_counts(self) -> None:
         """Zero :attr:`counts` and :attr:`connections`."""
         with self._lock:
-            self._counts.clear()
+            self._requests.clear()
             self._connections = 0
 
     def __repr__(self) -> str:
