@@ -37,6 +37,7 @@ bench: $(STAMP) $(NODE_STAMP)
 	@[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; } \
 	  || { echo "make bench needs GNU time (/usr/bin/time): apt-get install time"; exit 1; }
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/deadlines.py
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff mypy
