@@ -977,7 +977,7 @@ def test_faults_on_demand(server: UpyunServer, http: requests.Session) -> None:
     data = os.urandom(2 * MiB)
     upload = initiate(http, server, "p.bin", len(data), disorder=True)
     server.fail("part", status=503, part_id=1, times=None)
-    assert server.pending_faults == ["<fault part 1 status=503 forever>"]
+    assert server.pending_faults == ["<fault fail route=part part_id=1 status=503 forever>"]
     assert send_part(http, server, "p.bin", upload, 0, data[:MiB]).status_code == 204
     for _ in range(2):
         refused(send_part(http, server, "p.bin", upload, 1, data[MiB:]), 503, 50300000)
