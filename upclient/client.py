@@ -290,7 +290,7 @@ class Client:
                 result = self._finish(engine, session, src, tracker, stop, on_progress, point)
             except SourceChanged:
                 point.forget()
-                with contextlib.suppress(UpClientError):
+                with contextlib.suppress(UpClientError), stop.bound():
                     session.abort()
                 raise
             point.forget()
@@ -529,8 +529,25 @@ class Client:
         return 1
 
     def iter(self, prefix: str = "", **options: Any) -> Iterator[FileInfo]:
-        """Every stored file under ``prefix``, page by page, lazily."""
-        return self.backend.iter(prefix, **options)
+        """Every stored file under ``prefix``, page by page, lazily.
+
+        Each page is fetched under the client's cancel token: ``close()``
+        stops a listing waiting on a silent server.
+        """
+        signal = self._signal()
+        with signal.bound():
+            pages = self.backend.iter(prefix, **options)  # bad options fail here, not at the first page
+
+        def each() -> Iterator[FileInfo]:
+            while True:
+                with signal.bound():
+                    try:
+                        item = next(pages)
+                    except StopIteration:
+                        return
+                yield item
+
+        return each()
 
 
 def _cancelled() -> UpClientError:
