@@ -17,7 +17,8 @@ import pytest
 import upclient
 from upclient import cli, errors
 from upclient.backends.upyun import signing
-from upclient.testing.upyun import UpyunServer
+from upclient.source import FileSource
+from upclient.testing import UpyunServer
 
 from .conftest import MiB, sha256_bytes
 from .contract import BackendContract, HookedFileSource, resume_points
@@ -175,6 +176,92 @@ def test_an_upload_forgotten_midway_restarts_under_a_new_uuid(server, make_file)
     assert result.extra["restarts"] == 1
     assert server.stored_sha256("mid.bin") == digest
     assert server.part_receipts(result.extra["uuid"]) == {i: 1 for i in range(6)}  # all again, once each
+
+
+def test_opening_a_multipart_session_sends_nothing_until_start(server, make_file):
+    path, _ = make_file(3 * MiB)
+    stored = {"key": "o.bin", "uuid": "forgotten", "size": 3 * MiB, "part_size": MiB, "serial": False,
+              "done": [0], "initiated": time.time()}
+    with make_client(server) as client, FileSource(path) as src:
+        def open_upload(state=None, **options):
+            return client.backend.open_upload(src, key="o.bin", metadata={}, options=options, state=state)
+
+        fresh, resumed, adopted = open_upload(), open_upload(stored), open_upload(uuid="nobody-began-it")
+        assert server.request_count() == 0  # constructors decide; the engine's start() talks
+        fresh.start()
+        assert server.request_count("initiate") == 1 and fresh.upload_id
+        resumed.start()  # the stored upload is unknown: asked about, then begun afresh
+        assert server.request_count("query") == 1 and server.request_count("initiate") == 2
+        assert not resumed.resumed and resumed.pending_parts() == fresh.pending_parts()
+        with pytest.raises(errors.UploadExpired):
+            adopted.start()
+
+
+def forget_part(server, part_id, route="part"):
+    server.fail(route, status=400, code=40011058, msg="x-upyun-multi-uuid not found",
+                **({"part_id": part_id} if route == "part" else {}))
+
+
+@pytest.mark.parametrize("serial", [False, True], ids=["parallel", "serial"])
+def test_parts_a_forgotten_upload_had_go_again_through_the_engine(server, make_file, serial):
+    size = 6 * MiB
+    path, digest = make_file(size)
+    forget_part(server, 3)
+    seen = []
+    with make_client(server, concurrency=1) as client:
+        result = client.put(path, key="gaps.bin", serial=serial, on_progress=seen.append)
+    assert server.stored_sha256("gaps.bin") == digest and result.extra["restarts"] == 1
+    assert server.part_receipts(result.extra["uuid"]) == {i: 1 for i in range(6)}
+    # the engine read (and counted) the resent parts: no uncounted side channel
+    assert result.sent_bytes >= size + 3 * MiB
+    assert (seen[-1].bytes_done, seen[-1].parts_done) == (size, 6)
+    assert max(p.bytes_done for p in seen) == size
+    if serial:  # a serial upload's parts reach the new upload in order
+        parts = [part for uuid, part, status, _ in server.part_log if uuid == result.extra["uuid"]]
+        assert parts == sorted(parts)
+
+
+def test_an_upload_forgotten_just_before_complete_is_sent_again_whole(server, make_file):
+    size = 4 * MiB + 5
+    path, digest = make_file(size)
+    forget_part(server, None, route="complete")
+    seen = []
+    with make_client(server, concurrency=2) as client:
+        result = client.put(path, key="late.bin", on_progress=seen.append)
+    assert server.stored_sha256("late.bin") == digest and result.extra["restarts"] == 1
+    assert server.part_receipts(result.extra["uuid"]) == {i: 1 for i in range(5)}
+    assert seen[-1].bytes_done == size and result.sent_bytes == 2 * size
+
+
+def test_a_cancel_while_the_gaps_go_stops_them_and_keeps_the_new_upload(server, make_file, store):
+    size = 6 * MiB
+    path, digest = make_file(size)
+    forget_part(server, 3)
+    cancel = threading.Event()
+    reads = []
+
+    def hook(offset):
+        reads.append(offset)
+        if reads.count(MiB) == 2:  # part 1 read again: the gaps are going
+            cancel.set()
+
+    with make_client(server, store=store, concurrency=1) as client:
+        with HookedFileSource(path, hook) as src, pytest.raises(errors.Cancelled):
+            client.put(src, key="cg.bin", cancel=cancel)
+        (record,) = [store.load(k) for k in resume_points(store)]
+        held = server.uploads()[record["state"]["uuid"]]["parts"]  # the new upload's
+        assert 3 <= len(held) < 6 and sorted(record["state"]["done"]) == held
+        result = client.put(path, key="cg.bin")
+    assert result.resumed and server.stored_sha256("cg.bin") == digest
+    assert result.sent_bytes == size - len(held) * MiB
+
+
+def test_a_whole_file_md5_mismatch_is_not_retried(server, make_file):
+    path, _ = make_file(3 * MiB)
+    with make_client(server) as client, pytest.raises(errors.ChecksumMismatch) as info:
+        client.put(path, key="md5.bin", file_md5="0" * 32)
+    assert not info.value.retryable and "retryable" not in vars(info.value)
+    assert server.request_count("complete") == 1 and not server.exists("md5.bin")
 
 
 def test_resume_asks_the_server_and_sends_only_the_missing_parts(server, make_file, store):
