@@ -177,7 +177,7 @@ from upclient.testing.community.protocol import (
     STATUSES,
 )
 from upclient.testing.community.server import CommunityServer
-from upclient.testing.httpbase import MiB  # for ``python -m upclient.testing community``
+from upclient.testing.httpbase import MiB as MiB  # for ``python -m upclient.testing community``
 
 __all__ = [
     "CommunityServer",

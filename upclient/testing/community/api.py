@@ -11,7 +11,7 @@ import datetime
 import logging
 import mimetypes
 import uuid
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Mapping
 from urllib.parse import unquote, urlsplit
 
 from upclient.testing.community.auth import Caller, check_owner, identity
