@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
+import socket
 import threading
 import time
-from typing import Iterator, Type, Union
+from typing import Iterator, Optional, Tuple, Type, Union
 from urllib.parse import urljoin
 
 import pytest
@@ -314,6 +315,121 @@ def test_faultproxy_resets_clients_when_the_upstream_is_down() -> None:
         with pytest.raises(requests.ConnectionError):
             requests.options(proxy.url + "/files/", timeout=5)
         assert proxy.request_count("OPTIONS") == 1
+
+
+class _CountingUpstream:
+    """A bare TCP server that reads one connection to its end and counts the bytes."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
+        self.received = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.settimeout(30)
+            try:
+                while True:
+                    data = conn.recv(1 << 16)
+                    if not data:
+                        return
+                    self.received += len(data)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(5)
+
+
+BIG_BODY = 32 << 20
+
+
+def _put_head(size: int) -> bytes:
+    return f"PUT /sink HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode("ascii")
+
+
+def _send_until_blocked(sock: socket.socket, size: int, patience: float) -> Tuple[int, Optional[float]]:
+    """Send up to ``size`` zero bytes; ``(bytes sent, when a send blocked for ``patience`` s or None)``."""
+    block = bytes(1 << 20)
+    sent = 0
+    sock.settimeout(patience)
+    while sent < size:
+        try:
+            sent += sock.send(block[: size - sent])
+        except socket.timeout:
+            return sent, time.monotonic()
+    return sent, None
+
+
+def _send_until_closed(sock: socket.socket, timeout: float) -> Optional[OSError]:
+    """Keep sending until the peer's close makes a send fail; the error, or None after ``timeout``."""
+    block = bytes(1 << 20)
+    deadline = time.monotonic() + timeout
+    sock.settimeout(0.2)
+    while time.monotonic() < deadline:
+        try:
+            sock.send(block)
+        except socket.timeout:
+            continue
+        except OSError as exc:
+            return exc
+    return None
+
+
+def test_faultproxy_stop_reading_blocks_a_body_send_then_closes() -> None:
+    upstream = _CountingUpstream()
+    head = _put_head(BIG_BODY)
+    try:
+        with FaultProxy(upstream.url) as proxy:
+            proxy.stop_reading(1.5, method="PUT", after=64 * 1024)
+            started = time.monotonic()
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+                sock.sendall(head)
+                sent, blocked_at = _send_until_blocked(sock, BIG_BODY, patience=0.3)
+                assert blocked_at is not None, "the whole 32 MiB body went through"
+                assert sent < BIG_BODY
+                assert blocked_at - started < 2.0
+                error = _send_until_closed(sock, timeout=5)
+            ended = time.monotonic() - started
+            assert isinstance(error, (ConnectionResetError, BrokenPipeError)), error
+            assert 1.4 <= ended < 4.0, ended
+            assert proxy.faults_fired == {"stop_reading": 1}
+            assert proxy.pending_faults == []
+        upstream.thread.join(5)
+        # The upstream got the head and exactly ``after`` body bytes.
+        assert upstream.received == len(head) + 64 * 1024
+    finally:
+        upstream.close()
+
+
+def test_faultproxy_stop_reading_ends_when_the_proxy_stops(sink: str) -> None:
+    proxy = FaultProxy(sink).start()
+    proxy.stop_reading(30.0)  # any method, from the first body byte
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(_put_head(BIG_BODY))
+        sent, blocked_at = _send_until_blocked(sock, BIG_BODY, patience=0.3)
+        assert blocked_at is not None and sent < BIG_BODY
+        started = time.monotonic()
+        proxy.stop()
+        assert time.monotonic() - started < 1.5
+        assert _threads_named("FaultProxy") == []
+        assert isinstance(_send_until_closed(sock, timeout=5), OSError)
+        assert time.monotonic() - started < 3.0
+
+
+def test_faultproxy_stop_reading_checks_its_arguments(upstream: AnyServer) -> None:
+    with FaultProxy(upstream) as proxy:
+        with pytest.raises(ValueError):
+            proxy.stop_reading(-1)
+        with pytest.raises(ValueError):
+            proxy.stop_reading(1, after=-1)
+        with pytest.raises(ValueError):
+            proxy.stop_reading(1, times=0)
+        assert proxy.pending_faults == []
 
 
 # ------------------------------------------------------------- ShapingProxy

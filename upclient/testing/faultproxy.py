@@ -12,11 +12,13 @@ matches::
         proxy.reset_after(64 * 1024, method="PATCH")      # connection reset mid-body
         proxy.respond(503, {"Retry-After": "1"}, times=2)  # two 503s from the "proxy"
         proxy.stall(5, method="HEAD")                      # a response that never comes
+        proxy.stop_reading(30, method="PATCH", after=4096) # a server that stops reading the body
         run_client(proxy.url_for(server.url))
         assert proxy.request_count("PATCH") == 3
 
-Faults are matched in the order they were armed; the first armed fault that
-matches a request's method is used. All threads are daemons and end when the
+Faults are :class:`~upclient.testing.faults.Fault` records, matched in the
+order they were armed; the first armed fault that matches a request's method
+is used. All threads are daemons and end when the
 proxy stops; :meth:`FaultProxy.stop` returns within about a second.
 """
 
@@ -34,7 +36,7 @@ from typing import Any, Counter, Dict, List, Mapping, Optional, Tuple, Union
 
 # parse_upstream and proxied_url live in upclient.testing.proxy; they are
 # imported here too, where they used to be defined.
-from upclient.testing.httpbase import FaultBook
+from upclient.testing.faults import Fault, FaultBook
 from upclient.testing.proxy import LoopbackProxy
 from upclient.testing.proxy import parse_upstream as parse_upstream
 from upclient.testing.proxy import proxied_url as proxied_url
@@ -83,21 +85,8 @@ class _Responded(Exception):
     """The proxy answered a request itself; the connection is to be closed."""
 
 
-class _Fault:
-    __slots__ = ("kind", "method", "remaining", "params")
-
-    def __init__(self, kind: str, method: Optional[str], times: Optional[int], params: Dict[str, Any]):
-        self.kind = kind
-        self.method = method.upper() if method else None
-        self.remaining = times
-        self.params = params
-
-    def matches(self, method: str) -> bool:
-        return self.method is None or self.method == method
-
-    def __repr__(self) -> str:
-        times = "forever" if self.remaining is None else f"{self.remaining}x"
-        return f"<{self.kind} method={self.method or '*'} {times} {self.params}>"
+class _StopReading(Exception):
+    """A stop_reading fault forwarded what it lets through: read no more from the client."""
 
 
 class _Reader:
@@ -155,6 +144,7 @@ class _Connection:
         self.hold = threading.Event()
         self.stall_until = 0.0
         self.reset_settle = 0.0
+        self.unread_seconds = 0.0
         self.client_send_lock = threading.Lock()
         self.thread = threading.Thread(
             target=self._run, name=f"FaultProxy-conn-{number}", daemon=True
@@ -185,6 +175,8 @@ class _Connection:
             ending = "reset"
         except _Responded:
             ending = "responded"
+        except _StopReading:
+            ending = "unread"
         except _ClientGone as exc:
             log.debug("connection %d: client went away: %s", self.number, exc)
         except _ProtocolError as exc:
@@ -198,6 +190,8 @@ class _Connection:
                 self._reset()
             elif ending == "responded":
                 self._close_after_response()
+            elif ending == "unread":
+                self._close_unread()
             else:
                 self._finish()
             self.proxy._forget(self)
@@ -223,15 +217,18 @@ class _Connection:
                     raise _ProtocolError("negative Content-Length")
             expect_continue = headers.get("expect", "").lower() == "100-continue"
 
-            if fault is not None and fault.kind == "respond":
-                log.info("connection %d: answering %s %s with %s", self.number, method, target, fault.params["status"])
+            if fault is not None and fault.action == "respond":
+                log.info("connection %d: answering %s %s with %s", self.number, method, target, fault.status)
                 if not expect_continue:
                     self._body(reader, chunked, length, sink=None)
                 self._send_own_response(fault.params)
                 raise _Responded()
 
-            if fault is not None and fault.kind == "stall":
-                seconds = fault.params["seconds"]
+            if fault is not None and fault.action == "stop_reading":
+                self._forward_then_stop_reading(reader, head, chunked, length, fault)
+
+            if fault is not None and fault.action == "stall":
+                seconds = fault.seconds
                 log.info(
                     "connection %d: stalling the response to %s %s for %.2f s", self.number, method, target, seconds
                 )
@@ -239,16 +236,10 @@ class _Connection:
 
             self._ensure_upstream()
             budget: Optional[List[int]] = None
-            if fault is not None and fault.kind == "reset":
-                budget = [fault.params["nbytes"]]
-                log.info(
-                    "connection %d: resetting after %d bytes of %s %s",
-                    self.number,
-                    fault.params["nbytes"],
-                    method,
-                    target,
-                )
-                self.reset_settle = fault.params["settle"]
+            if fault is not None and fault.action == "reset":
+                budget = [fault.nbytes]
+                log.info("connection %d: resetting after %d bytes of %s %s", self.number, fault.nbytes, method, target)
+                self.reset_settle = fault.settle
 
             def forward(data: bytes, budget: Optional[List[int]] = budget) -> None:
                 assert self.upstream is not None
@@ -268,6 +259,40 @@ class _Connection:
             self._body(reader, chunked, length, sink=forward)
             if budget is not None:
                 raise _ResetNow()  # the whole request fitted in the budget
+
+    def _forward_then_stop_reading(
+        self, reader: _Reader, head: bytes, chunked: bool, length: int, fault: Fault
+    ) -> None:
+        """Forward the head and the first ``fault.after`` body bytes, then raise :class:`_StopReading`.
+
+        Nothing the upstream sends is passed on from then on: the client
+        meets a server that went silent mid-body.
+        """
+        log.info(
+            "connection %d: forwarding %d body bytes, then reading nothing for %.2f s",
+            self.number,
+            fault.after,
+            fault.seconds,
+        )
+        self.unread_seconds = fault.seconds
+        self.hold.set()  # nothing from the upstream reaches the client any more
+        self._ensure_upstream()
+        assert self.upstream is not None
+        self.upstream.sendall(head)
+        budget = [fault.after]
+
+        def forward(data: bytes) -> None:
+            assert self.upstream is not None
+            take = data[: budget[0]]
+            if take:
+                self.upstream.sendall(take)
+                budget[0] -= len(take)
+            if budget[0] <= 0:
+                raise _StopReading()
+
+        if budget[0] > 0:
+            self._body(reader, chunked, length, sink=forward)
+        raise _StopReading()  # the body ended within the budget, or there was none to forward
 
     @staticmethod
     def _parse_head(head: bytes) -> Tuple[str, str, Dict[str, str]]:
@@ -443,6 +468,18 @@ class _Connection:
                 except socket.timeout:
                     continue
 
+    def _close_unread(self) -> None:
+        """After a stop_reading fault: wait its time reading nothing, then close both sides.
+
+        The wait ends early when the proxy stops. The client's unread bytes
+        make the close a reset on its side.
+        """
+        self.closing.wait(self.unread_seconds)
+        self.closing.set()
+        _quiet_shutdown(self.upstream, socket.SHUT_RDWR)
+        self._join_pump(1.0)
+        self._close_sockets()
+
     def _reset(self) -> None:
         """Abortive end: both the client and the upstream get a RST."""
         self.hold.set()
@@ -472,8 +509,8 @@ class FaultProxy(FaultBook, LoopbackProxy[_Connection]):
         forwarding the upstream's response before closing.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
-    Faults are armed with :meth:`reset_after`, :meth:`respond` and
-    :meth:`stall`; counters (:attr:`connections`, :meth:`request_count`,
+    Faults are armed with :meth:`reset_after`, :meth:`respond`,
+    :meth:`stall` and :meth:`stop_reading`; counters (:attr:`connections`, :meth:`request_count`,
     :attr:`requests`, :attr:`request_log`, :attr:`faults_fired`) tell what the
     proxy saw. All methods are thread-safe.
 
@@ -505,7 +542,7 @@ class FaultProxy(FaultBook, LoopbackProxy[_Connection]):
     ) -> None:
         super().__init__(upstream, host=host, port=port, connect_timeout=connect_timeout)
         self.drain_timeout = drain_timeout
-        self._faults: List[_Fault] = []
+        self._faults: List[Fault] = []
         self._requests: Counter[str] = collections.Counter()
         self._request_log: List[Tuple[str, str]] = []
         self._fired: Counter[str] = collections.Counter()
@@ -572,8 +609,28 @@ class FaultProxy(FaultBook, LoopbackProxy[_Connection]):
             raise ValueError("seconds must be >= 0")
         self._arm_kind("stall", method, times, {"seconds": float(seconds)})
 
-    def _arm_kind(self, kind: str, method: Optional[str], times: Optional[int], params: Dict[str, Any]) -> None:
-        self._arm(_Fault(kind, method, times, params))
+    def stop_reading(
+        self, seconds: float, method: Optional[str] = None, *, after: int = 0, times: Optional[int] = 1
+    ) -> None:
+        """Stop reading matching requests' bodies for ``seconds``, then close: a server that never reads the body.
+
+        The request head and the first ``after`` body bytes (as framed on
+        the wire) are forwarded; then the proxy reads nothing more from the
+        client for ``seconds`` (less if the proxy stops) and closes both
+        sides. A client sending a body larger than the socket buffers sees
+        its send block, then fail with a reset. Nothing the upstream answers
+        is passed on. A body shorter than ``after`` is forwarded whole, and
+        the connection goes silent the same way.
+        """
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        if after < 0:
+            raise ValueError("after must be >= 0")
+        self._arm_kind("stop_reading", method, times, {"seconds": float(seconds), "after": int(after)})
+
+    def _arm_kind(self, action: str, method: Optional[str], times: Optional[int], params: Dict[str, Any]) -> None:
+        match = {"method": method.upper() if method else None}
+        self._arm(Fault(action, times=times, match=match, **params))
 
     # ---------------------------------------------------------------- counters
 
@@ -589,7 +646,7 @@ class FaultProxy(FaultBook, LoopbackProxy[_Connection]):
 
     @property
     def faults_fired(self) -> Dict[str, int]:
-        """How often each kind of fault (``reset``, ``respond``, ``stall``) fired."""
+        """How often each kind of fault (``reset``, ``respond``, ``stall``, ``stop_reading``) fired."""
         with self._lock:
             return dict(self._fired)
 
@@ -612,11 +669,11 @@ class FaultProxy(FaultBook, LoopbackProxy[_Connection]):
 
     # --------------------------------------------------------------- internals
 
-    def _on_request(self, method: str, target: str) -> Optional[_Fault]:
+    def _on_request(self, method: str, target: str) -> Optional[Fault]:
         with self._lock:
             self._requests[method] += 1
             self._request_log.append((method, target))
-            fault = self._use_fault_locked(lambda f: f.matches(method))
+            fault = self._use_fault_locked(lambda f: f.matches(method=method))
             if fault is not None:
-                self._fired[fault.kind] += 1
+                self._fired[fault.action] += 1
             return fault
