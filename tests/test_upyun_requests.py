@@ -399,3 +399,33 @@ def test_part_size_must_suit_upyun(tmp_path):
     with responses.RequestsMock():
         with pytest.raises(errors.BadInput, match="multiple of 1 MiB"):
             client(part_size=1000 * 1000).put(src)
+
+
+def test_parts_complete_finds_missing_go_again_through_the_engine_then_complete(tmp_path):
+    size = 4 * MiB
+    fake = FakeMultipart({("complete", None): fail(40011061, "part id error", **{"X-Upyun-Next-Part-Id": "2"})})
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(size))
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.PUT, BASE + "/svc/big.bin", callback=fake)
+        rsps.add(responses.GET, BASE + "/svc/big.bin", json={"parts": [{"id": 0}, {"id": 1}, {"id": 3}]})
+        result = client(part_size=MiB, concurrency=1).put(src)
+        query = [c.request for c in rsps.calls if c.request.method == "GET"]
+    assert [s for s, _ in fake.seen] == ["initiate"] + ["upload"] * 4 + ["complete", "upload", "complete"]
+    assert fake.parts() == [0, 1, 2, 3, 2]
+    assert len(query) == 1 and query[0].headers["X-Upyun-Multi-Uuid"] == "U1"
+    assert result.sent_bytes == size + MiB  # the engine sent (and counted) part 2 again
+
+
+def test_serial_parts_after_a_gap_the_server_names_go_again_in_order_through_the_engine(tmp_path):
+    size = 4 * MiB
+    fake = FakeMultipart({("upload", 3): fail(40011061, "part id error", **{"X-Upyun-Next-Part-Id": "1"})})
+    seen = []
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(size))
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.PUT, BASE + "/svc/big.bin", callback=fake)
+        result = client(part_size=MiB).put(src, serial=True, on_progress=seen.append)
+    assert fake.parts() == [0, 1, 2, 3, 1, 2, 3] and fake.seen[-1][0] == "complete"
+    assert result.sent_bytes == 7 * MiB  # no part went outside the engine, uncounted
+    assert seen[-1].bytes_done == size and seen[-1].parts_done == 4
