@@ -617,6 +617,37 @@ def test_fail_request(server: CommunityServer, http: requests.Session) -> None:
         server.fail_request("part")
 
 
+def test_fail_download(server: CommunityServer, http: requests.Session) -> None:
+    data = os.urandom(PART)
+    info = upload(http, server, data)
+    server.fail_request("download", status=503)
+    failed = http.get(info["oss_url"], timeout=TIMEOUT)
+    assert failed.status_code == 503 and xml_code(failed) == "InjectedFault"
+    server.fail_request("download", status=0)  # connection closed, no answer
+    with pytest.raises(requests.ConnectionError):
+        http.get(info["cdn_url"], timeout=TIMEOUT)
+    assert http.get(info["imagekit_url"], timeout=TIMEOUT).content == data
+    assert server.request_count("download") == 3
+    with pytest.raises(ValueError):
+        server.fail_request("download", commit=True)
+
+
+def test_faults_are_shared_fault_records(server: CommunityServer) -> None:
+    server.fail_part(2, status=503, times=2, file_id="f1")
+    server.fail_request("info", status=0, times=None)
+    assert server.pending_faults == [
+        "<fault fail route=part part_number=2 file_id=f1 status=503 2x>",
+        "<fault fail route=info status=0 code=None commit=False forever>",
+    ]
+    for bad in (42, 600, -1):
+        with pytest.raises(ValueError):
+            server.fail_request("info", status=bad)
+    with pytest.raises(ValueError):
+        server.fail_part(1, times=0)
+    server.clear_faults()
+    assert server.pending_faults == []
+
+
 def test_counters(server: CommunityServer, http: requests.Session) -> None:
     data = os.urandom(2 * PART + 1)
     info = upload(http, server, data)
