@@ -176,6 +176,14 @@ class TestReplies:
         with pytest.raises(ProtocolError):
             parse_groups(b"x" * 112)
 
+    def test_a_group_without_a_trunk_file_says_minus_one(self) -> None:
+        """current_trunk_file_id is signed on the wire: -1 when there is none."""
+        numbers = b"".join(q(n) for n in range(1, 12)) + struct.pack(">q", -1)
+        (g,) = parse_groups(group("group1") + b"\0" + numbers)
+        assert g.current_trunk_file_id == -1 and g.subdir_count_per_path == 11
+        (old,) = parse_groups(group("old") + b"\0" + numbers[8:])  # 105 bytes, before 6.x
+        assert old.current_trunk_file_id == -1
+
     @pytest.mark.parametrize("size,record", [(15, 487), (45, 517)])
     def test_storages(self, size: int, record: int) -> None:
         rec = (

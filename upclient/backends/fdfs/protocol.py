@@ -453,7 +453,8 @@ def parse_groups(body: bytes) -> List[GroupStat]:
     out = []
     for pos in range(0, len(body), size):
         rec = body[pos : pos + size]
-        numbers = list(struct.unpack_from(f">{(size - 17) // 8}Q", rec, 17))
+        # current_trunk_file_id, the last, is signed: -1 when there is no trunk file
+        numbers = list(struct.unpack_from(f">{(size - 17) // 8 - 1}Qq", rec, 17))
         if size != 113:
             numbers.insert(2, 0)
         out.append(GroupStat(_text(rec[:17]), *numbers))
