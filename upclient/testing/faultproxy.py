@@ -18,8 +18,8 @@ matches::
 
 Faults are :class:`~upclient.testing.faults.Fault` records, matched in the
 order they were armed; the first armed fault that matches a request's method
-is used. All threads are daemons and end when the
-proxy stops; :meth:`FaultProxy.stop` returns within about a second.
+is used. All threads are daemons and end when the proxy stops;
+:meth:`FaultProxy.stop` returns within about a second.
 """
 
 from __future__ import annotations
@@ -510,9 +510,10 @@ class FaultProxy(FaultBook, LoopbackProxy[_Connection]):
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
     Faults are armed with :meth:`reset_after`, :meth:`respond`,
-    :meth:`stall` and :meth:`stop_reading`; counters (:attr:`connections`, :meth:`request_count`,
-    :attr:`requests`, :attr:`request_log`, :attr:`faults_fired`) tell what the
-    proxy saw. All methods are thread-safe.
+    :meth:`stall` and :meth:`stop_reading`; counters (:attr:`connections`,
+    :meth:`request_count`, :attr:`requests`, :attr:`request_log`,
+    :attr:`faults_fired`) tell what the proxy saw. All methods are
+    thread-safe.
 
     The proxy does not rewrite anything: the ``Host`` header stays the
     proxy's, so a server that builds absolute ``Location`` URLs from it (like
@@ -612,7 +613,7 @@ class FaultProxy(FaultBook, LoopbackProxy[_Connection]):
     def stop_reading(
         self, seconds: float, method: Optional[str] = None, *, after: int = 0, times: Optional[int] = 1
     ) -> None:
-        """Stop reading matching requests' bodies for ``seconds``, then close: a server that never reads the body.
+        """A server that stops reading the body: matching requests go unread for ``seconds``, then closed.
 
         The request head and the first ``after`` body bytes (as framed on
         the wire) are forwarded; then the proxy reads nothing more from the
