@@ -760,6 +760,90 @@ def test_fault_drop_after_the_whole_body_loses_the_reply(server: FdfsServer) -> 
         server.fail(UPLOAD, times=0)
 
 
+# ------------------------------------------------------------------------------------------ stalls
+
+
+def send_until_blocked(conn: Conn, data: bytes, patience: float = 0.5) -> int:
+    """Send ``data`` until the peer stops taking it for ``patience`` seconds; the bytes it took."""
+    sent = 0
+    conn.sock.settimeout(patience)
+    try:
+        while sent < len(data):
+            sent += conn.sock.send(data[sent : sent + 64 * KiB])
+    except socket.timeout:
+        pass
+    finally:
+        conn.sock.settimeout(TIMEOUT)
+    return sent
+
+
+def test_stall_takes_the_request_and_holds_the_reply_for_its_seconds(server: FdfsServer) -> None:
+    server.stall(UPLOAD, seconds=1.0)
+    with Conn(server.storage()) as conn:
+        started = time.monotonic()
+        conn.send(UPLOAD, upload_body(b"held", b"txt"))
+        conn.sock.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            conn.recv()
+        assert len(server.files()) == 1  # the command took effect; only its answer waits
+        conn.sock.settimeout(TIMEOUT)
+        status, body = conn.recv()  # then it goes on, as after a SIGCONT
+        assert 0.9 <= time.monotonic() - started < 4
+        assert status == 0 and server.files() == [file_id_of(body)]
+        assert conn.call(ACTIVE_TEST) == (0, b"")  # used up: the same connection answers at once
+    assert server.pending_faults == []
+
+
+def test_stall_after_n_body_bytes_stops_reading_then_resumes(server: FdfsServer) -> None:
+    data = os.urandom(64 * 1024 * KiB)
+    server.stall(UPLOAD, after=1000, seconds=1.5)
+    with Conn(server.storage()) as conn:
+        started = time.monotonic()
+        conn.send(UPLOAD, struct.pack(">BQ6s", 0, len(data), b"bin"), length=15 + len(data))
+        sent = send_until_blocked(conn, data)
+        assert sent < len(data)  # the storage stopped reading: the socket buffers filled up
+        assert server.files() == []
+        conn.sock.sendall(data[sent:])  # it reads again once the stall is over
+        status, body = conn.recv()
+        assert time.monotonic() - started >= 1.4
+        assert status == 0
+    assert server.stored_sha256(file_id_of(body)) == sha256(data)
+
+
+def test_a_stall_ends_when_the_server_stops(server: FdfsServer) -> None:
+    server.stall(role="storage", after=0, times=None)  # every storage request, as a SIGSTOPped fdfs_storaged
+    assert call(server.tracker, STORE_ANY)[0] == 0  # the tracker still answers
+    with Conn(server.storage()) as conn:
+        conn.send(ACTIVE_TEST)
+        conn.sock.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            conn.recv()
+        with Conn(server.storage()) as other:  # a new connection is accepted, then hangs as well
+            other.send(UPLOAD, upload_body(b"x" * 1000, b"bin"))
+            started = time.monotonic()
+            server.stop()  # seconds=None: held until the server stops, which ends it at once
+            assert time.monotonic() - started < 2
+            conn.sock.settimeout(TIMEOUT)
+            with pytest.raises((EOFError, ConnectionResetError)):
+                conn.recv()
+            with pytest.raises((EOFError, ConnectionResetError)):
+                other.recv()
+    assert server.files() == []
+
+
+def test_stall_picks_its_requests(tmp_path: Path) -> None:
+    with FdfsServer(tmp_path / "fdfs", groups=("group1", "group2")) as server:
+        server.stall(group="group2", seconds=30)
+        assert call(server.storage("group1"), ACTIVE_TEST) == (0, b"")
+        assert call(server.tracker, ACTIVE_TEST) == (0, b"")  # a tracker has no group
+        assert server.pending_faults != []
+        server.clear_faults()
+        assert call(server.storage("group2"), ACTIVE_TEST) == (0, b"")
+        for bad in ({"seconds": -1}, {"after": -1}, {"role": "proxy"}, {"group": "group3"}, {"times": 0}):
+            with pytest.raises(ValueError):
+                server.stall(**bad)  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------------------------ concurrency
 
 

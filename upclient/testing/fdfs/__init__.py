@@ -13,10 +13,8 @@ code with upclient's FastDFS backend, so the two check each other::
         file_id = client.upload(b"hello", ext="txt")   # group1/M00/00/00/fwAAAW...ABC123.txt
         assert server.stored_sha256(file_id) == hashlib.sha256(b"hello").hexdigest()
         server.fail(24, after=1000)    # the next append is cut after 1000 body bytes
+        server.stall(role="storage", times=None)   # every storage request hangs, as after SIGSTOP
         server.stop_tracker(0)         # tracker 0 refuses connections (start_tracker(0): back)
-
-What each command does, byte by byte, and the quirks of the real servers
-reproduced are tabled in :mod:`.tracker` and :mod:`.storage`.
 
 The package, one job a module:
 
@@ -36,11 +34,15 @@ command number (storage or tracker): the connection is dropped after
 ``after`` bytes of the request body were read (when the body is shorter
 than that, the command takes effect and the reply is lost), or an error
 status is answered (after the body was read; the storage then closes the
-connection if the status is 22). Connections end as a process closes a
-socket, with a bare ``close()``: a reset when bytes of the request are still
-unread (a drop mid-body), a FIN otherwise (a lost reply); after an error
-reply the storage sends its FIN first and drains what the client still sends
-for up to a second, so the client reads the reply before the connection goes.
+connection if the status is 22). :meth:`FdfsServer.stall` hangs requests
+as a storage stopped with SIGSTOP, for tests of deadlines: the header is
+read, then the body (or only its first ``after`` bytes), and nothing is
+answered until ``seconds`` have passed or the server stops. Connections end
+as a process closes a socket, with a bare ``close()``: a reset when bytes of
+the request are still unread (a drop mid-body), a FIN otherwise (a lost
+reply); after an error reply the storage sends its FIN first and drains what
+the client still sends for up to a second, so the client reads the reply
+before the connection goes.
 :attr:`FdfsServer.counts` counts the requests per command number,
 :attr:`FdfsServer.connections` the TCP connections accepted. Nothing prints:
 every error is logged at DEBUG on the ``upclient.testing.fdfs`` logger.

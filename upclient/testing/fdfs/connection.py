@@ -40,9 +40,18 @@ class Dropped(Exception):
 
 
 class Request:
-    """One request: its header, its body read on demand (cut off where a ``drop`` fault says), and its reply."""
+    """One request: its header, its body read on demand, and its reply; a fault cuts it off (``drop``)
+    or holds it (``stall``). ``stopping`` is set when the listener closes: a stall ends with it."""
 
-    def __init__(self, sock: socket.socket, cmd: int, flags: int, length: int, fault: Optional[Fault] = None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        cmd: int,
+        flags: int,
+        length: int,
+        fault: Optional[Fault] = None,
+        stopping: Optional[threading.Event] = None,
+    ) -> None:
         self.sock = sock
         self.cmd = cmd
         self.flags = flags
@@ -50,9 +59,16 @@ class Request:
         self.remaining = length
         self.consumed = 0
         self.drop_after: Optional[int] = fault.after if fault is not None and fault.action == "drop" else None
+        self.stall: Optional[Fault] = fault if fault is not None and fault.action == "stall" else None
+        self.stopping = stopping if stopping is not None else threading.Event()
         self.replied = False
 
     def _allow(self, wanted: int) -> int:
+        if self.stall is not None and self.stall.after is not None:
+            if self.consumed >= self.stall.after:
+                self._hold()
+            else:
+                wanted = min(wanted, self.stall.after - self.consumed)
         if self.drop_after is None:
             return wanted
         left = self.drop_after - self.consumed
@@ -101,13 +117,25 @@ class Request:
     def discard(self) -> None:
         self.stream(self.remaining, lambda _block: None)
 
+    def _hold(self) -> None:
+        """The stall: read nothing more and answer nothing until its time has passed, then go on as a
+        process woken by SIGCONT would; when the listener closes first, drop the connection."""
+        stall, self.stall = self.stall, None
+        if stall is None:
+            return
+        LOG.debug("%r holds command %d after %d body bytes", stall, self.cmd, self.consumed)
+        if self.stopping.wait(stall.seconds):
+            raise Dropped(f"fault: the server stopped while command {self.cmd} was stalled")
+
     def send_header(self, length: int, status: int = 0) -> None:
+        self._hold()
         if self.drop_after is not None:
             raise Dropped(f"fault: connection dropped before the reply to command {self.cmd}")
         self.sock.sendall(HEADER.pack(length, CMD_RESP, status))
         self.replied = True
 
     def reply(self, status: int = 0, body: bytes = b"") -> None:
+        self._hold()
         if self.drop_after is not None:
             raise Dropped(f"fault: connection dropped before the reply to command {self.cmd}")
         self.sock.sendall(HEADER.pack(len(body), CMD_RESP, status) + body)
@@ -159,7 +187,7 @@ class Handler(socketserver.BaseRequestHandler):
         length, cmd, flags = head
         node = self.server.node
         fault = self.server.emulator._on_request(cmd, role=self.role, group=None if node is None else node.group)
-        req = Request(self.request, cmd, flags, length, fault)
+        req = Request(self.request, cmd, flags, length, fault, self.server.stopping)
         try:
             if fault is not None and fault.action == "status":
                 LOG.debug("%s: %r answers command %d", self.role, fault, cmd)
@@ -236,6 +264,7 @@ class Listener(socketserver.ThreadingTCPServer):
         self.emulator = emulator
         self.node = node
         self.name = name
+        self.stopping = threading.Event()  # set by close(): stalled requests give up
         self._lock = threading.Lock()
         self._open_socks: Set[socket.socket] = set()
         self._conn_threads: Set[threading.Thread] = set()
@@ -280,6 +309,7 @@ class Listener(socketserver.ThreadingTCPServer):
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop accepting, close the listening socket, end every open connection, join the threads."""
+        self.stopping.set()
         if self._thread.is_alive():
             self.shutdown()
             self._thread.join(timeout)

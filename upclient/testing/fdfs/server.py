@@ -40,11 +40,13 @@ class FdfsServer(FaultBook):
 
     Addresses: :attr:`tracker`, :attr:`trackers`, :attr:`url` (``fdfs://host:port,...``),
     :meth:`storage`. Files: :meth:`path`, :meth:`stored_sha256`, :meth:`metadata`, :meth:`files`,
-    :meth:`is_appender`. Faults and outages: :meth:`fail`, :meth:`clear_faults`, :attr:`pending_faults`,
-    :meth:`stop_tracker`, :meth:`start_tracker`. Counters: :attr:`counts`, :attr:`connections`,
-    :meth:`reset_counts`. Faults and request counters are a :class:`~upclient.testing.faults.FaultBook`:
-    a request's facts are its ``cmd`` (the command number), ``role`` (``"tracker"`` or ``"storage"``)
-    and ``group`` (the storage's group; None on a tracker); the book counts it under ``str(cmd)``.
+    :meth:`is_appender`. Faults and outages: :meth:`fail`, :meth:`stall`, :meth:`clear_faults`,
+    :attr:`pending_faults`, :meth:`stop_tracker`, :meth:`start_tracker`. Counters: :attr:`counts`,
+    :attr:`connections`, :meth:`reset_counts`.
+
+    Faults and request counters are a :class:`~upclient.testing.faults.FaultBook`: a request's facts
+    are its ``cmd`` (the command number), ``role`` (``"tracker"`` or ``"storage"``) and ``group``
+    (the storage's group; None on a tracker); the book counts it under ``str(cmd)``.
     """
 
     log = LOG
@@ -236,6 +238,38 @@ class FdfsServer(FaultBook):
         if not 1 <= status <= 255:
             raise ValueError("status must be an errno, 1..255")
         self._arm(Fault("status", times=times, match={"cmd": cmd}, errno=status))
+
+    def stall(
+        self,
+        cmd: Optional[int] = None,
+        *,
+        seconds: Optional[float] = None,
+        after: Optional[int] = None,
+        times: Optional[int] = 1,
+        role: Optional[str] = None,
+        group: Optional[str] = None,
+    ) -> None:
+        """Hang the next ``times`` requests (None: until cleared) as a server stopped with SIGSTOP would.
+
+        Which requests: command ``cmd`` (None: any), on the ``role`` side (``"tracker"``,
+        ``"storage"``; None: both), at the storage of ``group`` (None: any). The connection is
+        accepted and the header read; then with ``after=None`` the whole body is read, the command
+        takes effect and its reply is held back; with ``after=N`` nothing past the first ``N`` body
+        bytes is read (the client's send blocks once the socket buffers are full) and nothing is
+        answered. The hold lasts ``seconds`` (None: until the server stops); then the request goes
+        on as after a SIGCONT, if the client is still there. Stopping the server (or that tracker)
+        ends every stall at once and closes its connection.
+        """
+        if seconds is not None and seconds < 0:
+            raise ValueError("seconds must be >= 0 or None")
+        if after is not None and after < 0:
+            raise ValueError("after must be >= 0 or None")
+        if role not in (None, "tracker", "storage"):
+            raise ValueError("role must be 'tracker', 'storage' or None")
+        if group is not None and group not in self._nodes:
+            raise ValueError(f"no group {group!r}; groups: {list(self._nodes)}")
+        match = {"cmd": cmd, "role": role, "group": group}
+        self._arm(Fault("stall", times=times, match=match, seconds=seconds, after=after))
 
     @staticmethod
     def _count_key(key: str) -> str:
