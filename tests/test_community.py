@@ -4,16 +4,20 @@ the backend contract, then dedup, resume, expired URLs, faults and auth."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 import threading
+import time
 
 import pytest
 
 import upclient
 from upclient import errors
-from upclient.testing.community import CommunityServer
+from upclient.testing import CommunityServer
 
-from .conftest import KiB, MiB
-from .contract import BackendContract, HookedFileSource
+from .conftest import KiB, MiB, sha256_bytes
+from .contract import BackendContract, HookedFileSource, resume_points
 
 TOKEN = "t0k3n-for-tests"
 PART = 256 * KiB  # the contract's part size; the emulator is told to accept it
@@ -214,3 +218,176 @@ def test_a_file_changed_between_hashing_and_sending_is_caught(community, make_fi
 
         with HookedFileSource(path, hook) as src, pytest.raises(errors.SourceChanged):
             client.put(src)
+
+
+# -- a re-run after a kill while complete was in flight; two clients at once ------------------
+
+
+def confirmed_copies(server, md5):
+    """The ids of the finished, undeleted files on ``server`` with this MD5."""
+    objects = [server.file_object(i) for i in server.file_ids()]
+    return [o["id"] for o in objects if o["status"] == "confirmed" and o["file_md5"] == md5 and not o["deleted_at"]]
+
+
+def md5_of(path):
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.01)
+
+
+def test_a_rerun_after_a_lost_complete_answer_takes_the_stored_file(community, make_file, tmp_path):
+    path, digest = make_file(1 * MiB + 5, name="lost.bin")
+    store = upclient.FileStore(tmp_path / "store")
+    community.fail_complete(status=0, commit=True)  # the file is finished, its answer never comes
+    with make_client(community, part_size=256 * KiB, store=store, retry=upclient.RetryPolicy.never()) as client:
+        with pytest.raises(errors.NetworkError):
+            client.put(path)
+    (key,) = resume_points(store)
+    file_id = store.load(key)["id"]
+    assert community.file_object(file_id)["status"] == "confirmed"
+    inits, puts = community.request_count("init"), community.part_puts
+    with make_client(community, part_size=256 * KiB, store=store) as client:
+        result = client.put(path)
+    assert result.id == file_id and result.resumed and not result.deduplicated and result.sent_bytes == 0
+    assert community.request_count("init") == inits and community.part_puts == puts
+    assert confirmed_copies(community, md5_of(path)) == [file_id]
+    assert community.stored_sha256(file_id) == digest
+    assert resume_points(store) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="holds the server's assembly on a named pipe")
+def test_a_rerun_while_the_killed_complete_still_runs_makes_no_second_copy(make_file, tmp_path):
+    """The run is stopped while the server is still joining the parts (its
+    complete in flight); the re-run must not start a second upload of the file."""
+    path, digest = make_file(1 * MiB, name="slow.bin")
+    data = path.read_bytes()
+    store = upclient.FileStore(tmp_path / "store")
+    cancel = threading.Event()
+    held = {}
+
+    with CommunityServer(tmp_path / "srv", tokens={TOKEN}, min_part_size=64 * KiB) as server:
+
+        def hold_part_one(offset):
+            # Part 1 is stored by now (parts go one at a time): swap its file for a named
+            # pipe, so the server's assembly waits on it until the test feeds it.
+            if offset >= 2 * 256 * KiB and not held:
+                (file_id,) = server.file_ids()
+                held["path"] = server.part_path(file_id, 1)
+                os.unlink(held["path"])
+                os.mkfifo(held["path"])
+
+        def feed_when(complete_count):
+            wait_for(lambda: server.request_count("complete") >= complete_count, 20)
+            with open(held["path"], "wb") as pipe:
+                pipe.write(data[: 256 * KiB])
+
+        threading.Thread(target=lambda: (wait_for(lambda: server.request_count("complete") >= 1, 20),
+                                          time.sleep(0.1), cancel.set()), daemon=True).start()
+        with make_client(server, part_size=256 * KiB, concurrency=1, store=store) as client:
+            with HookedFileSource(path, hold_part_one) as src, pytest.raises(errors.Cancelled):
+                client.put(src, cancel=cancel)  # stopped while the server assembles
+        assert held and resume_points(store)
+        feeder = threading.Thread(target=feed_when, args=(2,), daemon=True)
+        feeder.start()
+        with make_client(server, part_size=256 * KiB, store=store) as client:
+            result = client.put(path)
+        feeder.join(20)
+        assert confirmed_copies(server, md5_of(path)) == [result.id]
+        assert server.stored_sha256(result.id) == digest and result.resumed
+    assert resume_points(store) == []
+
+
+def test_two_clients_on_one_store_directory_putting_the_same_file_both_get_it(community, make_file, tmp_path):
+    """A holds the resume point; B (no resume point: A has it) finishes the upload
+    while A is still sending: A's last part finds the upload closed, and takes the file."""
+    path, digest = make_file(2 * MiB, name="twice.bin")
+    a_started, b_done = threading.Event(), threading.Event()
+    results, failures = {}, []
+
+    def hook(offset):
+        if offset >= 256 * KiB:
+            a_started.set()
+        if offset >= 2 * MiB - 256 * KiB:  # A's last part waits for B to finish
+            b_done.wait(30)
+
+    def run_a():
+        try:
+            with make_client(community, part_size=256 * KiB, concurrency=1,
+                             store=upclient.FileStore(tmp_path / "store")) as client, \
+                    HookedFileSource(path, hook) as src:
+                results["a"] = client.put(src)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    a = threading.Thread(target=run_a)
+    a.start()
+    assert a_started.wait(30)
+    try:
+        with make_client(community, part_size=256 * KiB, store=upclient.FileStore(tmp_path / "store")) as client:
+            results["b"] = client.put(path)
+    finally:
+        b_done.set()
+        a.join(30)
+    assert not failures, failures
+    assert results["a"].id == results["b"].id
+    assert confirmed_copies(community, md5_of(path)) == [results["a"].id]
+    assert community.stored_sha256(results["a"].id) == digest
+    assert resume_points(upclient.FileStore(tmp_path / "store")) == []
+
+
+# -- streams ---------------------------------------------------------------------------------
+
+
+class Pipe(io.RawIOBase):
+    """A non-seekable stream of ``data``, handed out in reads of at most 64 KiB."""
+
+    def __init__(self, data):
+        self._data = memoryview(data)
+        self._pos = 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return False
+
+    def read(self, n=-1):
+        n = len(self._data) - self._pos if n is None or n < 0 else min(n, 64 * KiB)
+        block = bytes(self._data[self._pos : self._pos + n])
+        self._pos += len(block)
+        return block
+
+
+@pytest.mark.parametrize("known_size", [True, False])
+def test_a_stream_is_hashed_as_it_is_read_and_then_uploaded(community, known_size):
+    data = os.urandom(1 * MiB + 17)
+    size = len(data) if known_size else None
+    with make_client(community, part_size=256 * KiB) as client:
+        seen = []
+        first = client.put(Pipe(data), key="stream.bin", size=size, on_progress=seen.append)
+        puts = community.part_puts
+        again = client.put(Pipe(data), key="again.bin", size=size)
+    assert not first.deduplicated and first.size == len(data)
+    assert community.stored_sha256(first.id) == sha256_bytes(data)
+    assert seen[-1].bytes_done == len(data) and seen[-1].total == len(data)
+    assert again.deduplicated and again.id == first.id and again.sent_bytes == 0 and community.part_puts == puts
+
+
+def test_a_stream_with_a_wrong_md5_is_bad_input_before_init(community):
+    data = os.urandom(300 * KiB)
+    inits = community.request_count("init")
+    with make_client(community, part_size=256 * KiB) as client, pytest.raises(errors.BadInput, match="md5"):
+        client.put(Pipe(data), key="s.bin", size=len(data), md5="0" * 32)
+    assert community.request_count("init") == inits
+
+
+def test_an_empty_stream_is_an_empty_file(community):
+    with make_client(community) as client:
+        result = client.put(Pipe(b""), key="empty.txt", size=0)
+    assert result.size == 0 and community.stored_sha256(result.id) == sha256_bytes(b"")
