@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import json
@@ -23,6 +24,7 @@ from tests.conftest import emulator_process
 from tests.conftest import sha256_bytes as sha256
 from upclient.backends.upyun import signing
 from upclient.testing.upyun import LIST_END, UpyunServer
+from upclient.testing.upyun import signatures as emulator_signatures
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -154,6 +156,62 @@ def test_the_date_window_follows_the_server_clock(server: UpyunServer, http: req
     assert call(http, server, "GET", "/svc/").status_code == 200  # a fresh date is fine
     ahead = signing.http_date(server.clock() + 31 * 60)
     refused(call(http, server, "GET", "/svc/", date=ahead), 401, 40100002)
+
+
+# The protocol page's test vectors (UPYUN's API documentation): the emulator's
+# own signature code must reproduce them, without the client's signing.py.
+VECTORS = [
+    (
+        "password123", "482c811da5d5b4bc6d497ffa98491e38", "PUT", "/upyun-temp/demo.jpg",
+        "Wed, 09 Nov 2016 14:26:58 GMT", "7ac66c0f148de9519b8bd264312c4d64", "YUaAZX+WNAcJdNGHS5SBlITME5A=",
+    ),
+    (
+        "password", "5f4dcc3b5aa765d61d8327deb882cf99", "POST", "/api/v1/echo",
+        "Fri, 20 Jan 2017 08:46:20 GMT", "d36489794822f8d33fd28217d8a5bed4", "W738BergX15B+jso8fSPzKd0/zQ=",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("password, key, method, uri, date, content_md5, sig", VECTORS)
+def test_the_emulator_signs_the_documented_vectors_with_its_own_code(
+    password: str, key: str, method: str, uri: str, date: str, content_md5: str, sig: str
+) -> None:
+    assert emulator_signatures.signing_key(password) == key.encode("ascii")
+    assert emulator_signatures.rest_signature(password, method, uri, date, None, content_md5) == sig
+    assert emulator_signatures.rest_authorization("op", password, method, uri, date, content_md5) == f"UPYUN op:{sig}"
+    assert emulator_signatures.format_date(emulator_signatures.parse_date(date) or 0) == date
+
+
+def test_the_emulator_accepts_the_documented_signature_and_no_other(tmp_path: Path) -> None:
+    password, _, method, uri, date, content_md5, sig = VECTORS[0]
+    when = emulator_signatures.parse_date(date)
+    assert when == 1478701618.0
+    with UpyunServer(tmp_path / "v", service="upyun-temp", operator="op", password=password, clock=lambda: when) as srv:
+        headers = {"Date": date, "Content-MD5": content_md5}
+        with requests.Session() as http:
+            # signed well: the request gets past auth to the body check (b"x" is not that MD5)
+            good = http.put(
+                srv.url + uri, data=b"x", headers={**headers, "Authorization": f"UPYUN op:{sig}"}, timeout=TIMEOUT
+            )
+            refused(good, 403, 40300007, "content md5 not match")
+            forged = "UPYUN op:" + sig.replace("Y", "Z", 1)
+            forged_headers = {**headers, "Authorization": forged}
+            refused(http.put(srv.url + uri, data=b"x", headers=forged_headers, timeout=TIMEOUT), 401, 40100005)
+            unsigned_md5 = {"Date": date, "Content-MD5": "0" * 32, "Authorization": f"UPYUN op:{sig}"}
+            refused(http.put(srv.url + uri, data=b"x", headers=unsigned_md5, timeout=TIMEOUT), 401, 40100005)
+
+
+def test_the_emulator_does_not_import_the_client_backends() -> None:
+    package = Path(emulator_signatures.__file__).parent
+    for source in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            assert not any(n.startswith("upclient.backends") for n in names), (source.name, names)
 
 
 def test_content_md5_must_be_signed_well_formed_and_right(server: UpyunServer, http: requests.Session) -> None:
