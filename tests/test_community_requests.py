@@ -187,3 +187,174 @@ def test_md5_is_read_once_and_remembered_while_the_file_is_unchanged(src, tmp_pa
     src.write_bytes(DATA[::-1])
     with FileSource(src) as s:
         assert cache.digest(s) == hashlib.md5(DATA[::-1]).hexdigest()
+
+
+# -- the protocol without sockets -------------------------------------------------------------
+
+from upclient.backends.community import protocol  # noqa: E402
+from upclient.transfer import Restart, Resync  # noqa: E402
+
+
+def answer(status, body=b"", **headers):
+    if not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+    return protocol.Answer(status, headers, body, "PUT", "http://store.test/p1?Signature=secret")
+
+
+def xml(code, message):
+    return f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+
+
+def test_part_answers_are_hint_values_not_tagged_exceptions():
+    assert protocol.read_part(answer(200, ETag='"e1"'), "f1") == '"e1"'
+    refused = protocol.read_part(answer(403, xml("AccessDenied", "Request has expired.")), "f1")
+    assert type(refused) is Resync and "AccessDenied" in refused.reason and refused.upload_id == "f1"
+    gone = protocol.read_part(answer(404, xml("NoSuchUpload", "gone")), "f1")
+    assert isinstance(gone, Restart) and gone.upload_id == "f1"
+    busy = protocol.read_part(answer(409, xml("OperationConflict", "being completed")), "f1")
+    assert isinstance(busy, protocol.BeingCompleted)
+    with pytest.raises(errors.ServiceError) as info:
+        protocol.read_part(answer(503, xml("SlowDown", "busy"), **{"Retry-After": "2"}), "f1")
+    assert (info.value.status, info.value.code, info.value.retry_after) == (503, "SlowDown", 2.0)
+    assert "secret" not in str(info.value)
+
+
+def test_complete_answers_say_what_is_missing_or_that_the_upload_is_gone():
+    missing = protocol.read_complete(answer(200, {"code": 1011, "message": "2 of 3 parts missing",
+                                                  "data": {"missing_parts": [2, 3]}}))
+    assert missing == protocol.PartsMissing((2, 3))
+    assert isinstance(protocol.read_complete(answer(404, {"code": 404, "message": "no such file"})), Restart)
+    assert isinstance(protocol.read_complete(answer(200, {"code": 1013, "message": "failed"})), Restart)
+    done = protocol.read_complete(answer(200, ok(file_obj())))
+    assert done.id == "f1" and done.holds(hashlib.md5(DATA).hexdigest(), 30)
+    with pytest.raises(errors.RequestRejected) as info:
+        protocol.read_complete(answer(200, {"code": 1012, "message": "MD5 mismatch"}))
+    assert info.value.code == 1012
+
+
+def test_init_answers_are_a_layout_or_the_file_itself():
+    layout = protocol.read_init(answer(200, ok({"file_id": "f1", "status": "resuming", "parts": parts((1,))})))
+    assert layout.file_id == "f1" and [p.uploaded for p in layout.parts] == [True, False, False]
+    dedup = protocol.read_init(answer(200, ok({"status": "completed", "file": file_obj()})))
+    assert isinstance(dedup, protocol.Deduplicated) and dedup.file.id == "f1"
+    with pytest.raises(errors.ServiceError, match="file_id"):
+        protocol.read_init(answer(200, b"<html>a proxy's page</html>"))
+
+
+# -- what a session does, and when ------------------------------------------------------------
+
+INFO = BASE + "/api/community/file/f1"
+
+
+def test_opening_an_upload_sends_nothing_until_start(src):
+    from upclient.source import open_source
+
+    c = client()
+    with responses.RequestsMock() as rsps, open_source(src) as source:
+        session = c.backend.open_upload(source, key=None, metadata={}, options={}, state={"file_id": "f1"})
+        assert len(rsps.calls) == 0
+        rsps.add(responses.GET, INFO, json=ok(file_obj()))
+        session.start()
+        assert [call.request.method for call in rsps.calls] == ["GET"]
+        assert session.pending_parts() == [] and session.finish().id == "f1"
+
+
+def stored_record(tmp_path, src, state):
+    """A FileStore holding a resume point for ``src`` (as a killed run left it)."""
+    from upclient.resume import ResumePoint
+    from upclient.source import FileSource
+
+    store = upclient.FileStore(tmp_path / "store")
+    c = client(store=store)
+    with FileSource(src) as source:
+        point = ResumePoint(store, "community", c.backend.destination(None, {}), source.identity(), source.name)
+
+        class Session:
+            upload_id = "f1"
+            expires = None
+
+            def state(self):
+                return state
+
+        point.save(Session())
+    return store
+
+
+def test_a_rerun_whose_parts_were_all_sent_completes_again_without_init(src, tmp_path):
+    store = stored_record(tmp_path, src, {"file_id": "f1", "parts": 3, "sent": 3})
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, INFO, json=ok(file_obj(status="uploading")))
+        rsps.add(responses.POST, COMPLETE, json=ok(file_obj()))
+        r = client(store=store).put(src)
+        assert [(c.request.method, c.request.url) for c in rsps.calls] == [("GET", INFO), ("POST", COMPLETE)]
+    assert r.id == "f1" and r.resumed and r.sent_bytes == 0 and not r.deduplicated
+    assert [k for k in store.keys() if not k.startswith("digest-")] == []
+
+
+def test_a_rerun_with_parts_left_resumes_by_init_and_records_no_secrets(src, tmp_path):
+    store = stored_record(tmp_path, src, {"file_id": "f1", "parts": 3, "sent": 1})
+    saved = []
+    real_save = store.save
+    store.save = lambda key, record: (saved.append(record), real_save(key, record))  # type: ignore[method-assign]
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, INFO, json=ok(file_obj(status="uploading")))
+        rsps.add(responses.POST, INIT, json=ok({"file_id": "f1", "status": "resuming", "parts": parts((1,))}))
+        for n in (2, 3):
+            rsps.add(responses.PUT, f"http://store.test/p{n}", status=200)
+        rsps.add(responses.POST, COMPLETE, json=ok(file_obj()))
+        r = client(store=store, concurrency=1).put(src)
+        assert [c.request.method for c in rsps.calls] == ["GET", "POST", "PUT", "PUT", "POST"]
+    assert r.resumed and r.sent_bytes == 20
+    states = [rec["state"] for rec in saved if "state" in rec]
+    assert states[-1] == {"file_id": "f1", "parts": 3, "sent": 3}
+    assert "sig=" not in json.dumps(saved) and "upload_url" not in json.dumps(saved)
+
+
+def test_a_stored_upload_that_is_gone_starts_afresh(src, tmp_path):
+    store = stored_record(tmp_path, src, {"file_id": "f1", "parts": 3, "sent": 3})
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, INFO, status=404, json={"code": 404, "message": "file f1 not found"})
+        rsps.add(responses.POST, INIT, json=ok({"file_id": "f2", "status": "pending", "parts": parts()}))
+        for n in (1, 2, 3):
+            rsps.add(responses.PUT, f"http://store.test/p{n}", status=200)
+        rsps.add(responses.POST, COMPLETE, json=ok(file_obj(id="f2")))
+        r = client(store=store).put(src)
+        assert json.loads(rsps.calls[-1].request.body) == {"file_id": "f2"}
+    assert r.id == "f2" and r.sent_bytes == 30
+
+
+def test_a_stream_is_read_and_hashed_before_init_and_sent_from_the_spool():
+    import io
+
+    class Stream(io.RawIOBase):
+        def __init__(self):
+            self.inner = io.BytesIO(DATA)
+
+        def readable(self):
+            return True
+
+        def read(self, n=-1):
+            return self.inner.read(n)
+
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.POST, INIT, json=ok({"file_id": "f1", "status": "pending", "parts": parts()}))
+        for n in (1, 2, 3):
+            rsps.add(responses.PUT, f"http://store.test/p{n}", status=200)
+        rsps.add(responses.POST, COMPLETE, json=ok(file_obj()))
+        r = client().put(Stream(), key="clip.mp4", size=len(DATA))
+        body = json.loads(rsps.calls[0].request.body)
+        assert (body["file_md5"], body["file_size"]) == (hashlib.md5(DATA).hexdigest(), 30)
+        sent = {c.request.url.split("?")[0]: bytes(c.request.body.read()) if hasattr(c.request.body, "read")
+                else bytes(c.request.body) for c in rsps.calls[1:4]}
+    assert b"".join(sent[f"http://store.test/p{n}"] for n in (1, 2, 3)) == DATA
+    assert r.id == "f1" and r.sent_bytes == 30
+
+
+def test_extensions_the_api_refuses_are_bad_input_before_any_request(tmp_path):
+    odd = tmp_path / "x.tar-gz"
+    odd.write_bytes(b"x")
+    with responses.RequestsMock():
+        with pytest.raises(errors.BadInput, match="extension"):
+            client().put(odd)
+        with pytest.raises(errors.BadInput, match="md5"):
+            client().put(b"xyz", key="a.bin", md5="not-hex")

@@ -366,3 +366,43 @@ def test_a_file_upclient_uploaded_is_deduplicated_by_the_sdk(server, tmp_path):
     assert theirs.deduplicated and theirs.file.id == mine.id and server.part_puts == before
     got = run(server, lambda c: c.get_file_info(mine.id))
     assert got.file_md5 == hashlib.md5(data).hexdigest()
+
+
+def test_an_upload_the_sdk_left_half_done_is_finished_by_upclient_sending_only_the_rest(server, tmp_path):
+    data = make_data(8 * PART + 5)  # 9 parts
+    path = tmp_path / "half.bin"
+    path.write_bytes(data)
+    server.fail_part(9, status=503, times=None)  # the SDK does not retry HTTP errors
+    with pytest.raises(UploadError):
+        run(server, lambda c: c.upload(str(path)))
+    assert server.wait_idle(10, disconnected=True)
+    server.clear_faults()
+    (file_id,) = server.file_ids()
+    held = server.uploaded_parts(file_id)
+    assert 9 not in held
+    with upclient_client(server, part_size=PART) as client:
+        result = client.put(path)
+    assert result.id == file_id and result.resumed and not result.deduplicated
+    assert result.sent_bytes == len(data) - PART * len(held)  # part 9 (5 bytes) is among the rest
+    assert server.stored_sha256(file_id) == sha256(data)
+
+
+def test_a_pipe_upclient_hashed_while_reading_is_deduplicated_by_the_sdk(server):
+    import threading
+
+    data = make_data(2 * PART + 3)
+    reader, writer = os.pipe()
+
+    def feed() -> None:
+        with os.fdopen(writer, "wb") as w:
+            w.write(data)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    with os.fdopen(reader, "rb") as pipe, upclient_client(server, part_size=PART) as client:
+        mine = client.put(pipe, key="piped.bin")  # no size: the pipe is read to its end
+    feeder.join(10)
+    assert mine.size == len(data) and server.stored_sha256(mine.id) == sha256(data)
+    before = server.part_puts
+    theirs = run(server, lambda c: c.upload(data, file_name="piped.bin"))
+    assert theirs.deduplicated and theirs.file.id == mine.id and server.part_puts == before
