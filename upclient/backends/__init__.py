@@ -2,7 +2,9 @@
 
 A backend lives in its own module; the registry maps URL schemes to
 ``"module:Class"`` strings and imports a module only when a URL needs it.
-:func:`register` adds a scheme (third-party backends too).
+:func:`register` adds a scheme (third-party backends too).  Every URL
+passes :func:`~upclient.backends.urls.check_url` before its backend is made,
+so a malformed one is :class:`~upclient.errors.BadInput` at construction.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, Dict, Mapping
 from ..errors import BadInput
 from ..settings import Settings
 from .base import Backend
+from .urls import check_url, shown
 
 __all__ = ["Backend", "register", "backend_for_url", "schemes"]
 
@@ -25,12 +28,22 @@ _REGISTRY: Dict[str, str] = {
     "fdfs": "upclient.backends.fdfs:FdfsBackend",
 }
 
+#: Schemes whose URL names several hosts, comma-separated (``fdfs://a:22122,b:22122``).
+_MANY_HOSTS = {"fdfs"}
 
-def register(scheme: str, target: str) -> None:
-    """Map a URL scheme to a backend class given as ``"package.module:Class"``."""
+
+def register(scheme: str, target: str, *, many_hosts: bool = False) -> None:
+    """Map a URL scheme to a backend class given as ``"package.module:Class"``.
+
+    ``many_hosts``: the scheme's URLs may list several ``host:port``, comma-separated.
+    """
     if ":" not in target:
         raise ValueError("target must look like 'package.module:Class'")
     _REGISTRY[scheme.lower()] = target
+    if many_hosts:
+        _MANY_HOSTS.add(scheme.lower())
+    else:
+        _MANY_HOSTS.discard(scheme.lower())
 
 
 def schemes() -> list:
@@ -39,10 +52,10 @@ def schemes() -> list:
 
 
 def backend_for_url(url: str, settings: Settings, options: Mapping[str, Any]) -> Backend:
-    """Make the backend that serves ``url``; BadInput for an unknown scheme."""
-    scheme, sep, _ = url.partition("://")
-    if not sep:
-        raise BadInput(f"{url!r} is not a URL; expected e.g. tus+https://host/files/")
+    """Make the backend that serves ``url``; BadInput for an unknown scheme or a malformed URL."""
+    if not isinstance(url, str) or "://" not in url:
+        raise BadInput(f"{shown(str(url))!r} is not a URL; expected e.g. tus+https://host/files/")
+    scheme = url.partition("://")[0]
     target = _REGISTRY.get(scheme.lower())
     if target is None:
         hint = ""
@@ -50,6 +63,7 @@ def backend_for_url(url: str, settings: Settings, options: Mapping[str, Any]) ->
         if guesses:
             hint = f" (did you mean {guesses[0]}://{url.partition('://')[2]} ?)"
         raise BadInput(f"unknown URL scheme {scheme!r}{hint}; known schemes: {', '.join(schemes())}")
+    check_url(url, many_hosts=scheme.lower() in _MANY_HOSTS)
     module_name, _, class_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(url, settings, **dict(options))
