@@ -43,10 +43,11 @@ def make_client(server, **kw):
 
 
 class TestFdfsContract(BackendContract):
-    """A plain put: one upload request per file, no resume point."""
+    """A plain put: one request up to part_size; above it an appender file,
+    resumable, regenerated into a normal file at the end."""
 
     __test__ = True
-    resumable = False
+    resumable = True
 
     @pytest.fixture
     def client_factory(self, server15):
@@ -57,8 +58,15 @@ class TestFdfsContract(BackendContract):
         return lambda result: server15.stored_sha256(result.id)
 
 
+class TestFdfsOneRequestContract(TestFdfsContract):
+    """resumable=False: one upload request per file, no resume point."""
+
+    put_options = {"resumable": False}
+    resumable = False
+
+
 class TestFdfsResumableContract(TestFdfsContract):
-    """resumable=True: an appender file grown part by part, resumable."""
+    """resumable=True: an appender file grown part by part, resumable, kept an appender file."""
 
     put_options = {"resumable": True}
     resumable = True
@@ -126,29 +134,41 @@ def test_unknown_group_is_not_found(server):
         client.put(b"x", group="group9")
 
 
-def test_stream_of_unknown_size_becomes_a_normal_file(server):
-    import io
-
-    class Pipe(io.RawIOBase):  # not seekable, no length
-        def __init__(self, data: bytes) -> None:
-            self.buf = io.BytesIO(data)
-
-        def readable(self) -> bool:
-            return True
-
-        def readinto(self, b) -> int:
-            chunk = self.buf.read(len(b))
-            b[: len(chunk)] = chunk
-            return len(chunk)
-
-    big = bytes(range(256)) * (3 * PART // 256 + 7)
+def test_above_part_size_a_put_is_resumable_and_ends_as_a_normal_file(server, make_file):
+    path, digest = make_file(5 * PART + 3, name="big.mp4")
+    small, small_digest = make_file(PART, name="small.mp4")
     with make_client(server) as client:
-        r1 = client.put(Pipe(big), ext="log")
-        r2 = client.put(Pipe(b"tiny"), ext="log")
-    for r, data in ((r1, big), (r2, b"tiny")):
-        assert server.stored_sha256(r.id) == sha256_bytes(data)
-        assert not server.is_appender(r.id) and not FileId.parse(r.id).appender
-    assert server.counts[Cmd.APPEND] >= 3 and server.counts[Cmd.REGENERATE] == 1
+        r = client.put(path, metadata={"k": "v"})
+        assert server.counts[Cmd.UPLOAD_APPENDER] == 1 and server.counts[Cmd.APPEND] == 5
+        assert server.counts[Cmd.REGENERATE] == 1 and server.counts[Cmd.UPLOAD] == 0
+        s = client.put(small)  # up to part_size: one request
+        assert server.counts[Cmd.UPLOAD] == 1 and server.counts[Cmd.APPEND] == 5
+        one = client.put(path, resumable=False)  # one request, whatever the size
+        assert server.counts[Cmd.UPLOAD] == 2 and server.counts[Cmd.APPEND] == 5
+        kept = client.put(path, regenerate=False)  # the appender file, as asked
+        with pytest.raises(errors.BadInput, match="regenerate"):
+            client.put(path, resumable=False, regenerate=True)
+    for result in (r, s, one):
+        assert not FileId.parse(result.id).appender and not server.is_appender(result.id)
+        assert result.id.endswith(".mp4")
+    assert FileId.parse(kept.id).appender and server.is_appender(kept.id)
+    assert server.stored_sha256(r.id) == server.stored_sha256(one.id) == server.stored_sha256(kept.id) == digest
+    assert server.stored_sha256(s.id) == small_digest
+    assert server.metadata(r.id) == {"k": "v"} and r.metadata == {"k": "v"}
+    assert len([f for f in server.files() if f.endswith(".mp4")]) == 4  # no appender file left behind
+
+
+def test_a_storage_without_regenerate_keeps_the_appender_file_of_a_default_put(server, make_file):
+    """FastDFS before 6.x answers 22 to regenerate: the default upload keeps its
+    (complete) appender file; one that asked for regenerate=True fails."""
+    path, digest = make_file(3 * PART, name="old.bin")
+    with make_client(server, retry=upclient.RetryPolicy.never()) as client:
+        server.fail(Cmd.REGENERATE, status=22)
+        r = client.put(path)
+        assert FileId.parse(r.id).appender and server.stored_sha256(r.id) == digest
+        server.fail(Cmd.REGENERATE, status=22)
+        with pytest.raises(errors.RequestRejected):
+            client.put(path, resumable=True, regenerate=True)
 
 
 # -- resumable uploads ----------------------------------------------------------------
@@ -225,7 +245,7 @@ def test_a_storage_that_drops_the_connection_mid_upload(server, make_file):
     path, digest = make_file(3 * PART + 5, name="drop.bin")
     with make_client(server) as client:
         server.fail(Cmd.UPLOAD, after=PART)  # cut mid-body: the storage keeps nothing, so it is sent again
-        r = client.put(path)
+        r = client.put(path, resumable=False)
         assert server.stored_sha256(r.id) == digest
         assert server.counts[Cmd.UPLOAD] == 2
         server.fail(Cmd.APPEND, after=PART // 2)  # resumable: the append is rolled back, then sent again
@@ -525,3 +545,28 @@ def test_abort_gives_up_an_interrupted_resumable_upload(server15, make_file, sto
         assert client.abort(path) == 1
     assert fid not in server15.files()
     assert not [k for k in store.keys() if not k.startswith("digest-")]
+
+
+def test_opening_an_upload_does_no_io_until_the_engine_starts_it(server15, make_file, store):
+    """The resume check (which storage, how many bytes it holds) runs in
+    start(), under the engine's retry policy and deadline, not in a constructor."""
+    from .contract import HookedFileSource
+    from upclient.source import FileSource
+
+    path, digest = make_file(6 * PART, name="lazy.bin")
+    with make_client(server15, store=store) as client:
+        stop = threading.Event()
+        with HookedFileSource(path, lambda off: off >= 3 * PART and stop.set()) as source, \
+                pytest.raises(errors.Cancelled):
+            client.put(source, cancel=stop)
+        (key,) = [k for k in store.keys() if not k.startswith("digest-")]
+        state = store.load(key)["state"]
+        server15.reset_counts()
+        with FileSource(path) as source:
+            session = client.backend.open_upload(source, key=None, metadata={}, options={}, state=state)
+            assert sum(server15.counts.values()) == 0 and server15.connections == 0
+            session.start()
+            assert server15.counts[Cmd.QUERY_FILE_INFO] == 1
+            assert session.resumed and session.done_bytes == client.info(state["id"]).size
+        r = client.put(path)
+    assert r.resumed and server15.stored_sha256(r.id) == digest

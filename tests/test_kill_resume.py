@@ -144,12 +144,15 @@ def test_upyun_resume_after_sigkill_sends_only_what_was_in_flight(make_file, tmp
 
 
 def test_fdfs_resume_after_sigkill_appends_only_what_the_storage_lacks(make_file, tmp_path):
+    """A plain put above part_size: an appender file, resumed after the kill,
+    regenerated into a normal file at the end."""
+    from upclient.backends.fdfs import FileId
     from upclient.testing import FdfsServer
 
     size = 40 * PART
     path, digest = make_file(size, name="kill.bin")
     kill_at = random.randint(size // 5, size * 3 // 5)
-    options = {"put": {"resumable": True}, "read_delay": 0.03}
+    options = {"read_delay": 0.03}
     with FdfsServer(tmp_path / "fdfs") as server:
         first = run_child(server.url, path, tmp_path / "store", kill_at=kill_at, options=options)
         assert not first["done"], "the upload finished before it could be killed"
@@ -166,6 +169,7 @@ def test_fdfs_resume_after_sigkill_appends_only_what_the_storage_lacks(make_file
         assert 0 < held < size and held % PART == 0
         second = run_child(server.url, path, tmp_path / "store", options=options)
         assert second["done"] and second["resumed"], second
-        assert second["id"] == fid
         assert second["sent"] == size - held, (first, held, second)
-        assert server.stored_sha256(fid) == digest
+        assert server.stored_sha256(second["id"]) == digest
+        assert not FileId.parse(second["id"]).appender and not server.is_appender(second["id"])
+        assert fid not in server.files()  # the appender file became the normal one

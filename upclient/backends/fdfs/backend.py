@@ -192,13 +192,13 @@ class FdfsBackend(Backend):
             f"{what}: no tracker answered ({'; '.join(failures)})", backend=self.name, operation=what
         )
 
-    def store_address(self, group: Optional[str]) -> StorageAddress:
+    def store_address(self, group: Optional[str], what: str = "query store") -> StorageAddress:
         """The storage a tracker picks for a new file (in ``group``, if given)."""
-        return parse_store(self.ask_tracker(Request.query_store(group), "query store"))
+        return parse_store(self.ask_tracker(Request.query_store(group), what))
 
-    def file_address(self, fid: FileId, *, update: bool = False) -> StorageAddress:
+    def file_address(self, fid: FileId, *, update: bool = False, what: str = "query storage") -> StorageAddress:
         """The storage to read ``fid`` from (or, with ``update``, to change it on)."""
-        return parse_fetch(self.ask_tracker(Request.query_fetch(fid, update=update), "query storage"))
+        return parse_fetch(self.ask_tracker(Request.query_fetch(fid, update=update), what))
 
     def file_stat(self, fid: FileId, address: Optional[StorageAddress] = None) -> FileStat:
         address = address or self.file_address(fid)
@@ -220,7 +220,8 @@ class FdfsBackend(Backend):
 
     def destination(self, key: Optional[str], options: Mapping[str, Any]) -> str:
         ext = options.get("ext", ext_of(key) if key else None)
-        return "|".join(str(x) for x in (self.url, options.get("group") or "", ext, bool(options.get("resumable"))))
+        modes = (options.get("resumable"), options.get("regenerate"))  # each makes a different file
+        return "|".join(str(x) for x in (self.url, options.get("group") or "", ext, *modes))
 
     def open_upload(
         self,

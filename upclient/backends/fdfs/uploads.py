@@ -1,22 +1,29 @@
 """FastDFS upload sessions: one request, or an appender file grown part by part.
 
-FastDFS has no multipart upload.  A file goes up in one request
-(:class:`OneShotUpload`: the bytes streamed from the source, never read
-whole), or, when it must survive an interruption (``resumable=True``) or
-its size is not known in advance (a stream), as an appender file
-(:class:`AppenderUpload`): the first part creates it, the next ones are
-appended in order, and the storage's own record of the file's size is what
-a resume starts from.  ``regenerate=True`` turns the finished appender file
-into a normal one (a new id); a stream gets that by default, so it ends as
-the normal file a plain upload would have made.
+FastDFS has no multipart upload.  A file of at most ``part_size`` bytes goes
+up in one request (:class:`OneShotUpload`: the bytes streamed from the
+source, never read whole).  A larger one, or a stream of unknown size, goes
+up as an appender file (:class:`AppenderUpload`): the first part creates it,
+the next ones are appended in order, and the storage's own record of the
+file's size is what a resume (in this process or the next) starts from.  At
+the end the appender file is regenerated (FastDFS 6.x) into a normal file
+with a new id, so the caller gets the file a plain upload would have made.
+
+Put options: ``resumable=False`` asks for one request whatever the size (a
+stream of unknown size still needs the appender file); ``resumable=True``
+asks for an appender file whatever the size, and keeps it an appender file
+(one that :meth:`~.backend.FdfsBackend.append` can grow) unless
+``regenerate=True``.  ``regenerate=False`` keeps the appender file of a
+default upload too.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any, Dict, Iterator, Mapping, Optional, Protocol, Tuple
 
-from ...errors import BadInput, Conflict, NotFound, OffsetConflict, ServerError
+from ...errors import BadInput, Conflict, NotFound, OffsetConflict, RequestRejected, ServerError
 from ...result import UploadResult
 from ...settings import Settings
 from ...source import Source
@@ -51,9 +58,9 @@ class Wire(Protocol):
     def upload(self, address: StorageAddress, request: Request, body: Any, what: str = ..., *,
                repeat: Repeat = ...) -> FileId: ...
 
-    def store_address(self, group: Optional[str]) -> StorageAddress: ...
+    def store_address(self, group: Optional[str], what: str = ...) -> StorageAddress: ...
 
-    def file_address(self, fid: FileId, *, update: bool = ...) -> StorageAddress: ...
+    def file_address(self, fid: FileId, *, update: bool = ..., what: str = ...) -> StorageAddress: ...
 
     def file_stat(self, fid: FileId, address: Optional[StorageAddress] = ...) -> FileStat: ...
 
@@ -84,9 +91,9 @@ def uploaded(wire: Wire, fid: FileId, size: int, meta: bytes, address: StorageAd
     )
 
 
-def _flag(options: Mapping[str, Any], name: str, default: bool) -> bool:
+def _flag(options: Mapping[str, Any], name: str, default: Optional[bool]) -> Optional[bool]:
     value = options.get(name, default)
-    if not isinstance(value, bool):
+    if value is not default and not isinstance(value, bool):
         raise BadInput(f"{name} must be True or False, not {value!r}")
     return value
 
@@ -112,15 +119,18 @@ def open_upload(
     """
     ext, group = target(name or source.name, options.get("ext"), options.get("group"))
     meta = encode_metadata(metadata) if metadata else b""  # checked before anything is sent
-    resumable = _flag(options, "resumable", False)
+    resumable = _flag(options, "resumable", None)
+    regenerate = _flag(options, "regenerate", None)
     part_size = backend.settings.part_size
-    large_stream = not source.seekable and (source.size is None or source.size > part_size)
-    if resumable or large_stream:
-        regenerate = _flag(options, "regenerate", not resumable)
-        return AppenderUpload(backend, source, ext=ext, group=group, meta=meta, part_size=part_size,
-                              regenerate=regenerate, state=state)
-    if "regenerate" in options:
-        raise BadInput("regenerate= applies to resumable uploads (resumable=True)", backend="fdfs", operation="put")
+    large = source.size is None or source.size > part_size
+    if resumable is False and regenerate is not None:
+        raise BadInput("regenerate= applies to appender uploads, not to resumable=False", backend="fdfs",
+                       operation="put")
+    if resumable or regenerate is False or (large and (resumable is None or not source.seekable)):
+        session = AppenderUpload(backend, source, ext=ext, group=group, meta=meta, part_size=part_size,
+                                 regenerate=not resumable if regenerate is None else regenerate, state=state)
+        session.fallback = regenerate is None  # a server without regenerate (before 6.x) may keep it
+        return session
     return OneShotUpload(backend, source, ext=ext, group=group, meta=meta)
 
 
@@ -139,7 +149,7 @@ class _Upload(UploadSession):
 
     def _create(self, part: Part, io: PartIO, *, appender: bool) -> None:
         """Create the file with the bytes of ``part``, on the storage a tracker picks."""
-        address = self.backend.store_address(self.group)
+        address = self.backend.store_address(self.group, "put")
         request = Request.upload(part.size, self.ext, path_index=address.path_index, appender=appender)
         self.fid = self.backend.upload(address, request, io.body(), "put")
         self.address = address
@@ -177,6 +187,9 @@ class AppenderUpload(_Upload):
     """
 
     parallel = False
+    #: When the storage cannot regenerate (FastDFS before 6.x): keep the
+    #: appender file (True, for a regenerate nobody asked for) or fail.
+    fallback = False
 
     def __init__(
         self,
@@ -194,10 +207,18 @@ class AppenderUpload(_Upload):
         self.part_size = part_size
         self.regenerate = regenerate
         self._regenerated = False
-        if state and state.get("id"):
-            self._resume(state)
-        if source.size is not None:
-            self.parts_total = max(1, -(-source.size // self.part_size))
+        self._state = state
+        self._count_parts()
+
+    def _count_parts(self) -> None:
+        if self.source.size is not None:
+            self.parts_total = max(1, -(-self.source.size // self.part_size))
+
+    def start(self) -> None:
+        """Resume from the stored state, if any: ask the storage what it holds."""
+        if self._state and self._state.get("id") and self.fid is None:
+            self._resume(self._state)
+            self._count_parts()
 
     def _resume(self, state: Dict[str, Any]) -> None:
         try:
@@ -207,7 +228,7 @@ class AppenderUpload(_Upload):
             log.warning("ignoring an unreadable resume point: %r", state)
             return
         try:
-            address = self.backend.file_address(fid, update=True)
+            address = self.backend.file_address(fid, update=True, what="put")
             held = self.backend.file_stat(fid, address).size
         except NotFound:
             log.info("%s is gone from the storage; starting afresh", fid)
@@ -278,7 +299,13 @@ class AppenderUpload(_Upload):
     def finish(self) -> UploadResult:
         assert self.fid is not None
         if self.regenerate and not self._regenerated:  # not twice when finish is tried again
-            self.fid = FileId.parse(self.backend.regenerate(str(self.fid)))
+            try:
+                self.fid = FileId.parse(self.backend.regenerate(str(self.fid)))
+            except RequestRejected as exc:
+                if not (self.fallback and exc.code == errno.EINVAL):
+                    raise
+                log.warning("%s stays an appender file: the storage cannot regenerate its name (%s)",
+                            self.fid, exc)
             self._regenerated = True
         return self._result()
 
