@@ -171,6 +171,31 @@ def test_a_storage_without_regenerate_keeps_the_appender_file_of_a_default_put(s
             client.put(path, resumable=True, regenerate=True)
 
 
+def test_stream_of_unknown_size_becomes_a_normal_file(server):
+    import io
+
+    class Pipe(io.RawIOBase):  # not seekable, no length
+        def __init__(self, data: bytes) -> None:
+            self.buf = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b) -> int:
+            chunk = self.buf.read(len(b))
+            b[: len(chunk)] = chunk
+            return len(chunk)
+
+    big = bytes(range(256)) * (3 * PART // 256 + 7)
+    with make_client(server) as client:
+        r1 = client.put(Pipe(big), ext="log")
+        r2 = client.put(Pipe(b"tiny"), ext="log")
+    for r, data in ((r1, big), (r2, b"tiny")):
+        assert server.stored_sha256(r.id) == sha256_bytes(data)
+        assert not server.is_appender(r.id) and not FileId.parse(r.id).appender
+    assert server.counts[Cmd.APPEND] >= 3 and server.counts[Cmd.REGENERATE] == 1
+
+
 # -- resumable uploads ----------------------------------------------------------------
 
 
