@@ -221,6 +221,19 @@ def test_parts_a_forgotten_upload_had_go_again_through_the_engine(server, make_f
         assert parts == sorted(parts)
 
 
+def test_parts_in_flight_that_find_an_upload_forgotten_restart_it_once(server, make_file):
+    size = 8 * MiB
+    path, digest = make_file(size)
+    server.fail("part", status=400, code=40011058, msg="x-upyun-multi-uuid not found", times=3)
+    with make_client(server, concurrency=4) as client:
+        result = client.put(path, key="many.bin")
+    assert server.stored_sha256("many.bin") == digest
+    forgotten = {uuid for uuid, _, status, _ in server.part_log if status == 400}
+    # one restart per forgotten upload, however many parts in flight learnt of it
+    assert result.extra["restarts"] == len(forgotten) == server.request_count("initiate") - 1
+    assert server.part_receipts(result.extra["uuid"]) == {i: 1 for i in range(8)}
+
+
 def test_an_upload_forgotten_just_before_complete_is_sent_again_whole(server, make_file):
     size = 4 * MiB + 5
     path, digest = make_file(size)

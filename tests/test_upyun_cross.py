@@ -15,7 +15,7 @@ import pytest
 import upclient
 from upclient import errors
 from upclient.backends.upyun import signing
-from upclient.testing.upyun import UpyunServer
+from upclient.testing import UpyunServer
 
 from .conftest import MiB, sha256_bytes
 from .contract import HookedFileSource

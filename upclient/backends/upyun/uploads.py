@@ -274,6 +274,7 @@ class MultipartUpload(_UpyunSession):
         self.adopt = adopt
         self.file_md5 = file_md5
         self._lock = threading.Lock()
+        self._recovering = threading.Lock()  # one restart per forgotten upload, however many parts notice
         self.done: Set[int] = set()
         self._prefix = 0  # parts 0.._prefix-1 are known done (serial order checks)
         self.uuid = ""
@@ -465,13 +466,18 @@ class MultipartUpload(_UpyunSession):
         return None
 
     def recover(self, part: Part, cause: Union[BaseException, Hint]) -> None:
+        if isinstance(cause, (Restart, Resync)):
+            with self._recovering:
+                self._recover(cause)
+
+    def _recover(self, cause: Hint) -> None:
         with self._lock:
-            current = getattr(cause, "upload_id", None) in (None, self.uuid)
+            current = cause.upload_id in (None, self.uuid)
         if not current:
             return  # about an upload already replaced: nothing to do but send again
         if isinstance(cause, Restart):
             self._restart(cause.reason)
-        elif isinstance(cause, Resync):
+        else:
             if self.parallel or cause.next_part is None:
                 self._resync()
                 return
