@@ -341,6 +341,54 @@ def test_two_clients_on_one_store_directory_putting_the_same_file_both_get_it(co
     assert resume_points(upclient.FileStore(tmp_path / "store")) == []
 
 
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="holds the server's assembly on a named pipe")
+def test_a_part_refused_because_another_client_is_completing_gets_the_outcome_of_that_complete(
+        make_file, tmp_path):
+    """B completes the upload A is still sending; A's last part meets the assembly
+    (409), asks complete for its outcome, and takes the one file."""
+    path, digest = make_file(1 * MiB, name="busy.bin")
+    data = path.read_bytes()
+    results, failures = {}, []
+
+    with CommunityServer(tmp_path / "srv", tokens={TOKEN}, min_part_size=64 * KiB) as server:
+
+        def run_b():
+            try:
+                with make_client(server, part_size=256 * KiB) as client:
+                    results["b"] = client.put(path)
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+        b = threading.Thread(target=run_b)
+
+        def hook(offset):
+            if offset >= 3 * 256 * KiB and not b.is_alive() and "b" not in results:
+                (file_id,) = server.file_ids()
+                held = server.part_path(file_id, 1)
+                os.unlink(held)
+                os.mkfifo(held)  # B's assembly waits on it
+                b.start()
+                wait_for(lambda: server.request_count("complete") >= 1, 20)
+                time.sleep(0.2)  # B's complete reaches the pipe
+
+                def feed():
+                    wait_for(lambda: server.request_count("complete") >= 2, 20)  # A asks too
+                    with open(held, "wb") as pipe:
+                        pipe.write(data[: 256 * KiB])
+
+                threading.Thread(target=feed, daemon=True).start()
+
+        with make_client(server, part_size=256 * KiB, concurrency=1) as client, HookedFileSource(path, hook) as src:
+            results["a"] = client.put(src)
+        b.join(30)
+        assert not failures, failures
+        assert results["a"].id == results["b"].id
+        assert any(status == 409 for _, n, status in server.part_log if n == 4)
+        assert confirmed_copies(server, md5_of(path)) == [results["a"].id]
+        assert server.stored_sha256(results["a"].id) == digest
+
+
 # -- streams ---------------------------------------------------------------------------------
 
 
