@@ -595,3 +595,125 @@ def test_opening_an_upload_does_no_io_until_the_engine_starts_it(server15, make_
             assert session.resumed and session.done_bytes == client.info(state["id"]).size
         r = client.put(path)
     assert r.resumed and server15.stored_sha256(r.id) == digest
+
+
+# -- deadlines against a storage that stops answering ---------------------------------
+
+
+@pytest.fixture
+def hung(tmp_path, make_file):
+    """An emulator in a child process, and a 64-part file whose reading stops the
+    child (SIGSTOP) once 4 parts are read: from then on its tracker and
+    storage accept connections (the kernel does) and never answer."""
+    import os
+    import signal
+
+    from .conftest import emulator_process
+
+    path, digest = make_file(64 * PART, name="hung.bin")
+    with emulator_process("fdfs", "--port", "0", "--dir", str(tmp_path / "srv")) as (proc, address):
+        stopped: list = []
+
+        def hook(offset: int) -> None:
+            if offset >= 4 * PART and not stopped:
+                os.kill(proc.pid, signal.SIGSTOP)
+                stopped.append(time.monotonic())
+
+        class Hung:
+            url = f"fdfs://{address}"
+            file, sha256 = path, digest
+
+            @staticmethod
+            def source():
+                from .contract import HookedFileSource
+
+                return HookedFileSource(path, hook)
+
+            @staticmethod
+            def resume() -> None:
+                os.kill(proc.pid, signal.SIGCONT)
+
+        try:
+            yield Hung
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+
+
+def upclient_threads():
+    return [t.name for t in threading.enumerate() if t.name.startswith("upclient-") and t.is_alive()]
+
+
+def assert_resumes_with_acknowledged_parts(hung, store):
+    """After the stop: the resume point names the appender file, and a new put
+    sends only what the storage lacks."""
+    hung.resume()
+    with upclient.Client(hung.url, store=store, part_size=PART) as client:
+        (key,) = [k for k in store.keys() if not k.startswith("digest-")]
+        held = client.info(store.load(key)["state"]["id"]).size
+        assert held >= 4 * PART - PART  # the parts acknowledged before the stop (at most one in flight)
+        r = client.put(hung.file)
+        assert r.resumed and r.sent_bytes <= 64 * PART - held + PART
+        assert sha256_bytes(client.get(r.id)) == hung.sha256
+        assert not FileId.parse(r.id).appender
+
+
+@pytest.mark.parametrize("how", ["timeout", "cancel", "close"])
+def test_a_hung_storage_cannot_hold_a_call_past_its_deadline_or_cancel(hung, store, how):
+    before = set(upclient_threads())
+    client = upclient.Client(hung.url, store=store, part_size=PART, read_timeout=60)
+    cancel = threading.Event()
+    fired = [0.0]
+
+    def fire() -> None:
+        fired[0] = time.monotonic()
+        cancel.set() if how == "cancel" else client.close()
+
+    timer = threading.Timer(1.0, fire)
+    started = time.monotonic()
+    try:
+        if how != "timeout":
+            timer.start()
+        with hung.source() as source, pytest.raises(errors.Cancelled) as caught:
+            client.put(source, cancel=cancel, timeout=2 if how == "timeout" else None)
+        ended = time.monotonic()
+    finally:
+        timer.cancel()
+        client.close()
+    if how == "timeout":
+        assert isinstance(caught.value, errors.DeadlineExceeded) and isinstance(caught.value, TimeoutError)
+        assert ended - started < 5, ended - started  # target 2.5 s
+    else:
+        assert not isinstance(caught.value, errors.DeadlineExceeded)
+        assert ended - fired[0] < 1.5, ended - fired[0]  # target 0.5 s
+    time.sleep(0.2)
+    assert set(upclient_threads()) <= before, upclient_threads()
+    assert_resumes_with_acknowledged_parts(hung, store)
+
+
+def test_network_timeout_bounds_a_hung_storage_once_not_per_retry(hung, store):
+    """A storage silent for network_timeout is given up at once: no further tries
+    (the tracker would name it again), so the call costs about network_timeout,
+    not tries x hops x network_timeout."""
+    with upclient.Client(hung.url, store=store, part_size=PART, network_timeout=2,
+                         retry=upclient.RetryPolicy(attempts=5, backoff=0.5)) as client:
+        started = time.monotonic()
+        with hung.source() as source, pytest.raises(errors.Timeout, match="network_timeout") as caught:
+            client.put(source)
+        took = time.monotonic() - started
+    assert 2 <= took < 4, took
+    assert isinstance(caught.value, errors.OutcomeUnknown) and not caught.value.retryable
+    assert_resumes_with_acknowledged_parts(hung, store)
+
+
+def test_a_pool_checkout_gives_up_when_the_signal_fires(server15):
+    """max_conns connections all busy: a waiting call ends at its deadline, with its error."""
+    with make_client(server15, max_conns=1) as client:
+        r = client.put(b"one at a time", ext="txt")
+        pool = client.backend.pools[(server15.storage("group1").rsplit(":", 1)[0],
+                                     int(server15.storage("group1").rsplit(":", 1)[1]))]
+        with pool.connection():  # the only slot, held
+            started = time.monotonic()
+            with pytest.raises(errors.DeadlineExceeded):
+                client.put(b"x" * (2 * PART), ext="bin", timeout=0.5)  # the tracker answers, the storage slot waits
+            assert time.monotonic() - started < 2
+        assert client.get(r.id) == b"one at a time"

@@ -30,8 +30,9 @@ from ...errors import (
 from ...result import FileInfo, UploadResult
 from ...settings import Settings
 from ...source import Source, open_source
+from ...transfer import deadline
 from ..base import Backend, Sink, UploadSession
-from .connection import Exchange, Pools, Repeat
+from .connection import Exchange, Pools, Repeat, Silent
 from .protocol import (
     Cmd,
     FileId,
@@ -163,6 +164,10 @@ class FdfsBackend(Backend):
                 else:
                     out = ex.read(length)
             except (OSError, EOFError) as exc:
+                signal = deadline.current()
+                if signal is not None and signal.is_set():  # its socket was shut down on purpose
+                    conn.discard = True
+                    raise signal.error() from None
                 raise ex.failure(exc) from None
             except BaseException:
                 conn.discard = True  # out of step: a parse error, a cancel, a failing sink
@@ -174,6 +179,7 @@ class FdfsBackend(Backend):
     def ask_tracker(self, request: Request, what: str) -> bytes:
         """The reply of the first tracker that answers, starting with the last one that did."""
         failures: List[str] = []
+        silent = 0
         start = self._tracker_at
         n = len(self.trackers)
         for i in range(n):
@@ -182,15 +188,16 @@ class FdfsBackend(Backend):
                 body = self.exchange(self.trackers[at], request, what, storage=False)
             except (TransportError, ProtocolError) as exc:
                 failures.append(str(exc))
+                silent += isinstance(exc, Silent)
                 log.info("tracker %s:%d did not answer (%s); trying the next", *self.trackers[at], exc)
                 continue
             if at != start:
                 with self._tracker_lock:
                     self._tracker_at = at
             return body
-        raise NetworkError(
-            f"{what}: no tracker answered ({'; '.join(failures)})", backend=self.name, operation=what
-        )
+        # Trackers that all stayed silent would stay silent on a retry too.
+        cls = Silent if silent == n else NetworkError
+        raise cls(f"{what}: no tracker answered ({'; '.join(failures)})", backend=self.name, operation=what)
 
     def store_address(self, group: Optional[str], what: str = "query store") -> StorageAddress:
         """The storage a tracker picks for a new file (in ``group``, if given)."""

@@ -7,6 +7,17 @@ a storage (which closes its end), is closed instead.  An idle connection is
 checked before reuse: closed by the peer (a cheap peek), too old
 (``idle_timeout``) or, after a pause, not answering an active test.
 
+Every socket operation answers to the :class:`~upclient.transfer.StopSignal`
+bound to the calling thread: a connect waits at most what is left of the
+deadline, a request's socket is registered with the signal while it is in
+flight (so a cancel, a deadline, ``close()`` or Ctrl-C shuts it down from the
+controlling thread), and a pool checkout waits in slices and gives up when
+the signal fires.  Then the error raised is the signal's, never a network
+error.  A server that took a request and stayed silent for
+``network_timeout`` is :class:`Silent`, which is not retried: a FastDFS
+tracker keeps naming the same storage until it notices the storage is gone,
+minutes later, so asking again would only multiply the wait.
+
 :class:`Exchange` runs one request on one connection and knows how far it
 got, which is what decides whether a failed request may be repeated: one
 that never left, or one the server discards when cut short, may; an upload or
@@ -18,16 +29,21 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import logging
+import os
+import selectors
 import socket
 import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ...errors import NetworkError, OutcomeUnknown, Timeout, TransportError
+from ...transfer import deadline
+from ...transfer.deadline import StopSignal
 from .protocol import HEADER, RESPONSE, Cmd, ProtocolError, Request
 
-__all__ = ["Pool", "Pools", "Exchange", "Repeat"]
+__all__ = ["Pool", "Pools", "Exchange", "Repeat", "Silent"]
 
 log = logging.getLogger("upclient.fdfs")
 
@@ -37,6 +53,20 @@ Address = Tuple[str, int]
 BLOCK = 1024 * 1024
 #: A connection idle for longer than this gets an active test before reuse.
 CHECK_AFTER = 2.0
+#: How long a wait (a pool checkout, a connect) sleeps before it looks at the signal again.
+SLICE = 0.05
+
+
+class Silent(OutcomeUnknown, Timeout):
+    """A server took a request, then said nothing (or read nothing) for
+    ``network_timeout`` seconds.
+
+    What it did with the request is unknown, and it is not tried again: a
+    FastDFS tracker keeps naming a hung storage until it notices, minutes
+    later, so each new try would cost another ``network_timeout``.  An
+    :class:`~upclient.errors.OutcomeUnknown` (a ``NetworkError``) and a
+    :class:`~upclient.errors.Timeout`.
+    """
 
 
 class Repeat(enum.Enum):
@@ -61,8 +91,10 @@ class Connection:
 
     def __init__(self, address: Address, connect_timeout: float, network_timeout: float) -> None:
         self.address = address
+        signal = deadline.current()
+        limit = deadline.remaining(connect_timeout)
         try:
-            self.sock = socket.create_connection(address, timeout=connect_timeout)
+            self.sock = _connect(address, limit, signal)
         except socket.timeout:
             raise Timeout(f"connecting to {_fmt(address)} timed out after {connect_timeout:g} s") from None
         except OSError as exc:
@@ -93,6 +125,41 @@ class Connection:
             self.sock.close()
 
 
+def _connect(address: Address, limit: Optional[float], signal: Optional[StopSignal]) -> socket.socket:
+    """A connected socket, waiting at most ``limit`` seconds, and no longer than ``signal`` allows.
+
+    The connect is non-blocking and watched in slices, so a cancel ends it at
+    once whatever the network does with the SYN; the signal's error is raised.
+    """
+    end = None if limit is None else time.monotonic() + limit
+    last: Optional[OSError] = None
+    for family, kind, proto, _, where in socket.getaddrinfo(*address, type=socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            code = sock.connect_ex(where)
+            if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY):
+                raise OSError(code, os.strerror(code))
+            with selectors.DefaultSelector() as sel:
+                sel.register(sock, selectors.EVENT_WRITE)
+                while code and not sel.select(SLICE if end is None else max(0.0, min(SLICE, end - time.monotonic()))):
+                    if signal is not None and signal.is_set():
+                        raise signal.error()
+                    if end is not None and time.monotonic() >= end:
+                        raise socket.timeout("connect timed out")
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                raise OSError(code, os.strerror(code))
+            return sock
+        except OSError as exc:  # socket.timeout too: the next address, if any, is tried
+            sock.close()
+            last = exc
+        except BaseException:
+            sock.close()
+            raise
+    raise last if last is not None else OSError(f"no address for {_fmt(address)}")
+
+
 class Pool:
     """Connections to one address: at most ``max_conns`` open, idle ones reused."""
 
@@ -114,41 +181,80 @@ class Pool:
         self._lock = threading.Lock()
         self.opened = 0
 
-    def _take_idle(self) -> Optional[Connection]:
+    def _take_idle(self, signal: Optional[StopSignal]) -> Optional[Connection]:
         while True:
             with self._lock:
                 if not self._idle:
                     return None
                 conn = self._idle.pop()
             idle = time.monotonic() - conn.used
-            if idle > self.idle_timeout or conn.closed_by_peer() or (idle > CHECK_AFTER and not self._answers(conn)):
+            if idle > self.idle_timeout or conn.closed_by_peer():
                 conn.close()
                 continue
+            if idle > CHECK_AFTER:
+                if signal is not None:
+                    signal.track(conn.sock)
+                alive = self._answers(conn)
+                if signal is not None:
+                    signal.untrack(conn.sock)
+                    if signal.is_set():
+                        conn.close()
+                        raise signal.error()
+                if not alive:
+                    conn.close()
+                    continue
             return conn
 
     def _answers(self, conn: Connection) -> bool:
-        """An active test (111): header only, both ways."""
+        """An active test (111): header only, both ways, within a connect's time.
+
+        A connection that fails it is replaced by a new one; whether the
+        server itself is silent, the request on that one will tell.
+        """
+        conn.sock.settimeout(min(self.connect_timeout, self.network_timeout))
         try:
             conn.sock.sendall(Request(Cmd.ACTIVE_TEST).header())
             length, cmd, status = HEADER.unpack(_recv_exact(conn.sock, HEADER.size))
             return cmd == RESPONSE and status == 0 and length == 0
         except (OSError, EOFError):
             return False
+        finally:
+            with contextlib.suppress(OSError):
+                conn.sock.settimeout(self.network_timeout)
+
+    def _checkout(self, signal: Optional[StopSignal]) -> None:
+        """Take one of the ``max_conns`` slots, waiting in slices while the signal allows."""
+        if signal is None:
+            self._slots.acquire()
+            return
+        while not self._slots.acquire(timeout=SLICE):
+            signal.check()
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Connection]:
-        """A connection for one exchange; closed instead of kept if anything fails."""
-        self._slots.acquire()
+        """A connection for one exchange; closed instead of kept if anything fails.
+
+        Its socket answers to the thread's signal from checkout to return.
+        """
+        signal = deadline.current()
+        if signal is not None:
+            signal.check()
+        self._checkout(signal)
         try:
-            conn = self._take_idle()
+            conn = self._take_idle(signal)
             if conn is None:
                 conn = Connection(self.address, self.connect_timeout, self.network_timeout)
                 self.opened += 1
             keep = False
+            if signal is not None:
+                signal.track(conn.sock)
             try:
                 yield conn
                 keep = not conn.discard
             finally:
+                if signal is not None:
+                    signal.untrack(conn.sock)
+                    keep = keep and not signal.is_set()  # it may have been shut down just now
                 if keep:
                     conn.used = time.monotonic()
                     with self._lock:
@@ -296,6 +402,10 @@ class Exchange:
             self.stage == "reply" and (self.repeat is Repeat.UNTIL_SENT
                                        or (self.repeat is Repeat.UNTIL_COMPLETE and not unread))
         ) or (self.stage == "body" and self.repeat is Repeat.UNTIL_SENT)
+        if isinstance(exc, socket.timeout):
+            return Silent(f"{reason} at {peer} ({self.stage}): silent for {self.conn.network_timeout:g} s "
+                          "(network_timeout); not tried again" + ("; the server may have done it" if unknown else ""),
+                          backend="fdfs", operation=self.what)
         if unknown:
             return OutcomeUnknown(
                 f"{self.what}: {reason} at {peer} after the request was "
@@ -303,5 +413,4 @@ class Exchange:
                    else f"partly sent ({self.body_sent} bytes); it is not repeated"),
                 operation=self.what,
             )
-        cls = Timeout if isinstance(exc, socket.timeout) else NetworkError
-        return cls(f"{self.what}: {reason} at {peer} ({self.stage})", operation=self.what)
+        return NetworkError(f"{self.what}: {reason} at {peer} ({self.stage})", operation=self.what)
