@@ -1,4 +1,8 @@
-"""The UPYUN emulator (upclient.testing.upyun), driven with plain requests signed by signing.py."""
+"""The UPYUN emulator (upclient.testing.upyun), driven with plain requests signed by signing.py.
+
+The emulator checks them with its own signature code (upclient.testing.upyun.signatures),
+so the two implementations check each other; both are held to the protocol's test vectors.
+"""
 
 from __future__ import annotations
 

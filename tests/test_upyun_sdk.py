@@ -3,7 +3,9 @@
 Every upload is checked byte for byte on the server side. The SDK's
 hard-coded hosts (``purge.upyun.com``, ``p0.api.upyun.com``) reach the
 emulator through its requests session's proxy setting: the emulator serves
-absolute-form request targets by their path.
+absolute-form request targets by their path. The SDK signs every request
+itself, so its signatures are a third implementation the emulator's own
+signature code must agree with (REST, FORM, purge and callbacks).
 """
 
 from __future__ import annotations

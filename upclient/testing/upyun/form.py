@@ -73,7 +73,6 @@ def save_key(template: str, *, now: float, filename: str, md5: str) -> str:
     return re.sub(r"\{(\.?[a-z0-9]+)\}", fill, template)
 
 
-
 class FormUpload(Authenticating, FaultPoints, Notifier):
     """The FORM upload handler."""
 

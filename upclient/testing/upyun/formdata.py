@@ -109,4 +109,3 @@ class FormReader:
                 yield data
             if not self._fill():
                 raise FormError("the body ends inside a part")
-

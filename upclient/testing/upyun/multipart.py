@@ -61,7 +61,6 @@ class MultipartVerbs(Authenticating, FaultPoints):
                 if not m.completed and not m.gone and now - m.created <= MULTI_LIFETIME
             }
 
-
     def _lookup(self, call: Call, service: str, key: str, *, completed: bool = False) -> MultipartUpload:
         """The upload of the request's uuid (a completed one only if ``completed``)."""
         upload_id = call.header("X-Upyun-Multi-Uuid") or ""
@@ -246,4 +245,3 @@ class MultipartVerbs(Authenticating, FaultPoints):
                 raise multi_error(40011059)
             self._forget_locked(record)
         return Answer(204)
-

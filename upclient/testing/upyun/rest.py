@@ -323,4 +323,3 @@ class RestVerbs(Authenticating, FaultPoints):
                 for name in given:
                     record.meta.pop(name, None)
         return Answer(200)
-

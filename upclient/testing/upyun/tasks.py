@@ -52,7 +52,6 @@ class TaskQueue(Authenticating, FaultPoints, Notifier):
                 for t in self._tasks.values()
             }
 
-
     def _start_ticker(self) -> None:
         self._ticker_stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="UpyunServer-tasks", daemon=True)
