@@ -7,7 +7,9 @@ same emulator) is in test_community.py and test_community_sdk.py.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import tempfile
 
 import pytest
 import responses
@@ -323,19 +325,20 @@ def test_a_stored_upload_that_is_gone_starts_afresh(src, tmp_path):
     assert r.id == "f2" and r.sent_bytes == 30
 
 
+class Stream(io.RawIOBase):
+    """A non-seekable stream of DATA."""
+
+    def __init__(self):
+        self.inner = io.BytesIO(DATA)
+
+    def readable(self):
+        return True
+
+    def read(self, n=-1):
+        return self.inner.read(n)
+
+
 def test_a_stream_is_read_and_hashed_before_init_and_sent_from_the_spool():
-    import io
-
-    class Stream(io.RawIOBase):
-        def __init__(self):
-            self.inner = io.BytesIO(DATA)
-
-        def readable(self):
-            return True
-
-        def read(self, n=-1):
-            return self.inner.read(n)
-
     with responses.RequestsMock() as rsps:
         rsps.add(responses.POST, INIT, json=ok({"file_id": "f1", "status": "pending", "parts": parts()}))
         for n in (1, 2, 3):
@@ -358,3 +361,11 @@ def test_extensions_the_api_refuses_are_bad_input_before_any_request(tmp_path):
             client().put(odd)
         with pytest.raises(errors.BadInput, match="md5"):
             client().put(b"xyz", key="a.bin", md5="not-hex")
+
+
+def test_a_stream_that_cannot_be_spooled_fails_clearly_before_any_request(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-dir"))
+    with responses.RequestsMock():
+        with pytest.raises(errors.UpClientError, match="TMPDIR") as info:
+            client().put(Stream(), key="clip.mp4")
+    assert not isinstance(info.value, errors.TransportError)

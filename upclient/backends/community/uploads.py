@@ -36,7 +36,7 @@ import tempfile
 import threading
 from typing import Any, Dict, IO, List, Mapping, Optional, Set, Union
 
-from ...errors import BadInput, NotFound
+from ...errors import BadInput, NotFound, UpClientError
 from ...result import UploadResult
 from ...source import Source
 from ...transfer import MoreParts, Part, PartIO, Restart, Resync, UploadSession
@@ -67,10 +67,15 @@ class Spool:
             return
         if offset != self.size:
             raise ValueError(f"stream parts must come in order: {offset} after {self.size} bytes")
-        if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="upclient-spool-")
-        self._file.seek(offset)
-        self._file.write(data)
+        try:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(prefix="upclient-spool-")
+            self._file.seek(offset)
+            self._file.write(data)
+        except OSError as exc:
+            raise UpClientError(f"cannot keep the stream in a temporary file ({tempfile.gettempdir()}): {exc}; "
+                                "set TMPDIR to a disk with room, or upload from a file",
+                                backend="community", operation="put") from exc
         self._hash.update(data)
         self.size += len(data)
 
