@@ -188,3 +188,22 @@ def test_a_stalled_tus_patch_times_out_and_the_rerun_finishes(node_server, make_
             result = client.put(path)
     assert result.resumed
     assert node_server.stored_sha256(result.id) == sha256_file(path)
+
+
+def test_a_tus_patch_body_the_server_stops_reading_is_bounded(node_server, make_file):
+    """OPTIONS and POST are answered; the PATCH's body is never read past 1 MiB."""
+    path, _ = make_file(48 * MiB)
+    with FaultProxy(node_server.url) as proxy:
+        url = "tus+" + proxy.url_for(node_server.url)
+        proxy.stop_reading(30, method="PATCH", after=MiB, times=None)
+        with upclient.Client(url, store=upclient.MemoryStore(), part_size=16 * MiB) as client:
+            started = time.monotonic()
+            with pytest.raises(errors.DeadlineExceeded):
+                client.put(path, timeout=2)
+            assert time.monotonic() - started < 5
+        with upclient.Client(url, store=upclient.MemoryStore(), part_size=16 * MiB, read_timeout=1,
+                             retry=upclient.RetryPolicy.never()) as client:
+            started = time.monotonic()
+            with pytest.raises(errors.Timeout):
+                client.put(path)
+            assert time.monotonic() - started < 5
