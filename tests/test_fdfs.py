@@ -171,6 +171,31 @@ def test_a_storage_without_regenerate_keeps_the_appender_file_of_a_default_put(s
             client.put(path, resumable=True, regenerate=True)
 
 
+def test_a_group_without_an_active_storage_is_no_storage_available_not_not_found(server):
+    """A tracker answers ENOENT for a group with no active storage as for an
+    unknown one; only the second is NotFound."""
+    with make_client(server) as client:
+        r = client.put(b"still here", ext="txt")
+        server.fail(Cmd.QUERY_FETCH, status=2)  # the group's storage is offline for a moment
+        assert client.exists(r.id)  # retried, not "no such file"
+        server.fail(Cmd.QUERY_STORE, status=2)
+        again = client.put(b"stored after a retry", ext="txt")
+        assert server.stored_sha256(again.id) == sha256_bytes(b"stored after a retry")
+        server.fail(Cmd.QUERY_FETCH, status=2, times=10)
+        with pytest.raises(errors.NoStorageAvailable, match="no storage server is active") as caught:
+            client.info(r.id)
+        assert caught.value.retryable and caught.value.operation == "info"
+        server.clear_faults()
+        server.fail(Cmd.QUERY_STORE_IN_GROUP, status=2, times=10)
+        with pytest.raises(errors.NoStorageAvailable, match="group2"):
+            client.put(b"x", group="group2")
+        server.clear_faults()
+        gone = r.id.replace("group1/", "group9/", 1)  # a group the tracker does not know
+        assert not client.exists(gone)
+        with pytest.raises(errors.NotFound, match="group9"):
+            client.put(b"x", group="group9")
+
+
 def test_stream_of_unknown_size_becomes_a_normal_file(server):
     import io
 

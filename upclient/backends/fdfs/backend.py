@@ -20,6 +20,7 @@ from ...errors import (
     BadInput,
     Conflict,
     NetworkError,
+    NoStorageAvailable,
     NotFound,
     RequestRejected,
     ServerError,
@@ -199,17 +200,41 @@ class FdfsBackend(Backend):
         cls = Silent if silent == n else NetworkError
         raise cls(f"{what}: no tracker answered ({'; '.join(failures)})", backend=self.name, operation=what)
 
-    def store_address(self, group: Optional[str], what: str = "query store") -> StorageAddress:
+    def locate(self, request: Request, group: Optional[str], what: str) -> bytes:
+        """A tracker's answer to a query for a storage (to store in ``group``, or to reach a file in it).
+
+        A tracker says ENOENT both for a group it does not know and for a
+        group none of whose storages is active just now; only the first is
+        :class:`~upclient.errors.NotFound`, the second is
+        :class:`~upclient.errors.NoStorageAvailable` (retried).
+        """
+        try:
+            return self.ask_tracker(request, what)
+        except NotFound as exc:
+            if exc.code != errno.ENOENT:
+                raise
+            if group is not None:
+                try:
+                    self.ask_tracker(Request.list_groups(group), what)
+                except NotFound:
+                    raise NotFound(f"{what}: the tracker knows no group {group!r}", backend=self.name,
+                                   operation=what, code=errno.ENOENT) from None
+            raise NoStorageAvailable(
+                f"{what}: no storage server is active in " + (f"group {group!r}" if group else "any group")
+                + " just now (the tracker said ENOENT)", backend=self.name, operation=what, code=errno.ENOENT,
+            ) from None
+
+    def store_address(self, group: Optional[str], what: str = "put") -> StorageAddress:
         """The storage a tracker picks for a new file (in ``group``, if given)."""
-        return parse_store(self.ask_tracker(Request.query_store(group), what))
+        return parse_store(self.locate(Request.query_store(group), group, what))
 
-    def file_address(self, fid: FileId, *, update: bool = False, what: str = "query storage") -> StorageAddress:
+    def file_address(self, fid: FileId, *, update: bool = False, what: str = "info") -> StorageAddress:
         """The storage to read ``fid`` from (or, with ``update``, to change it on)."""
-        return parse_fetch(self.ask_tracker(Request.query_fetch(fid, update=update), what))
+        return parse_fetch(self.locate(Request.query_fetch(fid, update=update), fid.group, what))
 
-    def file_stat(self, fid: FileId, address: Optional[StorageAddress] = None) -> FileStat:
-        address = address or self.file_address(fid)
-        return parse_file_info(self.exchange(address.address, Request.on_file(Cmd.QUERY_FILE_INFO, fid), "info"))
+    def file_stat(self, fid: FileId, address: Optional[StorageAddress] = None, what: str = "info") -> FileStat:
+        address = address or self.file_address(fid, what=what)
+        return parse_file_info(self.exchange(address.address, Request.on_file(Cmd.QUERY_FILE_INFO, fid), what))
 
     def upload(
         self,
@@ -261,7 +286,7 @@ class FdfsBackend(Backend):
         try:
             ext, group = target(src.name, ext, group)
             meta = encode_metadata(metadata) if metadata else b""
-            address = self.store_address(group)
+            address = self.store_address(group, "put_appender")
             request = Request.upload(src.size or 0, ext, path_index=address.path_index, appender=True)
             fid = self.upload(address, request, src.body(0, src.size or 0), "put_appender")
             return uploaded(self, fid, src.size or 0, meta, address)
@@ -287,7 +312,7 @@ class FdfsBackend(Backend):
         try:
             ext, _ = target(src.name if ext_of(src.name) else fid.name, ext, None)
             meta = encode_metadata(metadata) if metadata else b""
-            address = self.file_address(fid, update=True)
+            address = self.file_address(fid, update=True, what="put_slave")
             request = Request.upload_slave(fid, prefix, src.size or 0, ext)
             new = self.upload(address, request, src.body(0, src.size or 0), "put_slave")
             return uploaded(self, new, src.size or 0, meta, address)
@@ -299,7 +324,7 @@ class FdfsBackend(Backend):
 
     def download(self, id: str, sink: Sink, *, offset: int = 0, length: Optional[int] = None) -> int:
         fid = FileId.parse(id)
-        address = self.file_address(fid)
+        address = self.file_address(fid, what="download")
         counted = [0]
 
         def count(block: bytes) -> None:
@@ -311,7 +336,7 @@ class FdfsBackend(Backend):
         except RequestRejected as exc:
             if exc.code != errno.EINVAL:
                 raise
-            size = self.file_stat(fid, address).size  # 22: offset at or past the end
+            size = self.file_stat(fid, address, "download").size  # 22: offset at or past the end
             if offset == size:
                 return 0  # nothing to read there (an empty file answers 22 too)
             raise BadInput(f"offset {offset} is past the end of {id} ({size} bytes)",
@@ -340,7 +365,7 @@ class FdfsBackend(Backend):
 
     def delete(self, id: str) -> None:
         fid = FileId.parse(id)
-        address = self.file_address(fid, update=True)
+        address = self.file_address(fid, update=True, what="delete")
         self.exchange(address.address, Request.on_file(Cmd.DELETE, fid), "delete")
 
     def abort(self, id: str) -> None:
@@ -363,13 +388,13 @@ class FdfsBackend(Backend):
             raise BadInput("metadata must be a mapping of str to str")
         fid = FileId.parse(id)
         meta = encode_metadata(metadata)
-        address = self.file_address(fid, update=True)
+        address = self.file_address(fid, update=True, what="set_metadata")
         self.exchange(address.address, Request.set_metadata(fid, meta, merge=mode == "merge"), "set_metadata")
 
     def get_metadata(self, id: str) -> Dict[str, str]:
         """The file's metadata, ``{}`` if it has none."""
         fid = FileId.parse(id)
-        address = self.file_address(fid)
+        address = self.file_address(fid, what="get_metadata")
         try:
             return decode_metadata(self.exchange(address.address, Request.on_file(Cmd.GET_METADATA, fid),
                                                  "get_metadata"))
@@ -386,7 +411,7 @@ class FdfsBackend(Backend):
         fid = FileId.parse(id)
         src, owned = self._sized(data)
         try:
-            address = self.file_address(fid, update=True)
+            address = self.file_address(fid, update=True, what="append")
             n = src.size or 0
             self.exchange(address.address, Request.append(fid, n), "append", repeat=Repeat.UNTIL_SENT,
                           body=src.body(0, n))
@@ -402,7 +427,7 @@ class FdfsBackend(Backend):
         fid = FileId.parse(id)
         src, owned = self._sized(data)
         try:
-            address = self.file_address(fid, update=True)
+            address = self.file_address(fid, update=True, what="modify")
             n = src.size or 0
             self.exchange(address.address, Request.modify(fid, offset, n), "modify", body=src.body(0, n))
             return n
@@ -415,13 +440,13 @@ class FdfsBackend(Backend):
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise BadInput(f"size must be a non-negative integer, not {size!r}")
         fid = FileId.parse(id)
-        address = self.file_address(fid, update=True)
+        address = self.file_address(fid, update=True, what="truncate")
         self.exchange(address.address, Request.truncate(fid, size), "truncate")
 
     def regenerate(self, id: str) -> str:
         """Turn an appender file into a normal one; its new id (the old one is gone)."""
         fid = FileId.parse(id)
-        address = self.file_address(fid, update=True)
+        address = self.file_address(fid, update=True, what="regenerate")
         return str(self.upload(address, Request.regenerate(fid), None, "regenerate"))
 
     def groups(self) -> List[GroupStat]:
