@@ -328,6 +328,8 @@ class Client:
         keys: Optional[Iterable[Optional[str]]] = None,
         metadata: Optional[Mapping[str, str]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_file_progress: Optional[Callable[[int, Progress], Any]] = None,
+        on_file_done: Optional[Callable[[int, PutOutcome], Any]] = None,
         cancel: Any = None,
         resume: bool = True,
         **options: Any,
@@ -338,7 +340,15 @@ class Client:
         ``max_files``, as long as more at once means more files per second
         (see :mod:`upclient.pacing`).  An error uploading one file is kept in
         its outcome and does not stop the others; a cancel, Ctrl-C or a closed
-        client stops them all.
+        client stops them all, and a source not started by then gets a
+        :class:`~upclient.errors.Cancelled` outcome.
+
+        ``keys`` gives each source its key (one entry per source, None for
+        none).  Callbacks run in the thread uploading the file:
+        ``on_progress(progress)`` as for :meth:`put`; ``on_file_progress(i,
+        progress)`` the same with the index of the source it belongs to (two
+        files may share a name); ``on_file_done(i, outcome)`` once as each
+        source ends, well or not, so a caller can report it at once.
         """
         items = list(sources)
         key_list = list(keys) if keys is not None else [None] * len(items)
@@ -352,24 +362,40 @@ class Client:
         queue = iter(range(len(items)))
         queue_lock = threading.Lock()
 
+        def progress_of(i: int) -> Optional[ProgressCallback]:
+            if on_file_progress is None:
+                return on_progress
+            if on_progress is None:
+                return lambda p: on_file_progress(i, p)
+
+            def both(p: Progress) -> None:
+                on_progress(p)  # type: ignore[misc]
+                on_file_progress(i, p)
+
+            return both
+
         def upload(i: int) -> PutOutcome:
             try:
-                r = self.put(items[i], key_list[i], metadata=metadata, on_progress=on_progress,
+                r = self.put(items[i], key_list[i], metadata=metadata, on_progress=progress_of(i),
                              cancel=stop, resume=resume, **options)
-                return PutOutcome(items[i], result=r)
+                outcome = PutOutcome(items[i], result=r)
             except UpClientError as exc:
-                return PutOutcome(items[i], error=exc)
+                outcome = PutOutcome(items[i], error=exc)
+            outcomes[i] = outcome
+            if on_file_done is not None:
+                on_file_done(i, outcome)
+            return outcome
 
         def worker() -> None:
             # Each worker takes the next source while the pacer lets it.
-            while pacer.acquire(stop) and not stop.is_set():
+            while pacer.acquire(stop):
                 with queue_lock:
-                    i = next(queue, None)
+                    i = None if stop.is_set() else next(queue, None)
                 if i is None:
                     pacer.release(finished=False)
                     return
                 try:
-                    outcomes[i] = upload(i)
+                    upload(i)
                 finally:
                     pacer.release()
 
