@@ -572,3 +572,22 @@ def test_sigint_while_a_body_goes_to_a_server_that_does_not_read_it(env, make_fi
     assert took < 3, f"{took:.2f} s after SIGINT"
     assert INTERRUPTED in err.decode()
     assert b"Traceback" not in err
+
+
+def test_put_runs_on_put_many(url, make_file, tmp_path, monkeypatch, capsys):
+    """The command schedules no files of its own: put_many (and its FilePacer) does."""
+    from upclient import cli
+
+    calls: List[list] = []
+    real = upclient.Client.put_many
+
+    def spy(self, sources, **kwargs):
+        calls.append(list(sources))
+        return real(self, sources, **kwargs)
+
+    monkeypatch.setattr(upclient.Client, "put_many", spy)
+    files = [str(make_file(1000 + i)[0]) for i in range(3)]
+    assert cli.main(["put", *files, "--to", url, "--json", "--store", str(tmp_path / "s")]) == 0
+    assert calls == [files]
+    lines = json_lines(capsys.readouterr().out.encode())
+    assert sorted(x["file"] for x in lines) == sorted(files) and all(x["ok"] for x in lines)

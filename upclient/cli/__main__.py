@@ -1,0 +1,7 @@
+"""``python -m upclient.cli``, the same as ``upclient``."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())

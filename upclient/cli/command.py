@@ -1,0 +1,169 @@
+"""One run of the command: its arguments, its output, its client, and the exit status of a verb."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable, Dict, Optional
+
+from ..client import Client
+from ..errors import BadInput, UpClientError
+from ..retry import RetryPolicy
+from .args import URL_ENV, UsageError
+from .display import DisplayHandler, ProgressDisplay
+from .redact import RedactingFormatter, Redactor
+
+__all__ = ["Command", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "INTERRUPTED_MESSAGE"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+INTERRUPTED_MESSAGE = "interrupted; run the same command again to resume"
+
+#: A verb: runs on a Command and returns the exit status.
+Verb = Callable[["Command"], int]
+
+
+class Command:
+    """One run of the CLI: parsed arguments, output streams, the redactor."""
+
+    def __init__(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+        self.args = args
+        self.parser = parser
+        self.redact = Redactor()
+        for name, value in args.header:
+            self.redact.add_header(name, value)
+        for secret in (getattr(args, "token", None), getattr(args, "api_key", None),
+                       getattr(args, "password", None), os.environ.get("UPYUN_PASSWORD")):
+            self.redact.add(secret, always=True)
+        self.display = ProgressDisplay(False, "", None)
+        self.stdout_broken = False
+
+    # output ---------------------------------------------------------------------
+
+    def out(self, text: str) -> None:
+        self._stdout(self.redact(text))
+
+    def err(self, text: str) -> None:
+        self.display.write(self.redact(f"upclient: {text}"), sys.stderr)
+
+    def emit_json(self, obj: Dict[str, Any]) -> None:
+        self._stdout(self.redact(json.dumps(obj)))
+
+    def _stdout(self, line: str) -> None:
+        if self.stdout_broken:
+            return
+        try:
+            self.display.write(line, sys.stdout)
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop writing, fail at the end, no traceback.
+            self.stdout_broken = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+
+    def error_obj(self, exc: BaseException) -> Dict[str, Any]:
+        obj: Dict[str, Any] = {"type": type(exc).__name__, "message": self.redact(str(exc))}
+        status = getattr(exc, "status", None)
+        if status is not None:
+            obj["status"] = status
+        return obj
+
+    # setup ----------------------------------------------------------------------
+
+    def setup_logging(self) -> None:
+        level = logging.WARNING
+        if self.args.quiet:
+            level = logging.ERROR
+        if self.args.verbose == 1:
+            level = logging.INFO
+        elif self.args.verbose >= 2:
+            level = logging.DEBUG
+        handler = DisplayHandler(lambda: self.display)
+        handler.setFormatter(RedactingFormatter(self.redact))
+        root = logging.getLogger("upclient")
+        for old in [h for h in root.handlers if isinstance(h, DisplayHandler)]:
+            root.removeHandler(old)  # main() called again in the same process
+        root.addHandler(handler)
+        root.setLevel(level)
+        root.propagate = False
+        if self.args.verbose >= 3:  # the HTTP library too
+            for name in ("urllib3",):
+                other = logging.getLogger(name)
+                other.addHandler(handler)
+                other.setLevel(logging.DEBUG)
+
+    def url(self) -> str:
+        url = getattr(self.args, "to", None) if self.args.verb == "put" else self.args.url
+        url = url or os.environ.get(URL_ENV)
+        if not url:
+            flag = "--to" if self.args.verb == "put" else "--from"
+            raise UsageError(f"no server URL: pass {flag} URL or set {URL_ENV}")
+        self.redact.add_url(url)
+        return url
+
+    def client(self, **extra: Any) -> Client:
+        a = self.args
+        kwargs: Dict[str, Any] = dict(extra)
+        if a.header:
+            kwargs["headers"] = dict(a.header)
+        if a.timeout is not None:
+            kwargs["connect_timeout"] = a.timeout
+            kwargs["read_timeout"] = a.timeout
+        if a.retries is not None:
+            kwargs["retry"] = RetryPolicy(attempts=a.retries + 1)
+        for name in ("token", "api_key", "user_id", "org_id", "password", "auth_server", "endpoint"):
+            if getattr(a, name, None):
+                kwargs[name] = getattr(a, name)
+        if a.insecure:
+            kwargs["verify"] = False
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            if not a.quiet:
+                self.err("warning: TLS certificates are not verified (--insecure)")
+        return Client(self.url(), **kwargs)
+
+    # verbs ----------------------------------------------------------------------
+
+    def run(self, verb: Verb) -> int:
+        """Run ``verb`` and turn what it raised into a message and an exit status."""
+        self.setup_logging()
+        try:
+            status = verb(self)
+            return EXIT_FAILED if status == EXIT_OK and self.stdout_broken else status
+        except UsageError as exc:
+            self.args.verb_parsers.get(self.args.verb, self.parser).error(str(exc))  # exits with 2
+            return EXIT_USAGE  # pragma: no cover
+        except BadInput as exc:
+            self.report_failure(exc)
+            return EXIT_USAGE
+        except UpClientError as exc:
+            self.report_failure(exc)
+            return EXIT_FAILED
+        except OSError as exc:  # local files: a destination that cannot be written, a closed pipe
+            self.report_failure(exc)
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            self.display.close()
+            if self.args.json and self.args.verb != "get":  # get may be writing bytes to stdout
+                self.emit_json({"ok": False, "error": {"type": "Interrupted", "message": "interrupted"}})
+            self.err("interrupted")
+            return EXIT_INTERRUPTED
+        finally:
+            self.display.close()
+
+    def report_failure(self, exc: BaseException, file: Optional[str] = None) -> None:
+        if self.args.json:
+            obj: Dict[str, Any] = {}
+            if file is not None:
+                obj["file"] = file
+            obj.update(ok=False, error=self.error_obj(exc))
+            self.emit_json(obj)
+        where = f"{file}: " if file is not None else ""
+        self.err(f"error: {where}{exc} [{type(exc).__name__}]")

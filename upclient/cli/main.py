@@ -1,0 +1,46 @@
+"""The entry point: parse the command line and run its verb."""
+
+from __future__ import annotations
+
+import sys
+from typing import Dict, Optional, Sequence
+
+from . import verbs
+from .args import build_parser
+from .command import EXIT_INTERRUPTED, EXIT_USAGE, Command, Verb
+from .put import put
+
+__all__ = ["main", "VERBS"]
+
+#: Each verb of the command line and the function that runs it.
+VERBS: Dict[str, Verb] = {
+    "put": put,
+    "get": verbs.get,
+    "info": verbs.info,
+    "rm": verbs.rm,
+    "ls": verbs.ls,
+    "mkdir": verbs.mkdir,
+    "mv": verbs.mv,
+    "cp": verbs.cp,
+    "purge": verbs.purge,
+}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``upclient`` command; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help, --version (0) or a usage error (2)
+        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return Command(args, parser).run(VERBS[args.verb])
+    except SystemExit as exc:  # parser.error() after parsing
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:  # between the verbs' own handlers
+        sys.stderr.write("upclient: interrupted\n")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""The verbs besides put: get, info, rm, ls, and the storage verbs mkdir, mv, cp, purge."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import sys
+from typing import Any, Callable, Dict, List
+
+from ..client import Client
+from ..errors import UpClientError, Unsupported
+from ..store import FileStore
+from .command import EXIT_FAILED, EXIT_OK, Command
+from .display import ProgressDisplay, format_bytes
+
+__all__ = ["get", "info", "rm", "ls", "mkdir", "mv", "cp", "purge"]
+
+
+def get(cmd: Command) -> int:
+    a = cmd.args
+    client = cmd.client()
+    show_bar = not (a.quiet or a.json or getattr(a, "no_progress", False)) and sys.stderr.isatty()
+    total = a.length
+    if show_bar and total is None:  # for a bar with a percentage; without a size it just counts
+        with contextlib.suppress(UpClientError):
+            size = client.info(a.id).size
+            total = None if size is None else max(0, size - (a.offset or 0))
+    cmd.display = ProgressDisplay(show_bar, os.path.basename(a.id.rstrip("/")) or a.id, total)
+    progress = (lambda p: cmd.display.update(0, p)) if show_bar else None
+    with client:
+        if a.dest in (None, "-"):
+            out = sys.stdout.buffer
+            try:
+                client.get(a.id, out, offset=a.offset, length=a.length, on_progress=progress)
+                out.flush()
+            except BrokenPipeError:
+                # The reader went away (e.g. `| head`): not worth a message.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+                return EXIT_FAILED
+        else:
+            # With a destination, get returns the byte count (typed Union[bytes, int]).
+            n = int(client.get(a.id, a.dest, offset=a.offset, length=a.length, on_progress=progress))
+    cmd.display.close()
+    if a.dest in (None, "-"):
+        return EXIT_OK  # stdout holds the bytes: nothing else goes there
+    if a.json:
+        cmd.emit_json({"id": a.id, "ok": True, "dest": a.dest, "bytes": n})
+    elif not a.quiet:
+        cmd.err(f"wrote {format_bytes(n)} ({n} bytes) to {a.dest}")
+    return EXIT_OK
+
+def info(cmd: Command) -> int:
+    with cmd.client() as client:
+        info = client.info(cmd.args.id)
+    if cmd.args.json:
+        cmd.emit_json(
+            {
+                "id": info.id,
+                "ok": True,
+                "size": info.size,
+                "complete": info.complete,
+                "offset": info.offset,
+                "content_type": info.content_type,
+                "modified": info.modified,
+                "expires": info.expires,
+                "metadata": dict(info.metadata),
+                "extra": {k: v for k, v in info.extra.items() if isinstance(v, (str, int, float, bool))},
+            }
+        )
+        return EXIT_OK
+    rows = [
+        ("id", info.id),
+        ("size", "unknown (deferred)" if info.size is None else f"{info.size} ({format_bytes(info.size)})"),
+        ("complete", "yes" if info.complete else f"no, {info.offset} bytes received"),
+        ("content type", info.content_type or "-"),
+    ]
+    if info.modified is not None:
+        rows.append(("modified", _iso(info.modified)))
+    if info.expires is not None:
+        rows.append(("expires", _iso(info.expires)))
+    for k, v in sorted(info.metadata.items()):
+        rows.append((f"metadata {k}", v))
+    for k, v in info.extra.items():  # what only this backend tells (FastDFS: crc32, source ip...)
+        if isinstance(v, (str, int, float, bool)):
+            rows.append((k.replace("_", " "), f"{v:#010x}" if k == "crc32" else str(v)))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        cmd.out(f"{k:<{width}}  {v}")
+    return EXIT_OK
+
+def rm(cmd: Command) -> int:
+    a = cmd.args
+    extra: Dict[str, Any] = {"store": FileStore(a.store)} if a.store else {}
+    with cmd.client(**extra) as client:
+        if os.path.isfile(a.id):  # a local file: give up its interrupted upload
+            n = client.abort(a.id)
+            if a.json:
+                cmd.emit_json({"file": a.id, "ok": True, "aborted": n})
+            elif not a.quiet:
+                cmd.err(f"gave up {n} interrupted upload{'s' if n != 1 else ''} of {a.id}")
+            return EXIT_OK
+        client.delete(a.id)
+    if cmd.args.json:
+        cmd.emit_json({"id": cmd.args.id, "ok": True, "deleted": True})
+    elif not cmd.args.quiet:
+        cmd.err(f"deleted {cmd.args.id}")
+    return EXIT_OK
+
+def ls(cmd: Command) -> int:
+    with cmd.client() as client:
+        if "groups" in client.backend.extra_verbs:  # FastDFS: no file listing, but groups and storages
+            return _ls_groups(cmd, client)
+        try:
+            for info in client.iter(cmd.args.prefix):
+                if cmd.args.json:
+                    cmd.emit_json({"id": info.id, "size": info.size, "modified": info.modified})
+                else:
+                    size = "-" if info.size is None else str(info.size)
+                    cmd.out(f"{size:>12}  {info.id}")
+        except Unsupported as exc:
+            name = exc.backend or client.backend.name
+            cmd.report_failure(
+                Unsupported(
+                    f"the {name} backend cannot list files: the protocol has no listing "
+                    "(keep the ids put prints)",
+                    backend=exc.backend, operation=exc.operation,
+                )
+            )
+            return EXIT_FAILED
+    return EXIT_OK
+
+
+def _ls_groups(cmd: Command, client: Client) -> int:
+    """The groups a FastDFS tracker knows or, given a group name, that group's storage servers."""
+    if not cmd.args.prefix:
+        for g in client.groups():
+            if cmd.args.json:
+                cmd.emit_json({"group": g.name, "storages": g.storage_count, "free_mb": g.free_mb,
+                                "total_mb": g.total_mb, "writable": g.writable_count})
+            else:
+                cmd.out(f"{g.name:<16}  {g.storage_count} storage(s), {g.writable_count} writable, "
+                         f"{g.free_mb} MB free of {g.total_mb} MB")
+        return EXIT_OK
+    for st in client.storages(cmd.args.prefix):
+        if cmd.args.json:
+            cmd.emit_json({"group": cmd.args.prefix, "id": st.id, "ip": st.ip, "port": st.storage_port,
+                            "status": st.status_name, "version": st.version, "free_mb": st.free_mb,
+                            "total_mb": st.total_mb})
+        else:
+            cmd.out(f"{st.ip}:{st.storage_port:<6} {st.status_name:<8} {st.version:<8} "
+                     f"{st.free_mb} MB free of {st.total_mb} MB  (id {st.id or '-'})")
+    return EXIT_OK
+
+def _storage_verb(cmd: Command, method: str, run: Callable[[Client], Any], done: str) -> int:
+    """A verb only storage backends have: Unsupported says so plainly."""
+    with cmd.client() as client:
+        if method not in client.backend.extra_verbs:
+            name = client.backend.name
+            cmd.report_failure(Unsupported(f"the {name} backend has no {cmd.args.verb}",
+                                            backend=name, operation=cmd.args.verb))
+            return EXIT_FAILED
+        outcome = run(client)
+    if cmd.args.json:
+        cmd.emit_json({"ok": True, "verb": cmd.args.verb, "result": outcome})
+    elif not cmd.args.quiet:
+        cmd.err(done)
+    return EXIT_OK
+
+def mkdir(cmd: Command) -> int:
+    a = cmd.args
+    return _storage_verb(cmd, "mkdir", lambda c: c.mkdir(a.path), f"created {a.path}")
+
+def mv(cmd: Command) -> int:
+    a = cmd.args
+    return _storage_verb(cmd, "move", lambda c: c.move(a.src, a.dst), f"moved {a.src} to {a.dst}")
+
+def cp(cmd: Command) -> int:
+    a = cmd.args
+    return _storage_verb(cmd, "copy", lambda c: c.copy(a.src, a.dst), f"copied {a.src} to {a.dst}")
+
+def purge(cmd: Command) -> int:
+    a = cmd.args
+    refused: List[str] = []
+
+    def purge(c: Client) -> List[str]:
+        refused.extend(c.purge(a.targets, domain=a.domain))
+        return refused
+
+    status = _storage_verb(cmd, "purge", purge, f"asked the CDN to refresh {len(a.targets)} URL(s)")
+    for url in refused:
+        cmd.err(f"not purged (not a domain of this service): {url}")
+    return EXIT_FAILED if refused else status
+
+
+def _iso(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="seconds")
