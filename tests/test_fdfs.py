@@ -375,6 +375,19 @@ def test_info_exists_delete(server, make_file):
             client.get(r.id)
 
 
+def test_a_delete_whose_answer_is_lost_is_checked_not_reported_as_not_found(server):
+    with make_client(server) as client:
+        a = client.put(b"delete me", ext="txt")
+        server.fail(Cmd.DELETE, after=10**6)  # the storage deletes it, the answer is lost
+        client.delete(a.id)
+        assert a.id not in server.files() and not client.exists(a.id)
+        assert server.counts[Cmd.DELETE] == 1  # the storage was asked, not the delete repeated
+        b = client.put(b"delete me too", ext="txt")
+        server.fail(Cmd.DELETE, after=0)  # cut before the storage read it: still there, so sent again
+        client.delete(b.id)
+        assert b.id not in server.files() and server.counts[Cmd.DELETE] == 3
+
+
 def test_metadata_merge_overwrite_and_none(server):
     with make_client(server) as client:
         r = client.put(b"meta", ext="txt")

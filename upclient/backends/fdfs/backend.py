@@ -22,6 +22,7 @@ from ...errors import (
     NetworkError,
     NoStorageAvailable,
     NotFound,
+    OutcomeUnknown,
     RequestRejected,
     ServerError,
     ServiceError,
@@ -364,9 +365,28 @@ class FdfsBackend(Backend):
         )
 
     def delete(self, id: str) -> None:
+        """Delete ``id``.
+
+        When the answer is lost the storage is asked whether the file is
+        still there: gone means deleted (a retry would only say "no such
+        file"); still there means the delete did not happen, and it is tried
+        again.
+        """
         fid = FileId.parse(id)
         address = self.file_address(fid, update=True, what="delete")
-        self.exchange(address.address, Request.on_file(Cmd.DELETE, fid), "delete")
+        try:
+            self.exchange(address.address, Request.on_file(Cmd.DELETE, fid), "delete", repeat=Repeat.UNTIL_COMPLETE)
+        except Silent:
+            raise  # asking a silent storage again would cost another network_timeout
+        except OutcomeUnknown as lost:
+            try:
+                self.file_stat(fid, address, "delete")
+            except NotFound:
+                return
+            except (TransportError, ProtocolError):
+                raise lost from None
+            raise NetworkError(f"delete: the answer was lost and {id} is still there; trying again",
+                               backend=self.name, operation="delete") from None
 
     def abort(self, id: str) -> None:
         """Delete an unfinished (appender) upload."""
