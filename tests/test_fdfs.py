@@ -400,8 +400,9 @@ def test_metadata_merge_overwrite_and_none(server):
         client.set_metadata(r.id, {}, mode="overwrite")
         assert client.get_metadata(r.id) == {}
         client.delete(r.id)
-        with pytest.raises(errors.NotFound):
+        with pytest.raises(errors.NotFound, match="get_metadata") as caught:
             client.get_metadata(r.id)
+        assert caught.value.operation == "get_metadata"
         with pytest.raises(errors.BadInput):
             client.set_metadata(r.id, {"k": "v" * 257})
 

@@ -419,7 +419,7 @@ class FdfsBackend(Backend):
             return decode_metadata(self.exchange(address.address, Request.on_file(Cmd.GET_METADATA, fid),
                                                  "get_metadata"))
         except NotFound:
-            self.file_stat(fid, address)  # the storage says ENOENT for "no metadata" too
+            self.file_stat(fid, address, "get_metadata")  # the storage says ENOENT for "no metadata" too
             return {}
 
     def append(self, id: str, data: Any) -> int:
