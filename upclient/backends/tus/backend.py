@@ -23,7 +23,7 @@ from ...source import Source
 from ...transfer import UploadSession
 from ...transport import redact_url
 from ..base import Backend, Sink
-from .protocol import Capabilities, TusRequest, UploadStatus, encode_metadata, error_for, same_origin
+from .protocol import Capabilities, TusRequest, UploadStatus, encode_metadata, error_for, origin, same_origin
 from .uploads import TusUpload
 
 __all__ = ["TusBackend"]
@@ -62,8 +62,8 @@ class TusBackend(Backend):
         self.concat = options.get("concat", True)
         self._caps: Optional[Capabilities] = None
         self._caps_lock = threading.Lock()
-        #: Stored upload URLs whose HEAD failed on the wire, and how often in a row.
-        self._unreachable: Dict[str, int] = {}
+        #: Hosts of stored upload URLs whose HEAD failed on the wire, and how often in a row.
+        self._unreachable: Dict[Any, int] = {}
         self._unreachable_lock = threading.Lock()
 
     # -- the wire --------------------------------------------------------------------
@@ -111,21 +111,23 @@ class TusBackend(Backend):
         That is when the server no longer has it, or when its URL cannot be
         reached: at once if it names another host or port than the endpoint
         and the endpoint answers (the server moved), else on the last of the
-        retries (this backend counts the failures in a row per URL).
+        retries (this backend counts the failures in a row per host and port).
         """
         try:
             status = self.status(url)
         except UploadExpired as exc:
-            log.info("stored upload %s is gone (HTTP %s); starting a new upload", redact_url(url), exc.status)
+            log.info("stored upload %s is gone (HTTP %s); starting a new upload in its place", redact_url(url),
+                     exc.status)
             return None
         except TransportError as exc:
             why = self._unreachable_for_good(url)
             if why is None:
                 raise
             log.warning("the resume record's upload %s cannot be reached (%s) %s; starting a new upload "
-                        "of the whole file", redact_url(url), exc.message, why)
+                        "in its place", redact_url(url), exc.message, why)
             return None
-        self._unreachable.pop(url, None)
+        with self._unreachable_lock:
+            self._unreachable.pop(origin(url), None)
         return status
 
     def _unreachable_for_good(self, url: str) -> Optional[str]:
@@ -136,12 +138,12 @@ class TusBackend(Backend):
             except TransportError:
                 return None  # the server itself is unreachable: nothing to start afresh on
             return f"while the server answers at {redact_url(self.endpoint)}"
+        # The count stays once it is reached, so the other stored URLs of that
+        # host (the partials of one upload) are given up at once too.
         with self._unreachable_lock:
-            failures = self._unreachable[url] = self._unreachable.get(url, 0) + 1
+            failures = self._unreachable[origin(url)] = self._unreachable.get(origin(url), 0) + 1
         if failures < self.settings.retry.attempts:
             return None
-        with self._unreachable_lock:
-            self._unreachable.pop(url, None)
         return f"after {failures} tries"
 
     def terminate_quietly(self, url: str) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "decode_metadata",
     "http_date",
     "checksum_header",
+    "origin",
     "same_origin",
     "error_for",
 ]
@@ -116,10 +117,15 @@ def checksum_header(algorithm: str, data: bytes) -> str:
     return f"{algorithm} {base64.b64encode(hashlib.new(algorithm, data).digest()).decode()}"
 
 
+def origin(url: str) -> Tuple[str, Optional[str], Optional[int]]:
+    """The scheme, host and port of a URL."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
+
+
 def same_origin(a: str, b: str) -> bool:
     """Whether two URLs name the same scheme, host and port."""
-    pa, pb = urllib.parse.urlsplit(a), urllib.parse.urlsplit(b)
-    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+    return origin(a) == origin(b)
 
 
 # -- what the server says about itself and its uploads ------------------------------

@@ -275,9 +275,10 @@ class ConcatUpload(_Plan):
             entry: Dict[str, Any] = {"url": None, "offset": None, "done": False}
             status = self.wire.stored_status(p["url"]) if p.get("url") else None
             if status is not None:
-                entry = {"url": p["url"], "offset": status.offset or 0, "done": bool(p.get("done"))}
+                offset = status.offset or 0
+                entry = {"url": p["url"], "offset": offset, "done": offset >= self._part(int(index)).size}
             self.partials[int(index)] = entry
-        self.resumed = True
+        self.resumed = any(p["url"] for p in self.partials.values())
         self.done_bytes = sum(min(p["offset"] or 0, self._part(i).size)
                               for i, p in self.partials.items() if p["url"])
 
