@@ -267,25 +267,36 @@ def _dead_port():
         return s.getsockname()[1]
 
 
-def test_a_record_pointing_where_nothing_listens_starts_afresh_with_a_warning(server, make_file, store, caplog):
+@pytest.mark.parametrize("concat", [False, True], ids=["serial", "parallel"])
+def test_a_record_pointing_where_nothing_listens_starts_afresh_with_a_warning(server, make_file, store, caplog,
+                                                                            concat):
     # e.g. the server moved, or its Location named a host that is gone: every
     # re-run used to fail with NetworkError, for ever
     path, digest = make_file(24 * PART)
     retry = upclient.RetryPolicy(attempts=3, backoff=0)
-    with tus_client(server.url, store=store, concat=False, concurrency=1, retry=retry) as client:
+    elsewhere = f"http://127.0.0.1:{_dead_port()}/files/"
+
+    def moved(url):
+        return elsewhere + url.rstrip("/").rsplit("/", 1)[-1]
+
+    with tus_client(server.url, store=store, concat=concat, concurrency=1, retry=retry) as client:
         record = interrupted_upload(client, path, at=3 * PART)
         (key,) = list(store.keys())
-        old = record["state"]["url"]
-        moved = f"http://127.0.0.1:{_dead_port()}/files/" + old.rstrip("/").rsplit("/", 1)[-1]
-        record["state"]["url"] = record["id"] = moved
+        state = record["state"]
+        if state["mode"] == "serial":
+            state["url"] = record["id"] = moved(state["url"])
+        else:
+            assert concat and state["partials"]
+            for partial in state["partials"].values():
+                partial["url"] = moved(partial["url"])
         store.save(key, record)
         caplog.set_level("WARNING", logger="upclient")
         result = client.put(path)
     assert not result.resumed
-    assert result.id != moved
+    assert not result.id.startswith(elsewhere)
     assert server.stored_sha256(result.id) == digest
     warnings = [r for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("upclient.tus")]
-    assert any("127.0.0.1" in r.getMessage() and "new upload" in r.getMessage() for r in warnings), warnings
+    assert any(elsewhere in r.getMessage() and "new upload" in r.getMessage() for r in warnings), warnings
     assert list(store.keys()) == []  # done: the stale record is gone too
 
 
