@@ -317,3 +317,13 @@ def test_a_stored_upload_the_server_never_answers_for_starts_afresh_after_the_re
         assert server.stored_sha256(result.id) == digest
         assert proxy.faults_fired.get("reset", 0) == 3
     assert any(r.name.startswith("upclient.tus") and "new upload" in r.getMessage() for r in caplog.records)
+
+
+def test_a_server_that_refuses_one_large_patch_gets_part_sized_ones(make_file, caplog):
+    path, digest = make_file(6 * PART + 5)
+    with ResumableUploadServer(max_chunk_size=2 * PART) as server:
+        with tus_client(server.url, concat=False, checksum=False) as client:
+            caplog.set_level("INFO", logger="upclient")
+            result = client.put(path)
+        assert server.stored_sha256(result.id) == digest
+    assert any("413" in r.getMessage() or "refused" in r.getMessage() for r in caplog.records)
