@@ -669,6 +669,10 @@ def hung(tmp_path, make_file):
                 return HookedFileSource(path, hook)
 
             @staticmethod
+            def stop() -> None:
+                os.kill(proc.pid, signal.SIGSTOP)
+
+            @staticmethod
             def resume() -> None:
                 os.kill(proc.pid, signal.SIGCONT)
 
@@ -742,6 +746,20 @@ def test_network_timeout_bounds_a_hung_storage_once_not_per_retry(hung, store):
     assert 2 <= took < 4, took
     assert isinstance(caught.value, errors.OutcomeUnknown) and not caught.value.retryable
     assert_resumes_with_acknowledged_parts(hung, store)
+
+
+def test_a_new_call_to_a_hung_server_waits_network_timeout_once_not_per_connection(hung, monkeypatch):
+    """A pooled connection is checked (active test) before reuse; a server that
+    does not answer it is silent, and no new connection waits on it once more."""
+    monkeypatch.setattr(connection, "CHECK_AFTER", 0.0)
+    with upclient.Client(hung.url, store=None, network_timeout=2) as client:
+        r = client.put(b"x", ext="txt")
+        hung.stop()
+        started = time.monotonic()
+        with pytest.raises(errors.Timeout, match="active test"):
+            client.info(r.id)
+        took = time.monotonic() - started
+    assert 2 <= took < 3.5, took
 
 
 def test_a_pool_checkout_gives_up_when_the_signal_fires(server15):

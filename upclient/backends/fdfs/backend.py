@@ -154,7 +154,7 @@ class FdfsBackend(Backend):
         """
         error: Optional[ServerError] = None
         out = b""
-        with self.pools[address].connection() as conn:
+        with self.pools[address].connection(what) as conn:
             ex = Exchange(conn, request, repeat, what, storage=storage)
             try:
                 ex.send(body)

@@ -181,7 +181,7 @@ class Pool:
         self._lock = threading.Lock()
         self.opened = 0
 
-    def _take_idle(self, signal: Optional[StopSignal]) -> Optional[Connection]:
+    def _take_idle(self, signal: Optional[StopSignal], what: str) -> Optional[Connection]:
         while True:
             with self._lock:
                 if not self._idle:
@@ -194,28 +194,40 @@ class Pool:
             if idle > CHECK_AFTER:
                 if signal is not None:
                     signal.track(conn.sock)
-                alive = self._answers(conn)
-                if signal is not None:
-                    signal.untrack(conn.sock)
-                    if signal.is_set():
-                        conn.close()
-                        raise signal.error()
+                try:
+                    alive = self._answers(conn, what)
+                except Silent:
+                    if signal is not None and signal.is_set():
+                        raise signal.error() from None
+                    raise
+                finally:
+                    if signal is not None:
+                        signal.untrack(conn.sock)
+                if signal is not None and signal.is_set():
+                    conn.close()
+                    raise signal.error()
                 if not alive:
                     conn.close()
                     continue
             return conn
 
-    def _answers(self, conn: Connection) -> bool:
+    def _answers(self, conn: Connection, what: str) -> bool:
         """An active test (111): header only, both ways, within a connect's time.
 
-        A connection that fails it is replaced by a new one; whether the
-        server itself is silent, the request on that one will tell.
+        A connection the server closed or broke is replaced by a new one.  A
+        server that does not answer at all is :class:`Silent`: the request on
+        a new connection would wait for it once more.
         """
-        conn.sock.settimeout(min(self.connect_timeout, self.network_timeout))
+        limit = min(self.connect_timeout, self.network_timeout)
+        conn.sock.settimeout(limit)
         try:
             conn.sock.sendall(Request(Cmd.ACTIVE_TEST).header())
             length, cmd, status = HEADER.unpack(_recv_exact(conn.sock, HEADER.size))
             return cmd == RESPONSE and status == 0 and length == 0
+        except socket.timeout:
+            conn.close()
+            raise Silent(f"no answer to an active test from {_fmt(self.address)} in {limit:g} s; not tried again",
+                         backend="fdfs", operation=what) from None
         except (OSError, EOFError):
             return False
         finally:
@@ -231,7 +243,7 @@ class Pool:
             signal.check()
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[Connection]:
+    def connection(self, what: str = "request") -> Iterator[Connection]:
         """A connection for one exchange; closed instead of kept if anything fails.
 
         Its socket answers to the thread's signal from checkout to return.
@@ -241,7 +253,7 @@ class Pool:
             signal.check()
         self._checkout(signal)
         try:
-            conn = self._take_idle(signal)
+            conn = self._take_idle(signal, what)
             if conn is None:
                 conn = Connection(self.address, self.connect_timeout, self.network_timeout)
                 self.opened += 1
