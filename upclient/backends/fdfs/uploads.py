@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import errno
 import logging
-from typing import Any, Dict, Iterator, Mapping, Optional, Protocol, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Protocol, Tuple, Union
 
 from ...errors import BadInput, Conflict, NotFound, OffsetConflict, RequestRejected, ServerError
 from ...result import UploadResult
 from ...settings import Settings
 from ...source import Source
-from ...transfer import Part, PartIO, UploadSession
+from ...transfer import Hint, Part, PartIO, UploadSession
 from .connection import Repeat
 from .protocol import (
     FileId,
@@ -274,7 +274,7 @@ class AppenderUpload(_Upload):
                               repeat=Repeat.ALWAYS, body=io.body())
         self.size = part.end
 
-    def recover(self, part: Part, error: BaseException) -> None:
+    def recover(self, part: Part, cause: Union[BaseException, Hint]) -> None:
         """After a failed append, make the storage hold exactly the parts before ``part``, or all of it."""
         if self.fid is None:
             return
