@@ -591,3 +591,33 @@ def test_put_runs_on_put_many(url, make_file, tmp_path, monkeypatch, capsys):
     assert calls == [files]
     lines = json_lines(capsys.readouterr().out.encode())
     assert sorted(x["file"] for x in lines) == sorted(files) and all(x["ok"] for x in lines)
+
+
+def test_a_stalled_standard_input_takes_a_second_ctrl_c(url, env, processes):
+    """A read of standard input is beyond any cancel: the command says so and a second Ctrl-C quits.
+
+    (The wait on the uploads must not be fooled by a KeyboardInterrupt landing inside
+    Thread.join, which marks a running thread stopped on CPython 3.11.)
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "upclient", "put", "-", "--to", url, "--no-resume"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(REPO),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    processes.append(proc)
+    assert proc.stdin is not None
+    proc.stdin.write(b"x" * 1000)  # then nothing more, and the pipe stays open
+    proc.stdin.flush()
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(4)  # the grace for the uploads to stop, and a little more
+    assert proc.poll() is None, proc.communicate()[1].decode()
+    sent_at = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=10)
+    took = time.monotonic() - sent_at
+    err = proc.communicate(timeout=10)[1].decode()
+    assert proc.returncode == 130, err
+    assert took < 3
+    assert "waiting for the requests in flight to stop (Ctrl-C again to quit now)" in err
+    assert INTERRUPTED in err

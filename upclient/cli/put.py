@@ -14,7 +14,7 @@ import os
 import stat
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Generic, List, Optional, Sequence, TypeVar
 
 from ..errors import BadInput, Cancelled
 from ..result import PutOutcome, UploadResult
@@ -25,8 +25,12 @@ from .display import ProgressDisplay, format_bytes
 
 __all__ = ["put"]
 
+T = TypeVar("T")
+
 #: How long after Ctrl-C the uploads may take to stop before the command says it waits.
 STOP_GRACE = 3.0
+#: How long the client then has to end its worker threads before the command exits without them.
+CLOSE_GRACE = 2.0
 
 
 def _check_files(cmd: Command, files: Sequence[str]) -> List[Optional[int]]:
@@ -105,6 +109,7 @@ def put(cmd: Command) -> int:
         except KeyboardInterrupt:
             cancel.set()
             _wait_stopped(cmd, run)
+            closed = _InThread(client.close).wait(CLOSE_GRACE)
             cmd.display.close()
             if a.json:
                 for i, f in enumerate(files):
@@ -116,6 +121,12 @@ def put(cmd: Command) -> int:
             if "-" in files:
                 hint += " (standard input cannot be resumed: it is sent again from its start)"
             cmd.err(hint)
+            if not closed:
+                # A thread is stuck where no cancel reaches (a read of standard input
+                # that never returns) and the interpreter would wait for it at exit.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(EXIT_INTERRUPTED)
             return EXIT_INTERRUPTED
         finally:
             cancel.set()
@@ -125,13 +136,19 @@ def put(cmd: Command) -> int:
     return EXIT_FAILED if errors else EXIT_OK
 
 
-class _InThread:
-    """A call run in a thread of its own, waited for in short slices (Ctrl-C gets through)."""
+class _InThread(Generic[T]):
+    """A call run in a thread of its own, waited for in short slices (Ctrl-C gets through).
 
-    def __init__(self, call: Callable[[], List[PutOutcome]]) -> None:
+    The wait is on an Event, not ``Thread.join``: a KeyboardInterrupt that
+    lands inside ``join`` can leave a running thread marked as stopped
+    (CPython 3.11), and the command would believe its uploads had ended.
+    """
+
+    def __init__(self, call: Callable[[], T]) -> None:
         self._call = call
-        self._value: List[PutOutcome] = []
+        self._value: Optional[T] = None
         self._error: Optional[BaseException] = None
+        self._ended = threading.Event()
         self.thread = threading.Thread(target=self._run, name="upclient-cli", daemon=True)
         self.thread.start()
 
@@ -140,21 +157,22 @@ class _InThread:
             self._value = self._call()
         except BaseException as exc:  # handed to the main thread
             self._error = exc
+        finally:
+            self._ended.set()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Whether the call ended within ``timeout`` seconds (None: wait for it)."""
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
+        return self._ended.wait(timeout)
 
-    def result(self) -> List[PutOutcome]:
+    def result(self) -> T:
         while not self.wait(0.2):
             pass
         if self._error is not None:
             raise self._error
-        return self._value
+        return self._value  # type: ignore[return-value]
 
 
-def _wait_stopped(cmd: Command, run: _InThread) -> None:
+def _wait_stopped(cmd: Command, run: "_InThread[Any]") -> None:
     """After Ctrl-C: let the uploads stop and save their resume points.
 
     The cancel shuts down the requests in flight, so this takes a moment;
