@@ -86,11 +86,14 @@ class FdfsBackend(Backend):
     """FastDFS over its native TCP protocol (``fdfs://tracker:22122[,tracker2:22122]``).
 
     Options: ``network_timeout`` (seconds a read or write on a connection
-    may wait; default the client's ``read_timeout``), ``max_conns`` (open
-    connections per tracker or storage, default 10), ``idle_timeout``
+    may wait; default the client's ``read_timeout``: a server silent that
+    long fails the call with :class:`~.connection.Silent`, a
+    :class:`~upclient.errors.Timeout` that is not retried), ``max_conns``
+    (open connections per tracker or storage, default 10), ``idle_timeout``
     (seconds an unused connection is kept, default 60).  ``connect_timeout``
-    is the client's.  Put options: ``ext``, ``group``, ``resumable``,
-    ``regenerate``; see :mod:`.uploads`.
+    is the client's.  A call's ``timeout``, ``cancel``, ``close()`` and
+    Ctrl-C end its requests at once, whatever the server does.  Put options:
+    ``ext``, ``group``, ``resumable``, ``regenerate``; see :mod:`.uploads`.
     """
 
     name: ClassVar[str] = "fdfs"
