@@ -6,6 +6,8 @@ sessions.  See :class:`FdfsBackend`.
 """
 
 from .backend import FdfsBackend, status_error
+from .connection import Silent
 from .protocol import FileId, FileStat, GroupStat, StorageAddress, StorageStat
 
-__all__ = ["FdfsBackend", "FileId", "FileStat", "GroupStat", "StorageAddress", "StorageStat", "status_error"]
+__all__ = ["FdfsBackend", "FileId", "FileStat", "GroupStat", "Silent", "StorageAddress", "StorageStat",
+           "status_error"]
