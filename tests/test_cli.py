@@ -621,3 +621,38 @@ def test_a_stalled_standard_input_takes_a_second_ctrl_c(url, env, processes):
     assert took < 3
     assert "waiting for the requests in flight to stop (Ctrl-C again to quit now)" in err
     assert INTERRUPTED in err
+
+
+@pytest.mark.parametrize("fault", ["stall", "stop_reading"])
+def test_sigint_during_a_stalled_patch_exits_at_once_and_the_next_run_resumes(
+    fault, url, env, make_file, tmp_path, processes
+):
+    """A real tus server behind a proxy that holds back a PATCH's answer, or stops reading its body."""
+    from upclient.testing.faultproxy import FaultProxy
+
+    size = 24 * MiB
+    path, digest = make_file(size, "stalled.bin")
+    with FaultProxy(url.partition("+")[2]) as proxy:
+        proxied = "tus+" + proxy.url_for(url.partition("+")[2])
+        cmd = ["put", str(path), "--to", proxied, "--timeout", "30", "--part-size", "4M", "--concurrency", "1",
+               "-o", "concat=false", "--store", str(tmp_path / "resume")]
+        first = start_cli(*cmd, env=env)
+        processes.append(first)
+        assert proxy.wait_for_requests(2, "PATCH", timeout=30), "no PATCH went through"
+        getattr(proxy, fault)(600, "PATCH")  # the next PATCH: no answer, or its body unread
+        deadline = time.monotonic() + 30
+        while not proxy.faults_fired.get(fault) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proxy.faults_fired.get(fault), "the fault never fired"
+        took = _interrupt(first, 0.5)
+        err = first.communicate()[1]
+        print(f"tus PATCH {fault}: exit {first.returncode} {took:.3f} s after SIGINT")
+        assert first.returncode == 130, err.decode()
+        assert took < 3, f"{took:.2f} s after SIGINT"
+        assert INTERRUPTED in err.decode() and b"Traceback" not in err
+
+        second = run_cli(*cmd, "--json", env=env)  # the fault is used up
+        assert second.returncode == 0, second.stderr.decode()
+        [line] = json_lines(second.stdout)
+        assert line["resumed"] is True and 0 < line["sent_bytes"] < size
+        assert server_sha256(proxied, line["id"], tmp_path) == digest  # the id names the proxy

@@ -156,3 +156,16 @@ def test_the_command_line_says_usage_error_for_a_bad_url(tmp_path):
     for url in ("tus+http://[::1/files/", "tus+http:///files/", "fdfs://127.0.0.1:70000",
                 "tus+http://example.com/files/\r\n"):
         assert main(["put", str(path), "--to", url, "--store", str(tmp_path / "s"), "-q"]) == 2
+
+
+def test_a_registered_scheme_is_checked_too(monkeypatch):
+    from upclient import backends
+
+    monkeypatch.setattr(backends, "_REGISTRY", dict(backends._REGISTRY))
+    monkeypatch.setattr(backends, "_MANY_HOSTS", set(backends._MANY_HOSTS))
+    backends.register("mine", "upclient.backends.tus:TusBackend")  # never made: every URL is refused first
+    for url in ("mine://[::1/x", "mine://h:0/x", "mine://h/x\r\n", "mine:///x", "mine://a:1,b:2/x"):
+        refused(url)
+    backends.register("many", "upclient.backends.tus:TusBackend", many_hosts=True)
+    with pytest.raises(BadInput, match="tus\\+http"):  # the list passes; the backend then says what it wants
+        make("many://a:1,b:2/x")
