@@ -158,3 +158,27 @@ def test_a_stored_upload_for_another_length_starts_afresh():
                                         state={"mode": "serial", "url": UPLOAD})
         session.start()
         assert not session.resumed and session.upload_id == OTHER
+
+
+def test_stored_partials_on_a_host_that_never_answers_are_given_up_after_the_retries():
+    # the endpoint answers; HEAD of every stored partial breaks (nothing is
+    # registered for them): the retries are spent on the first, then all go
+    state = {"mode": "concat", "size": 12, "part_size": 4,
+             "partials": {str(i): {"url": f"{URL}p{i}", "done": False} for i in range(3)}}
+    with responses.RequestsMock() as rsps:
+        options(rsps, "creation,concatenation")
+        b = backend(part_size=4)
+        src = open_source(b"0123456789ab")
+        made = []
+
+        def open_session():
+            made.append(b.open_upload(src, key=None, metadata={}, options={}, state=state))
+            made[-1].start()
+            return made[-1]
+
+        session = b.settings.retry.call(open_session)
+        heads = [c for c in rsps.calls if c.request.method == "HEAD"]
+        assert len(made) == 3 and len(heads) == 3 + 2
+        assert not session.resumed
+        assert [p.index for p in session.pending_parts()] == [0, 1, 2]
+        assert b._unreachable == {}  # forgotten once the upload started

@@ -14,7 +14,7 @@ import logging
 import mimetypes
 import threading
 import urllib.parse
-from typing import Any, ClassVar, Dict, FrozenSet, Mapping, Optional
+from typing import Any, ClassVar, Dict, FrozenSet, Iterable, Mapping, Optional
 
 from ...errors import BadInput, NotFound, TransportError, Unsupported, UploadExpired
 from ...result import FileInfo
@@ -24,7 +24,7 @@ from ...transfer import UploadSession
 from ...transport import redact_url
 from ..base import Backend, Sink
 from .protocol import Capabilities, TusRequest, UploadStatus, encode_metadata, error_for, origin, same_origin
-from .uploads import TusUpload
+from .uploads import TusUpload, stored_urls
 
 __all__ = ["TusBackend"]
 
@@ -139,12 +139,19 @@ class TusBackend(Backend):
                 return None  # the server itself is unreachable: nothing to start afresh on
             return f"while the server answers at {redact_url(self.endpoint)}"
         # The count stays once it is reached, so the other stored URLs of that
-        # host (the partials of one upload) are given up at once too.
+        # host (the partials of one upload) are given up at once too; it is
+        # cleared when the upload has started (see forget_failures).
         with self._unreachable_lock:
             failures = self._unreachable[origin(url)] = self._unreachable.get(origin(url), 0) + 1
         if failures < self.settings.retry.attempts:
             return None
         return f"after {failures} tries"
+
+    def forget_failures(self, urls: Iterable[str]) -> None:
+        """An upload has started: the failures of the stored URLs it gave up no longer count."""
+        with self._unreachable_lock:
+            for url in urls:
+                self._unreachable.pop(origin(url), None)
 
     def terminate_quietly(self, url: str) -> None:
         """Best-effort DELETE of an upload that is no longer wanted."""
@@ -212,9 +219,5 @@ class TusBackend(Backend):
             pass  # already gone: what abort wanted
 
     def abort_state(self, state: Dict[str, Any]) -> None:
-        if state.get("mode") == "concat":
-            urls = [p["url"] for p in state.get("partials", {}).values() if p.get("url")]
-        else:
-            urls = [state["url"]] if state.get("url") else []
-        for url in urls:
+        for url in stored_urls(state):
             self.abort(url)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Protocol, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Union
 
 from ...errors import Conflict, TooLarge, Unsupported, UploadExpired
 from ...result import UploadResult
@@ -32,7 +32,7 @@ from ...source import Source
 from ...transfer import Hint, Part, PartIO, Restart, Resync, UploadSession
 from .protocol import Capabilities, Created, PatchAnswer, TusRequest, UploadStatus, checksum_header
 
-__all__ = ["Wire", "TusUpload", "SerialUpload", "ConcatUpload"]
+__all__ = ["Wire", "TusUpload", "SerialUpload", "ConcatUpload", "stored_urls"]
 
 log = logging.getLogger("upclient.tus")
 
@@ -54,6 +54,8 @@ class Wire(Protocol):
 
     def stored_status(self, url: str) -> Optional[UploadStatus]: ...
 
+    def forget_failures(self, urls: Iterable[str]) -> None: ...
+
     def terminate_quietly(self, url: str) -> None: ...
 
 
@@ -64,6 +66,13 @@ def _parts(start: int, size: int, part_size: int, first_index: int = 0) -> Itera
         yield Part(index=index, offset=offset, size=n)
         offset += n
         index += 1
+
+
+def stored_urls(state: Mapping[str, Any]) -> List[str]:
+    """The upload URLs a stored state names."""
+    if state.get("mode") == "concat":
+        return [p["url"] for p in state.get("partials", {}).values() if p.get("url")]
+    return [state["url"]] if state.get("url") else []
 
 
 def _patch(wire: Wire, url: str, io: PartIO, start: int, end: int, *, offset: int,
@@ -417,6 +426,8 @@ class TusUpload(UploadSession):
             self._plan = serial
             return
         self._plan = self._resumed(caps, checksum, inline)
+        if self.stored:
+            self.wire.forget_failures(stored_urls(self.stored))
         if self._plan is not None:
             return
         # Parallel partial uploads pay off from two parts on; a stream goes
