@@ -59,17 +59,10 @@ def _check_files(cmd: Command, files: Sequence[str]) -> List[Optional[int]]:
 
 
 def put(cmd: Command) -> int:
+    """Upload the files with ``put_many``; report each as it ends; the exit status of them all."""
     a = cmd.args
     files: List[str] = list(a.files)
     sizes = _check_files(cmd, files)
-    extra: Dict[str, Any] = {}
-    for opt in ("part_size", "concurrency", "max_files"):
-        if getattr(a, opt) is not None:
-            extra[opt] = getattr(a, opt)
-    if a.no_resume:
-        extra["store"] = None
-    elif a.store:
-        extra["store"] = FileStore(a.store)
     show_bar = not (a.quiet or a.json or a.no_progress) and sys.stderr.isatty()
     total = None if any(s is None for s in sizes) else sum(s for s in sizes if s is not None)
     label = a.key or ("stdin" if files[0] == "-" else os.path.basename(files[0]))
@@ -90,7 +83,7 @@ def put(cmd: Command) -> int:
             assert outcome.error is not None
             cmd.report_failure(outcome.error, files[i])
 
-    with cmd.client(**extra) as client:
+    with cmd.client(**_client_settings(cmd)) as client:
         cmd.display = ProgressDisplay(show_bar, label, total, files=len(files))
         sources = [sys.stdin.buffer if f == "-" else f for f in files]
         run = _InThread(
@@ -110,17 +103,7 @@ def put(cmd: Command) -> int:
             cancel.set()
             _wait_stopped(cmd, run)
             closed = _InThread(client.close).wait(CLOSE_GRACE)
-            cmd.display.close()
-            if a.json:
-                for i, f in enumerate(files):
-                    o = outcomes.get(i)
-                    if o is None or isinstance(o.error, Cancelled):
-                        cmd.emit_json({"file": f, "ok": False,
-                                       "error": {"type": "Interrupted", "message": "interrupted"}})
-            hint = INTERRUPTED_MESSAGE
-            if "-" in files:
-                hint += " (standard input cannot be resumed: it is sent again from its start)"
-            cmd.err(hint)
+            _report_interrupted(cmd, files, outcomes)
             if not closed:
                 # A thread is stuck where no cancel reaches (a read of standard input
                 # that never returns) and the interpreter would wait for it at exit.
@@ -134,6 +117,32 @@ def put(cmd: Command) -> int:
     if any(isinstance(e, BadInput) for e in errors):
         return EXIT_USAGE
     return EXIT_FAILED if errors else EXIT_OK
+
+
+def _client_settings(cmd: Command) -> Dict[str, Any]:
+    """The Client settings only put has flags for."""
+    a = cmd.args
+    extra: Dict[str, Any] = {opt: getattr(a, opt) for opt in ("part_size", "concurrency", "max_files")
+                             if getattr(a, opt) is not None}
+    if a.no_resume:
+        extra["store"] = None
+    elif a.store:
+        extra["store"] = FileStore(a.store)
+    return extra
+
+
+def _report_interrupted(cmd: Command, files: Sequence[str], outcomes: Dict[int, PutOutcome]) -> None:
+    """After Ctrl-C: a JSON line for each file that did not end, and how to resume."""
+    cmd.display.close()
+    if cmd.args.json:
+        for i, f in enumerate(files):
+            o = outcomes.get(i)
+            if o is None or isinstance(o.error, Cancelled):
+                cmd.emit_json({"file": f, "ok": False, "error": {"type": "Interrupted", "message": "interrupted"}})
+    hint = INTERRUPTED_MESSAGE
+    if "-" in files:
+        hint += " (standard input cannot be resumed: it is sent again from its start)"
+    cmd.err(hint)
 
 
 class _InThread(Generic[T]):
