@@ -6,7 +6,8 @@ links), is large enough for every worker thread, never retries by itself
 (the shared :class:`~upclient.retry.RetryPolicy` is the only retry layer),
 and applies the client's timeouts, TLS settings, extra headers and auth.
 Exceptions of requests and urllib3 become :mod:`upclient.errors` here and
-nowhere else.  Logs name the method, the URL without its query string (which
+nowhere else, and every answer is upclient's own
+:class:`~upclient.response.HttpResponse`.  Logs name the method, the URL without its query string (which
 may hold a signature), the status and the time; never a header value.
 """
 
@@ -38,6 +39,7 @@ from .errors import (
     error_for_status,
 )
 from .source import BLOCK_SIZE
+from .response import HttpResponse
 from .transfer import deadline
 from .wire import POOL_CLASSES, flight
 
@@ -256,7 +258,7 @@ class HttpTransport:
         stream: bool = False,
         timeout: Optional[Tuple[float, float]] = None,
         presigned: bool = False,
-    ) -> requests.Response:
+    ) -> HttpResponse:
         """Send one request; network failures raise :mod:`upclient.errors`, any status returns.
 
         ``presigned``: the URL carries its own authorisation (an object
@@ -285,26 +287,47 @@ class HttpTransport:
             raise  # raised by a body (cancelled, source changed)
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             trip.land()
-            if signal is not None and signal.is_set():
-                raise signal.error() from exc  # we shut the socket down ourselves
-            if isinstance(exc, requests.exceptions.RequestException):
-                raise self._translate(exc, backend, operation, method, url) from exc
-            raise NetworkError(
-                f"{method} {redact_url(url)} failed: {_short_reason(exc)}", backend=backend, operation=operation
-            ) from exc
+            raise self._failure(exc, signal, backend, operation, method, url) from exc
         except BaseException:
             trip.land()
             raise
-        if stream:
-            resp._upclient_flight = trip  # type: ignore[attr-defined]  # landed when the body is read
-        else:
+        if not stream:
             trip.land()
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s %s -> %s (%.3fs)", method, redact_url(url), resp.status_code,
                 time.monotonic() - started,
             )
-        return resp
+        if not stream:
+            return HttpResponse(method, resp.url or url, resp.status_code, resp.headers, resp.content,
+                                reason=resp.reason or "")
+
+        def blocks(size: int) -> Iterator[bytes]:
+            try:
+                yield from resp.iter_content(size)
+            except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                raise self._failure(exc, signal, backend, operation, method, url) from exc
+
+        def close() -> None:
+            resp.close()
+            trip.land()
+
+        return HttpResponse(method, resp.url or url, resp.status_code, resp.headers, None,
+                            reason=resp.reason or "", blocks=blocks, close=close)
+
+    @classmethod
+    def _failure(
+        cls, exc: BaseException, signal: Any, backend: str, operation: str, method: str, url: str
+    ) -> UpClientError:
+        """The one place an exception of requests, urllib3 or a socket becomes ours."""
+        if signal is not None and signal.is_set():
+            return signal.error()  # we shut the socket down ourselves
+        if isinstance(exc, requests.exceptions.RequestException):
+            return cls._translate(exc, backend, operation, method, url)
+        if _timed_out(exc):
+            return Timeout(f"{method} {redact_url(url)} timed out", backend=backend, operation=operation)
+        return NetworkError(f"{method} {redact_url(url)} failed: {_short_reason(exc)}",
+                            backend=backend, operation=operation)
 
     @staticmethod
     def _translate(
@@ -324,7 +347,7 @@ class HttpTransport:
 
     def error(
         self,
-        resp: requests.Response,
+        resp: HttpResponse,
         *,
         backend: str,
         operation: str,
@@ -348,7 +371,7 @@ class HttpTransport:
                 break
         err_cls = cls or error_for_status(status)
         return err_cls(
-            f"{resp.request.method} {redact_url(resp.url)}: {message}",
+            f"{resp.method} {redact_url(resp.url)}: {message}",
             backend=backend,
             operation=operation,
             status=status,
@@ -358,28 +381,17 @@ class HttpTransport:
         )
 
     def iter_body(
-        self, resp: requests.Response, *, backend: str, operation: str, block: int = BLOCK_SIZE
+        self, resp: HttpResponse, *, backend: str, operation: str, block: int = BLOCK_SIZE
     ) -> Iterator[bytes]:
-        """The body of a streamed response in blocks; breaks map to NetworkError."""
-        trip = getattr(resp, "_upclient_flight", None)
-        signal = trip.signal if trip is not None else None
+        """The body of a streamed response in blocks (breaks are already mapped); closes it."""
         try:
             yield from resp.iter_content(block)
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            if signal is not None and signal.is_set():
-                raise signal.error() from exc
-            if isinstance(exc, requests.exceptions.RequestException):
-                raise self._translate(exc, backend, operation, "GET", resp.url) from exc
-            raise NetworkError(f"GET {redact_url(resp.url)} failed: {_short_reason(exc)}",
-                               backend=backend, operation=operation) from exc
         finally:
             resp.close()
-            if trip is not None:
-                trip.land()
 
     def copy_body(
         self,
-        resp: requests.Response,
+        resp: HttpResponse,
         sink: Callable[[bytes], Any],
         *,
         offset: int,

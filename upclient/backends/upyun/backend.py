@@ -19,9 +19,9 @@ import threading
 import urllib.parse
 from typing import Any, ClassVar, Dict, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
-import requests
 
 from ...errors import AuthError, BadInput, ServerError, ServiceError
+from ...response import HttpResponse
 from ...result import FileInfo
 from ...settings import Settings
 from ...source import Source
@@ -44,9 +44,9 @@ LIST_END = "g2gCZAAEbmV4dGQAA2VvZg"
 
 _LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$", re.IGNORECASE)
 
-def _read_body(resp: requests.Response) -> bytes:
+def _read_body(resp: HttpResponse) -> bytes:
     """The body of an answer; an error's is small (a broken one: the status must do)."""
-    if resp.request is not None and resp.request.method == "HEAD":
+    if resp.method == "HEAD":
         return b""
     try:
         return bytes(resp.content)
@@ -217,7 +217,7 @@ class UpyunBackend(Backend):
         stream: bool = False,
         ok: Tuple[int, ...] = (200,),
         base: Optional[str] = None,
-    ) -> requests.Response:
+    ) -> HttpResponse:
         """One signed request to ``path`` (already quoted) plus ``query``; typed error unless ``ok``."""
         answer = self.call(Request(method, path + query, operation, dict(headers or {}), ok), body,
                            base=base, stream=stream)
