@@ -44,8 +44,10 @@ def make(kind, address, **kw):
     return BACKENDS[kind](address, **kw)
 
 
-def upclient_threads():
-    return [t.name for t in threading.enumerate() if t.name.startswith("upclient-") and t.is_alive()]
+def upclient_threads(before=frozenset()):
+    """upclient's threads alive now that were not in ``before`` (other tests' clients may linger)."""
+    return [t.name for t in threading.enumerate()
+            if t.name.startswith("upclient-") and t.is_alive() and t not in before]
 
 
 @pytest.fixture(params=[True, False], ids=["never-answers", "never-reads"])
@@ -62,6 +64,7 @@ def big_file(make_file):
 
 @pytest.mark.parametrize("kind", sorted(BACKENDS))
 def test_put_timeout_holds_against_a_silent_server(kind, silent, big_file):
+    before = frozenset(threading.enumerate())
     with make(kind, silent.address, part_size=64 * MiB) as client:
         started = time.monotonic()
         with pytest.raises(errors.DeadlineExceeded) as caught:
@@ -70,7 +73,7 @@ def test_put_timeout_holds_against_a_silent_server(kind, silent, big_file):
     assert isinstance(caught.value, TimeoutError)
     assert elapsed < 5, f"put(timeout=2) took {elapsed:.2f} s"
     assert silent.accepted >= 1
-    assert not upclient_threads()
+    assert not upclient_threads(before)
 
 
 @pytest.mark.parametrize("kind", sorted(BACKENDS))
@@ -98,6 +101,7 @@ def test_cancel_stops_a_call_held_by_a_silent_server(kind, silent, big_file):
 @pytest.mark.parametrize("kind", sorted(BACKENDS))
 def test_close_from_another_thread_stops_a_call_and_leaves_no_thread(kind, silent, make_file):
     path = make_file(4 * MiB)[0]
+    before = frozenset(threading.enumerate())
     client = make(kind, silent.address, part_size=MiB, concurrency=2)
     closed_at = []
 
@@ -114,7 +118,7 @@ def test_close_from_another_thread_stops_a_call_and_leaves_no_thread(kind, silen
     finally:
         timer.join(10)
     assert late < 1.5, f"the call ended {late:.2f} s after close()"
-    assert not upclient_threads()
+    assert not upclient_threads(before)
 
 
 @pytest.mark.parametrize("kind", sorted(BACKENDS))
