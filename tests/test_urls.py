@@ -169,3 +169,9 @@ def test_a_registered_scheme_is_checked_too(monkeypatch):
     backends.register("many", "upclient.backends.tus:TusBackend", many_hosts=True)
     with pytest.raises(BadInput, match="tus\\+http"):  # the list passes; the backend then says what it wants
         make("many://a:1,b:2/x")
+
+
+def test_the_hint_for_a_scheme_without_its_backend_keeps_the_password_out():
+    with pytest.raises(BadInput, match=r"did you mean tus\+http://user:\*\*\*@example.com/files/") as info:
+        make("http://user:s3cret-pw@example.com/files/")
+    assert "s3cret-pw" not in str(info.value)

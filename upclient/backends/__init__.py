@@ -61,7 +61,7 @@ def backend_for_url(url: str, settings: Settings, options: Mapping[str, Any]) ->
         hint = ""
         guesses = [k for k in _REGISTRY if k.endswith("+" + scheme.lower())]
         if guesses:
-            hint = f" (did you mean {guesses[0]}://{url.partition('://')[2]} ?)"
+            hint = f" (did you mean {guesses[0]}://{shown(url).partition('://')[2]} ?)"
         raise BadInput(f"unknown URL scheme {scheme!r}{hint}; known schemes: {', '.join(schemes())}")
     check_url(url, many_hosts=scheme.lower() in _MANY_HOSTS)
     module_name, _, class_name = target.partition(":")
