@@ -311,6 +311,10 @@ class Client:
             outcome = self.settings.retry.call(session.finish, cancel=stop, what="finishing the upload")
             if not isinstance(outcome, MoreParts):
                 return outcome
+            if not src.seekable and any(part.data is None for part in outcome.parts):
+                raise ServiceError(f"the server lost parts of {src.name}, a stream that cannot be read again "
+                                   f"({outcome.reason or 'missing at finish'}); upload it again",
+                                   backend=self.backend.name, operation="put")
             log.info("%s: sending %d more part(s) before finishing: %s", src.name, len(outcome.parts),
                      outcome.reason or "the server lacks them")
             for part in outcome.parts:

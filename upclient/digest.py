@@ -21,6 +21,7 @@ from .errors import Cancelled
 from .progress import Progress
 from .source import Source
 from .store import BaseStore
+from .transfer import deadline
 
 __all__ = ["file_digest", "DigestCache"]
 
@@ -47,9 +48,11 @@ def file_digest(
     started = time.monotonic()
     next_report = started + 0.2
     done = 0
+    if cancel is None:
+        cancel = deadline.current()  # the call's own deadline and cancel token
     while done < size:
         if cancel is not None and cancel.is_set():
-            raise Cancelled("digest cancelled")
+            raise cancel.error() if hasattr(cancel, "error") else Cancelled("digest cancelled")
         n = min(READ_SIZE, size - done)
         if fd is not None and hasattr(os, "preadv"):
             got = os.preadv(fd, [view[:n]], done)

@@ -7,7 +7,7 @@ while it is sent, counting progress and honouring cancellation.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from ..source import PartBody, Source
 
@@ -26,7 +26,7 @@ class Part:
     index: int
     offset: int
     size: int
-    data: Optional[bytes] = None
+    data: Optional[Union[bytes, memoryview]] = None
     last: bool = False
 
     @property

@@ -56,7 +56,10 @@ class UploadSession:
         Returns None once the server holds it, or a :data:`Hint` when the
         server's answer says what to do instead (re-synchronise, start
         afresh); the engine then calls :meth:`recover` with it and sends the
-        part again.  A failure raises a :mod:`upclient.errors` error.
+        part again.  A failure raises a :mod:`upclient.errors` error.  A
+        session whose parts must go in order may also return None for a part
+        it cannot send yet (one before it is missing on the server) and hand
+        it back from :meth:`finish` as :class:`MoreParts`.
         """
         raise NotImplementedError
 
