@@ -182,3 +182,20 @@ def test_stored_partials_on_a_host_that_never_answers_are_given_up_after_the_ret
         assert not session.resumed
         assert [p.index for p in session.pending_parts()] == [0, 1, 2]
         assert b._unreachable == {}  # forgotten once the upload started
+
+
+def test_a_stored_url_elsewhere_is_kept_while_the_endpoint_cannot_be_reached_either():
+    # nothing says the record is stale when the server cannot be reached at
+    # all: the error stands, the retries (and the next run) try again
+    import requests
+
+    with responses.RequestsMock() as rsps:
+        options(rsps)
+        rsps.add(responses.OPTIONS, URL, body=requests.ConnectionError("refused"))
+        b = backend()
+        b.capabilities()  # known from an earlier upload
+        session = b.open_upload(open_source(b"0123456789"), key=None, metadata={}, options={},
+                                state={"mode": "serial", "url": "http://moved.test/files/abc"})
+        with pytest.raises(errors.NetworkError, match="moved.test"):
+            session.start()
+        assert not any(c.request.method == "POST" for c in rsps.calls)
