@@ -246,3 +246,84 @@ def test_a_changed_record_identity_starts_afresh(data_file):
     result = client.put(path)
     assert not result.resumed
     assert backend.finished == data[::-1]
+
+
+# -- hints: the server's answer steers a part -------------------------------------------------
+
+
+class SteeredSession(FakeSession):
+    """Takes half of part 1 on its first try and answers Resync (a short write);
+    with ``always``, never settles."""
+
+    def __init__(self, backend, source, state, always=False):
+        super().__init__(backend, source, state)
+        self.always = always
+        self.held = {}
+        self.recovered = []
+
+    def confirmed(self, part):
+        return self.held.get(part.index, 0)
+
+    def send_part(self, part, io):
+        from upclient.transfer import Resync
+
+        start = part.offset + self.held.get(part.index, 0)
+        body = io.body(start, part.end)
+        if part.index == 1 and (self.always or not self.held):
+            half = body.read(part.size // 2)
+            if not self.always:  # the server keeps what arrived
+                self.held[1] = len(half)
+                with self.b.lock:
+                    self.b.stored[1] = bytes(half)
+            return Resync("the server kept half", offset=part.offset + self.held.get(1, 0))
+        rest = b"".join(iter(lambda: body.read(), b""))
+        with self.b.lock:
+            self.b.stored[part.index] = self.b.stored.get(part.index, b"") + rest
+        with self.lock:
+            self.done.add(part.index)
+        return None
+
+    def recover(self, part, cause):
+        self.recovered.append(type(cause).__name__)
+
+
+def test_a_hint_resends_the_rest_keeps_progress_monotonic_and_is_not_a_warning(data_file, caplog):
+    path, data = data_file
+    client, backend = make_client(parallel=False, concurrency=1)
+    sessions = []
+
+    def open_upload(source, *, key, metadata, options, state):
+        s = SteeredSession(backend, source, state)
+        sessions.append(s)
+        return s
+
+    backend.open_upload = open_upload
+    seen = []
+    with caplog.at_level("DEBUG", logger="upclient"):
+        client.put(path, on_progress=lambda p: seen.append(p.bytes_done))
+    assert backend.finished == data
+    assert sessions[0].recovered == ["Resync"]
+    assert seen == sorted(seen) and seen[-1] == len(data)
+    retries = [r for r in caplog.records if r.name == "upclient.retry"]
+    assert retries and all(r.levelname == "DEBUG" for r in retries)
+
+
+def test_a_server_that_never_settles_a_part_is_an_offset_conflict(data_file):
+    path, _ = data_file
+    client, backend = make_client(parallel=False, concurrency=1)
+    backend.open_upload = lambda source, **kw: SteeredSession(backend, source, kw["state"], always=True)
+    with pytest.raises(errors.OffsetConflict, match="never settled"):
+        client.put(path)
+
+
+def test_a_try_after_a_partial_one_starts_from_what_the_server_holds():
+    from upclient.progress import ProgressTracker
+
+    tracker = ProgressTracker("x", 1000, parts_total=1)
+    tracker.reader(0)(600)  # a try sent 600 bytes; the server kept 500 of them
+    tracker.drop_attempt(0)
+    count = tracker.reader(0, base=500)
+    assert tracker.snapshot().bytes_done == 500
+    count(500)
+    tracker.finish_part(0, 1000)
+    assert tracker.snapshot().bytes_done == 1000

@@ -67,10 +67,14 @@ class ProgressTracker:
         #: caller's thread, so progress can be reported from there.
         self.on_block: Optional[Callable[[], None]] = None
 
-    def reader(self, part: int) -> Callable[[int], None]:
-        """A callback for one attempt at ``part``: counts each block read."""
+    def reader(self, part: int, base: int = 0) -> Callable[[int], None]:
+        """A callback for one attempt at ``part``: counts each block read.
+
+        ``base``: bytes of the part the server already holds (a try after a
+        partial one), which count as done from the start.
+        """
         with self._lock:
-            self._live[part] = 0
+            self._live[part] = base
 
         def on_read(n: int) -> None:
             with self._lock:

@@ -113,7 +113,8 @@ class RetryPolicy:
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            log.warning(
+            log.log(
+                logging.DEBUG if getattr(exc, "steered", False) else logging.WARNING,
                 "retrying %s in %.1fs (try %d of %d failed: %s)",
                 what,
                 state.next_action.sleep if state.next_action else 0.0,

@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
-from ..errors import UpClientError
+from ..errors import OffsetConflict, UpClientError
 from ..progress import Progress, ProgressTracker
 from ..retry import RetryPolicy
 from ..source import Source, StreamSource
@@ -166,7 +166,8 @@ class TransferEngine:
         def attempt() -> None:
             if stop.is_set():
                 raise stop.error()
-            io = PartIO(source, part, tracker.reader(part.index), stop)
+            # the bytes of this part the server already holds count as done from the start
+            io = PartIO(source, part, tracker.reader(part.index, base=session.confirmed(part)), stop)
             try:
                 hint = session.send_part(part, io)
             except BaseException:
@@ -187,8 +188,13 @@ class TransferEngine:
             return advanced
 
         with stop.bound():
-            self.retry.call(attempt, cancel=stop, what=f"part {part.index}", before_retry=recover,
-                            progressed=progressed)
+            try:
+                self.retry.call(attempt, cancel=stop, what=f"part {part.index}", before_retry=recover,
+                                progressed=progressed)
+            except _Steered as exc:  # the server kept steering and the budget ran out
+                raise OffsetConflict(
+                    f"part {part.index} never settled with the server: {exc.hint.reason}"
+                ) from exc
         tracker.finish_part(part.index, part.size)
 
 
@@ -196,6 +202,8 @@ class _Steered(UpClientError):
     """Carries a session's hint through the retry policy to :meth:`UploadSession.recover`."""
 
     retryable = True
+    #: A resend the server asked for is routine: logged at DEBUG, not as a failure.
+    steered = True
 
     def __init__(self, hint: Hint) -> None:
         super().__init__(f"the server asked to {type(hint).__name__.lower()}: {hint.reason}", retry_after=0.0)
