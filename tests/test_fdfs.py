@@ -777,3 +777,39 @@ def test_a_pool_checkout_gives_up_when_the_signal_fires(server15):
                 client.put(b"x" * (2 * PART), ext="bin", timeout=0.5)  # the tracker answers, the storage slot waits
             assert time.monotonic() - started < 2
         assert client.get(r.id) == b"one at a time"
+
+
+def test_a_connect_that_hangs_ends_at_the_deadline_or_cancel():
+    """A tracker whose accept queue is full drops the SYN: the connect hangs.
+    It waits connect_timeout at most, and no longer than the call's deadline."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = [socket.socket() for _ in range(4)]
+    try:
+        for s in fillers:  # fill the accept queue; the next SYN is dropped
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+        time.sleep(0.2)
+        url = f"fdfs://127.0.0.1:{port}"
+        with upclient.Client(url, store=None, connect_timeout=0.5, retry=upclient.RetryPolicy.never()) as c:
+            with pytest.raises(errors.NetworkError, match="connecting to .* timed out after 0.5 s"):
+                c.put(b"x", ext="txt")
+        with upclient.Client(url, store=None, connect_timeout=30) as c:
+            started = time.monotonic()
+            with pytest.raises(errors.DeadlineExceeded):
+                c.put(b"x", ext="txt", timeout=1)
+            assert time.monotonic() - started < 2.5
+            cancel = threading.Event()
+            threading.Timer(0.5, cancel.set).start()
+            started = time.monotonic()
+            with pytest.raises(errors.Cancelled):
+                c.put(b"x", ext="txt", cancel=cancel)
+            assert time.monotonic() - started < 1.5
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
