@@ -76,8 +76,8 @@ def test_the_gate_admits_at_most_the_width_and_stops_waiting_on_cancel():
 def test_put_many_finishes_every_file_whatever_the_width(ceiling, tmp_path):
     import upclient
     from upclient.backends.base import Backend
-from upclient.transfer import Part, UploadSession
     from upclient.result import UploadResult
+    from upclient.transfer import Part, UploadSession
 
     class Instant(UploadSession):
         def __init__(self, source):
