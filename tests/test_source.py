@@ -169,7 +169,7 @@ def test_a_stream_longer_than_its_announced_size_fails_before_its_last_part(extr
     src = StreamSource(io.BytesIO(b"z" * (25 + extra)), size=25)
     seen = []
     with pytest.raises(errors.SourceChanged, match="longer"):
-        for offset, data, last in src.chunks(10):
+        for _offset, _data, last in src.chunks(10):
             seen.append(last)
     assert seen == [False, False], "the last part must not be handed out"
 

@@ -6,7 +6,6 @@ hints), which backends import and which never imports them.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from typing import (
     Any,
@@ -14,14 +13,13 @@ from typing import (
     ClassVar,
     Dict,
     FrozenSet,
-    Iterable,
     Iterator,
     Mapping,
     Optional,
 )
 
 from ..errors import BadInput, NotFound, Unsupported
-from ..result import FileInfo, UploadResult
+from ..result import FileInfo
 from ..settings import Settings
 from ..source import Source
 from ..transfer import Part, PartIO, UploadSession

@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import (
     Any,
     BinaryIO,
-    Callable,
     ClassVar,
     Counter,
     Dict,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import threading
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 

@@ -67,7 +67,7 @@ class PartIO:
         start, end = self._range(start, end)
         if self.part.data is not None:
             rel = start - self.part.offset
-            return self.part.data[rel : rel + end - start]
+            return bytes(self.part.data[rel : rel + end - start])
         data = bytes(self.source.read(start, end - start))
         if len(data) != end - start:
             self.source.check_unchanged()
@@ -78,7 +78,7 @@ class PartIO:
         start: Optional[int] = None,
         end: Optional[int] = None,
         *,
-        data: Optional[bytes] = None,
+        data: Optional[Union[bytes, memoryview]] = None,
     ) -> PartBody:
         """A sized, streamed request body for ``[start, end)`` or for ``data``."""
         start, end = self._range(start, end)
