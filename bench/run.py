@@ -44,11 +44,12 @@ j. a 256 MiB file to the same emulator through ``ShapingProxy`` (as in c:
 k. a 1 GiB file uploaded to the FastDFS emulator (``python -m upclient.testing
    fdfs --ip-size 45``, its own process) over loopback: upclient's FastDFS
    backend, ``upclient.Client("fdfs://127.0.0.1:PORT", store=None)``, with
-   its default ``client.put(path)`` (the whole file in one upload request,
-   streamed) and with ``resumable=True`` (an appender file, then appends of
-   16 MiB, its default part size: what resumability costs), against the PyPI
+   its default ``client.put(path)`` (resumable above ``part_size``: an
+   appender file, appends of 16 MiB, then regenerated into a normal file),
+   with ``resumable=False`` (the whole file in one upload request, streamed)
+   and with ``resumable=True`` (the appender file kept), against the PyPI
    ``fastdfs-client`` 1.3.0, ``FastdfsClient(trackers).upload_by_filename(path)``
-   (one upload request too, the file sent in 1 KiB reads);
+   (one upload request, the file sent in 1 KiB reads);
 l. the same file downloaded from that emulator: ``client.get(id, path)``
    against ``download_to_file(path, id)``, both of the same stored copy (which
    the harness uploads once with upclient, unmeasured, and checks);
@@ -234,8 +235,9 @@ UPYUN_UP_C8 = client("upclient c=8", "upclient-upyun", concurrency=8)
 UPYUN_RESUME = client("upyun resume", "upyun-resume")  # the SDK's defaults: 1 MiB parts, serial
 UPYUN_MULTI = client("upyun multi x4", "upyun-multi", part_size=16 * MiB, threads=4)
 # the FastDFS backend (k, l, m) against the PyPI fastdfs-client 1.3.0
-FDFS_PUT = client("upclient put", "upclient-fdfs", mode="put")  # its default: one streamed upload request
-FDFS_PUT_RESUME = client("upclient resumable", "upclient-fdfs", mode="put", resumable=True)  # appender + appends
+FDFS_PUT = client("upclient put", "upclient-fdfs", mode="put")  # its default above part_size: appender + regenerate
+FDFS_PUT_ONE = client("upclient one request", "upclient-fdfs", mode="put", resumable=False)  # one streamed request
+FDFS_PUT_RESUME = client("upclient resumable", "upclient-fdfs", mode="put", resumable=True)  # appender, kept
 FDFS_SDK_PUT = client("fastdfs-client", "fdfs-sdk", mode="put")  # upload_by_filename
 FDFS_GET = client("upclient get", "upclient-fdfs", mode="get")
 FDFS_SDK_GET = client("fastdfs-client", "fdfs-sdk", mode="get")  # download_to_file
@@ -339,10 +341,11 @@ def scenarios(quick: bool) -> List[Scenario]:
         ),
         Scenario(
             "k", f"{_size(big)} file upload, loopback, FastDFS emulator (45-byte IPs)", "fdfs", False, [big], 1,
-            [FDFS_PUT, FDFS_PUT_RESUME, FDFS_SDK_PUT], rounds, FDFS_PUT,
-            note="upclient's default put (one upload request, streamed) and resumable=True (an appender file "
-            "grown by 16 MiB appends) vs fastdfs-client 1.3.0 upload_by_filename; every stored file is "
-            "checked by SHA-256",
+            [FDFS_PUT, FDFS_PUT_ONE, FDFS_PUT_RESUME, FDFS_SDK_PUT], rounds, FDFS_PUT,
+            note="upclient's default put (resumable: an appender file grown by 16 MiB appends, then "
+            "regenerated into a normal file), resumable=False (one upload request, streamed) and "
+            "resumable=True (the appender file kept) vs fastdfs-client 1.3.0 upload_by_filename; every "
+            "stored file is checked by SHA-256",
         ),
         Scenario(
             "l", f"{_size(big)} file download, loopback, FastDFS emulator (45-byte IPs)", "fdfs", False, [big], 1,
@@ -1296,6 +1299,8 @@ def check_targets(rows: List[Row], quick: bool) -> List[Target]:
     sdk_put = speed(get("k", FDFS_SDK_PUT.id))
     out.append(at_least(f"FastDFS {big} upload: upclient put >= 1x SDK", "FastDFS upload (k)",
                         speed(get("k", FDFS_PUT.id)), sdk_put, 1))
+    out.append(at_least(f"FastDFS {big} upload: upclient resumable=False >= 1x SDK (one request each)",
+                        "FastDFS one-request upload (k)", speed(get("k", FDFS_PUT_ONE.id)), sdk_put, 1))
     out.append(at_least(f"FastDFS {big} upload: upclient resumable=True >= 1x SDK (one request)",
                         "FastDFS resumable upload (k)", speed(get("k", FDFS_PUT_RESUME.id)), sdk_put, 1))
     out.append(at_least(f"FastDFS {big} download: upclient get >= 1x SDK", "FastDFS download (l)",

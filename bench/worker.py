@@ -49,9 +49,11 @@ FastDFS (``upclient-fdfs``, ``fdfs-sdk``): ``url`` is the emulator's
 ``dests``; ``files`` are the sources those ids were uploaded from, which
 give the byte count; the result's ``urls`` are the ``dests``).
 ``upclient-fdfs`` is ``upclient.Client(url, store=None)``, then
-``client.put(path)`` per file (its default: the whole file in one upload
-request, streamed), with ``resumable`` an appender file grown by appends of
-``part_size`` (default the client's 16 MiB), with ``many`` one
+``client.put(path)`` per file (its default: above ``part_size`` an
+appender file grown by appends of ``part_size``, then regenerated into a
+normal file), with ``resumable`` given, ``put(path, resumable=...)``: False
+is the whole file in one upload request, streamed, True keeps the appender
+file; with ``many`` one
 ``client.put_many(files)`` (``max_files``: the client's default unless
 given); ``client.get(id, dest)`` per file to download.  ``fdfs-sdk`` is the
 PyPI ``fastdfs-client`` 1.3.0: ``FastdfsClient({"host_tuple":
@@ -327,8 +329,8 @@ def _upclient_fdfs(spec: Dict[str, Any]) -> Tuple[Callable[[], List[str]], str]:
                     client.get(file_id, dest)
                 return list(spec["dests"])
             put_options: Dict[str, Any] = {}
-            if spec.get("resumable"):
-                put_options["resumable"] = True
+            if spec.get("resumable") is not None:
+                put_options["resumable"] = bool(spec["resumable"])
             files = spec["files"]
             if spec.get("many"):
                 outcomes = client.put_many(files, **put_options)
