@@ -290,7 +290,8 @@ class Client:
                 result = self._finish(engine, session, src, tracker, stop, on_progress, point)
             except SourceChanged:
                 point.forget()
-                with contextlib.suppress(UpClientError), stop.bound():
+                # under a token of its own: the engine has set the call's one to stop the parts
+                with contextlib.suppress(UpClientError), self._signal().bound():
                     session.abort()
                 raise
             point.forget()
