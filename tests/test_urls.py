@@ -175,3 +175,10 @@ def test_the_hint_for_a_scheme_without_its_backend_keeps_the_password_out():
     with pytest.raises(BadInput, match=r"did you mean tus\+http://user:\*\*\*@example.com/files/") as info:
         make("http://user:s3cret-pw@example.com/files/")
     assert "s3cret-pw" not in str(info.value)
+
+
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:99999", "127.0.0.1:0", "[::1:80", "host name:80", "a\r\nb:80"])
+@pytest.mark.parametrize("option", ["endpoint", "purge_endpoint", "process_endpoint"])
+def test_a_bad_upyun_endpoint_is_bad_input_at_construction(endpoint, option):
+    with pytest.raises(BadInput):
+        upclient.Client("upyun://op@svc", password="pw", store=None, **{option: endpoint})

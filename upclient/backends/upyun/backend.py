@@ -27,6 +27,7 @@ from ...settings import Settings
 from ...source import Source
 from ..base import Backend, Sink, UploadSession
 from . import protocol
+from ..urls import check_url
 from .names import check_key, meta_headers, metadata_from
 from .protocol import Answer, ErrorAnswer, Request
 from .signing import LocalSigner, RemoteSigner, Signer, http_date, quote_path
@@ -69,7 +70,9 @@ def _endpoint_base(endpoint: str) -> str:
         return f"{scheme}://{host}"
     if not endpoint or "/" in endpoint:
         raise BadInput(f"endpoint {endpoint!r}: expected host[:port] or http(s)://host[:port]", backend="upyun")
-    return f"{'http' if _LOOPBACK.match(endpoint) else 'https'}://{endpoint}"
+    base = f"{'http' if _LOOPBACK.match(endpoint) else 'https'}://{endpoint}"
+    check_url(base)  # a bad port or host fails here, not later as a network error
+    return base
 
 
 class UpyunBackend(Backend):
