@@ -13,7 +13,7 @@ from ...errors import BadInput, ServerError
 from ...result import FileInfo
 from ...settings import Settings
 from ...source import Source
-from ...transfer import UploadSession, deadline
+from ...transfer import UploadSession
 from ..base import Backend, Sink
 from . import protocol
 from .protocol import CATEGORIES, Answer, CommunityFile, Request
@@ -90,13 +90,7 @@ class CommunityBackend(Backend):
         from ...source import open_source
 
         with open_source(path) as src:
-            return self.md5_of(src, on_progress)
-
-    def md5_of(self, source: Source, on_progress: Any = None) -> str:
-        """The MD5 of a seekable source, read once per file and stopped by the call's signal."""
-        if self.digests is None:
-            return self.digest(source, "md5", on_progress=on_progress)
-        return str(self.digests.digest(source, "md5", on_progress=on_progress, cancel=deadline.current()))
+            return self.digest(src, "md5", on_progress=on_progress)  # stopped by the call's signal
 
     def open_upload(
         self,

@@ -145,7 +145,7 @@ class CommunityUpload(UploadSession):
         if self._spool is not None:
             return  # a stream: init once it has been read (finish)
         if self.md5 is None:
-            self.md5 = self.backend.md5_of(self.source, self._on_md5_progress)
+            self.md5 = self.backend.digest(self.source, "md5", on_progress=self._on_md5_progress)
         if self.stored is not None and self._settle_stored(str(self.stored["file_id"])):
             return
         self._init()
