@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Protocol, Tuple
 from urllib.parse import quote, unquote
 
 from upclient.testing.httpbase import MiB
-
-if TYPE_CHECKING:
-    from upclient.testing.community.state import Upload
 
 #: The categories init accepts.
 CATEGORIES = ("general", "video", "image", "document", "avatar", "cover")
@@ -137,7 +134,27 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def file_object(record: "Upload", *, base: str, bucket: str, region: str) -> Dict[str, Any]:
+class FileRecord(Protocol):
+    """What :func:`file_object` reads of a record (:class:`~.state.Upload` is one)."""
+
+    id: str
+    file_key: str
+    file_size: int
+    file_type: str
+    file_ext: str
+    file_md5: str
+    category: str
+    user_id: str
+    org_id: Optional[str]
+    status: str
+    metadata: Dict[str, Any]
+    created_at: float
+    updated_at: float
+    confirmed_at: Optional[float]
+    deleted_at: Optional[float]
+
+
+def file_object(record: FileRecord, *, base: str, bucket: str, region: str) -> Dict[str, Any]:
     """The file object of ``record`` as the API returns it; its URLs start with ``base``."""
     key = quote(record.file_key)
     return {
