@@ -11,10 +11,10 @@ import datetime
 import logging
 import mimetypes
 import uuid
-from typing import TYPE_CHECKING, Any, Dict, Mapping
+from typing import Any, Callable, Dict, Mapping, Protocol
 from urllib.parse import unquote, urlsplit
 
-from upclient.testing.community.auth import Caller, check_owner, identity
+from upclient.testing.community.auth import Caller, PartUrls, check_owner, identity
 from upclient.testing.community.protocol import (
     CATEGORIES,
     CODE_BAD_CATEGORY,
@@ -35,18 +35,39 @@ from upclient.testing.community.protocol import (
     is_int,
     json_object,
 )
-from upclient.testing.community.state import Upload, plan_parts
-
-if TYPE_CHECKING:
-    from upclient.testing.community.server import CommunityServer
+from upclient.testing.community.state import FileStore, Upload, plan_parts
 
 log = logging.getLogger("upclient.testing.community")
+
+
+class ApiHost(Protocol):
+    """What the endpoints need from their server (a :class:`~upclient.testing.community.CommunityServer`).
+
+    Read at each call, so a setting changed on the server, or a URL known
+    only once it has started, applies to the next request.
+    """
+
+    files: FileStore
+    part_urls: PartUrls
+    clock: Callable[[], float]
+    url_lifetime: float
+    default_part_size: int
+    min_part_size: int
+    max_part_size: int
+    max_parts: int
+
+    @property
+    def _public_base(self) -> str:
+        """The base of the URLs handed out."""
+
+    def _file_object(self, record: Upload) -> Dict[str, Any]:
+        """A record's file object, with the server's URLs, bucket and region (lock held)."""
 
 
 class CommunityApi:
     """The endpoints of one :class:`~upclient.testing.community.CommunityServer`."""
 
-    def __init__(self, server: "CommunityServer") -> None:
+    def __init__(self, server: ApiHost) -> None:
         self.server = server
         self.files = server.files
 
