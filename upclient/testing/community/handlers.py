@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple, cast
+from typing import Any, Callable, Dict, Optional, Protocol, Tuple, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from upclient.testing.community.api import CommunityApi
+from upclient.testing.community.auth import Credentials, PartUrls
 from upclient.testing.community.protocol import (
     DOWNLOAD_PREFIXES,
     MAX_JSON,
@@ -22,21 +24,41 @@ from upclient.testing.community.protocol import (
     api_route,
     http_error,
 )
+from upclient.testing.community.state import FileStore, Part
 from upclient.testing.faults import Fault
 from upclient.testing.httpbase import Drop, RequestHandler, parse_range
 
-if TYPE_CHECKING:
-    from upclient.testing.community.server import CommunityServer
-
 log = logging.getLogger("upclient.testing.community")
+
+
+class HandlerHost(Protocol):
+    """What a connection's handler needs from its server (a :class:`~upclient.testing.community.CommunityServer`)."""
+
+    credentials: Credentials
+    part_urls: PartUrls
+    files: FileStore
+    api: CommunityApi
+
+    def _count(self, *routes: str) -> None:
+        """Count a request of each route."""
+
+    def _take_fault(self, **facts: Any) -> Optional[Fault]:
+        """The first armed fault matching ``facts``, one use taken."""
+
+    def _part_for_put(self, file_id: str, number: int) -> Tuple[Part, Optional[Fault]]:
+        """The part a PUT stores and the fault it meets, if any."""
+
+    def _log_part(self, file_id: str, number: int, status: int, nbytes: int) -> None:
+        """Count a part PUT and its outcome."""
 
 
 class CommunityHandler(RequestHandler):
     server_version = "CommunityEmulator/1.0"
 
     @property
-    def owner(self) -> "CommunityServer":
-        return cast("CommunityServer", super().owner)
+    def host(self) -> HandlerHost:
+        """:attr:`owner`, as what this handler uses of it."""
+        return cast(HandlerHost, self.owner)
 
     def reply_error(self, status: int, message: str) -> None:
         self.send_json(status, {"code": status, "message": message, "data": None})
@@ -62,7 +84,7 @@ class CommunityHandler(RequestHandler):
     # ------------------------------------------------------------ storage routes
 
     def _storage(self, handler: Callable[[], None], endpoint: str) -> None:
-        self.owner._count(endpoint)
+        self.host._count(endpoint)
         try:
             handler()
         except StoreError as exc:
@@ -70,7 +92,7 @@ class CommunityHandler(RequestHandler):
             self._send_xml_error(exc)
 
     def _put_part(self) -> None:
-        owner = self.owner
+        owner = self.host
         if self.command != "PUT":
             raise StoreError(405, "MethodNotAllowed", "part URLs take PUT")
         split = urlsplit(self.path)
@@ -113,7 +135,7 @@ class CommunityHandler(RequestHandler):
             raise StoreError(405, "MethodNotAllowed", "downloads take GET or HEAD")
         path = unquote(urlsplit(self.path).path)
         key = path.lstrip("/").split("/", 1)[1] if "/" in path.lstrip("/") else ""
-        owner = self.owner
+        owner = self.host
         fault = owner._take_fault(route="download")
         if fault is not None:
             if fault.status == 0:
@@ -164,7 +186,7 @@ class CommunityHandler(RequestHandler):
         if endpoint == "method":
             self.send_json(405, {"code": 405, "message": f"{self.command} is not allowed on {path}", "data": None})
             return
-        owner = self.owner
+        owner = self.host
         owner._count(endpoint)
         fault = owner._take_fault(route=endpoint)
         if fault is not None and not fault.commit:

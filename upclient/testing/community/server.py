@@ -11,11 +11,11 @@ import logging
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Type, Union
 
 from upclient.testing.community.api import CommunityApi
 from upclient.testing.community.auth import Credentials, PartUrls, user_for_token
-from upclient.testing.community.handlers import CommunityHandler
+from upclient.testing.community.handlers import CommunityHandler, HandlerHost
 from upclient.testing.community.protocol import ENDPOINTS, file_object
 from upclient.testing.community.state import FileStore, Part, Upload
 from upclient.testing.faults import Fault
@@ -253,3 +253,7 @@ class CommunityServer(HTTPEmulator):
             self._part_puts += 1
             self._part_bytes += nbytes
             self._part_log.append((file_id, number, status))
+
+
+if TYPE_CHECKING:  # the handlers take their owner for a HandlerHost: mypy checks that the server is one
+    _handler_host: Type[HandlerHost] = CommunityServer
