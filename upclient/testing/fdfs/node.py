@@ -1,15 +1,15 @@
-"""The storage of one group: its files, the counters it reports to the tracker, its port."""
+"""The storage of one group: its files, the counters it reports to the tracker, its port.
+
+Its listener is the server's (:mod:`.server`), which starts and closes it.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from upclient.testing.fdfs.store import FileStore
-
-if TYPE_CHECKING:
-    from upclient.testing.fdfs.connection import Listener
 
 __all__ = ["StorageNode", "StorageStats"]
 
@@ -77,13 +77,12 @@ class StorageStats:
 
 
 class StorageNode:
-    """The one storage of a group: its files, its counters, its listener."""
+    """The one storage of a group: its files, its counters, its port."""
 
     def __init__(self, group: str, store: FileStore) -> None:
         self.group = group
         self.store = store
         self.stats = StorageStats()
-        self.listener: Optional[Listener] = None
         self.port = 0
         self.join_time = int(time.time())
         self.up_time = self.join_time

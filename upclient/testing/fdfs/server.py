@@ -87,6 +87,7 @@ class FdfsServer(FaultBook):
         }
         self._tracker_ports: List[int] = [port] + [0] * (trackers - 1)
         self._trackers: List[Optional[Listener]] = [None] * trackers
+        self._storages: Dict[str, Listener] = {}  # group -> its storage's listener, while running
         self._running = False
 
     # life
@@ -97,12 +98,11 @@ class FdfsServer(FaultBook):
         try:
             for node in self._nodes.values():
                 node.store.prepare()
-                node.listener = Listener(
-                    (self.host, node.port), StorageHandler, self, node, f"storage-{node.group}"
-                )
-                node.port = node.listener.port
+                listener = Listener((self.host, node.port), StorageHandler, self, node, f"storage-{node.group}")
+                self._storages[node.group] = listener
+                node.port = listener.port
                 node.up_time = int(time.time())
-                node.listener.start()
+                listener.start()
             for i in range(len(self._trackers)):
                 self.start_tracker(i)
         except BaseException:
@@ -122,10 +122,8 @@ class FdfsServer(FaultBook):
     def _close_listeners(self) -> None:
         for i in range(len(self._trackers)):
             self.stop_tracker(i)
-        for node in self._nodes.values():
-            if node.listener is not None:
-                node.listener.close()
-                node.listener = None
+        for group in list(self._storages):
+            self._storages.pop(group).close()
 
     def __enter__(self) -> "FdfsServer":
         return self.start()
