@@ -23,7 +23,8 @@ The package, one job a module:
 * :mod:`.store`: one group's files on disk (:class:`FileStore`);
 * :mod:`.node`: a group's storage, its counters (:class:`StorageStats`);
 * :mod:`.connection`: listeners, the request loop of a connection, one
-  request's body and reply, where faults act;
+  request's body and reply, where faults act, and what they need of the
+  server (the :class:`~.connection.Emulator` Protocol);
 * :mod:`.tracker` and :mod:`.storage`: what each command does, with tables
   of the commands and the quirks of the real servers reproduced;
 * :mod:`.server`: :class:`FdfsServer`, its life, addresses, files, faults

@@ -5,7 +5,9 @@ A :class:`Listener` accepts on one port with a thread per connection; a
 connections) and applies the emulator's faults; a :class:`Request` reads its
 body on demand, cut off, held back or answered as a fault says. The tracker
 and the storage handlers (:mod:`.tracker`, :mod:`.storage`) only say what
-each command does.
+each command does. What all of them need from the server is the
+:class:`Emulator` Protocol: the server passes itself in, nothing here
+imports it.
 """
 
 from __future__ import annotations
@@ -15,16 +17,13 @@ import socket
 import socketserver
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Optional, Protocol, Set, Tuple
 
 from upclient.testing.faults import Fault
 from upclient.testing.fdfs.codec import BLOCK, CMD_QUIT, CMD_RESP, EINVAL, HEADER, HEADER_SIZE, Status
+from upclient.testing.fdfs.node import StorageNode
 
-if TYPE_CHECKING:
-    from upclient.testing.fdfs.node import StorageNode
-    from upclient.testing.fdfs.server import FdfsServer
-
-__all__ = ["Disconnected", "Dropped", "Handler", "Listener", "Request"]
+__all__ = ["Disconnected", "Dropped", "Emulator", "Handler", "Listener", "Request"]
 
 LOG = logging.getLogger("upclient.testing.fdfs")
 
@@ -142,6 +141,29 @@ class Request:
         self.replied = True
 
 
+# -- what the connections need from the emulator -------------------------------------------------
+
+
+class Emulator(Protocol):
+    """What a :class:`Listener` and the handlers on it need from the emulator (an
+    :class:`~upclient.testing.fdfs.FdfsServer`): the listener counts connections, a handler counts
+    each request and takes the fault it meets; the tracker answers with the storages and the
+    address it advertises, the storage with IP fields of ``ip_size`` bytes."""
+
+    advertised_ip: str
+    ip_size: int
+    _nodes: Dict[str, StorageNode]
+
+    def _first_node(self) -> StorageNode:
+        """The storage a store query without a group gets."""
+
+    def _on_request(self, cmd: int, **facts: Any) -> Optional[Fault]:
+        """Count a request and take the fault it meets, if one is armed for it."""
+
+    def _on_connection(self) -> None:
+        """Count an accepted connection."""
+
+
 # -- connection handlers --------------------------------------------------------------------------
 
 
@@ -257,7 +279,7 @@ class Listener(socketserver.ThreadingTCPServer):
         self,
         address: Tuple[str, int],
         handler: type,
-        emulator: "FdfsServer",
+        emulator: Emulator,
         node: Optional[StorageNode],
         name: str,
     ) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import shutil
 import struct
-from typing import TYPE_CHECKING, Callable, Dict
+from typing import Callable, Dict
 
 from upclient.testing.fdfs.codec import (
     CMD_ACTIVE_TEST,
@@ -50,11 +50,8 @@ from upclient.testing.fdfs.codec import (
     cstr,
     group16,
 )
-from upclient.testing.fdfs.connection import Handler, Request
+from upclient.testing.fdfs.connection import Emulator, Handler, Request
 from upclient.testing.fdfs.node import StorageNode
-
-if TYPE_CHECKING:
-    from upclient.testing.fdfs.server import FdfsServer
 
 __all__ = ["TrackerHandler"]
 
@@ -85,7 +82,7 @@ class TrackerHandler(Handler):
         return True
 
     @property
-    def _emulator(self) -> "FdfsServer":
+    def _emulator(self) -> Emulator:
         return self.server.emulator
 
     def _ip_field(self) -> bytes:
