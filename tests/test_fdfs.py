@@ -759,10 +759,12 @@ def test_a_new_call_to_a_hung_server_waits_network_timeout_once_not_per_connecti
         r = client.put(b"x", ext="txt")
         hung.stop()
         started = time.monotonic()
-        with pytest.raises(errors.Timeout, match="active test"):
+        # whether the pooled connection's active test or the request's reply is the
+        # wait that finds the server silent depends on timing; either way, one wait
+        with pytest.raises(errors.Timeout, match="active test|silent for 2 s"):
             client.info(r.id)
         took = time.monotonic() - started
-    assert 2 <= took < 3.5, took
+    assert 2 <= took < 3.9, f"{took:.2f} s: the silent server was waited for more than once"
 
 
 def test_a_pool_checkout_gives_up_when_the_signal_fires(server15):
