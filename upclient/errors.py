@@ -10,7 +10,8 @@
     │   └── DeadlineExceeded (TimeoutError)  the call's ``timeout`` ran out
     ├── TransportError                   no usable answer from the server (retried)
     │   ├── NetworkError (ConnectionError)
-    │   │   └── OutcomeUnknown               a lost answer to a request that must not be repeated
+    │   │   ├── OutcomeUnknown               a lost answer to a request that must not be repeated
+    │   │   └── TLSError                     the TLS handshake failed (a bad certificate: not retried)
     │   └── Timeout (TimeoutError)
     └── ServerError                      the server answered with an error
         ├── AuthError                    401, 403
@@ -47,6 +48,7 @@ __all__ = [
     "NetworkError",
     "Timeout",
     "OutcomeUnknown",
+    "TLSError",
     "ServerError",
     "AuthError",
     "NotFound",
@@ -143,6 +145,13 @@ class OutcomeUnknown(NetworkError):
     repeat: an upload or an append may have been done, and doing it again
     would store the bytes twice.  Not retried; look (``info``) before acting.
     """
+
+    retryable = False
+
+
+class TLSError(NetworkError):
+    """The TLS handshake failed: an untrusted or wrong certificate, a protocol
+    the two sides do not share.  Not retried: it will not get better."""
 
     retryable = False
 

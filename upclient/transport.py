@@ -34,6 +34,7 @@ from .errors import (
     NetworkError,
     ServerError,
     Timeout,
+    TLSError,
     TransportError,
     UpClientError,
     error_for_status,
@@ -340,9 +341,7 @@ class HttpTransport:
             return Timeout(f"{where} timed out: the server stopped reading the body",
                            backend=backend, operation=operation)
         if isinstance(exc, requests.exceptions.SSLError):
-            err = NetworkError(f"{where}: TLS failed: {exc}", backend=backend, operation=operation)
-            err.retryable = False  # a bad certificate will not get better
-            return err
+            return TLSError(f"{where}: TLS failed: {exc}", backend=backend, operation=operation)
         return NetworkError(f"{where} failed: {_short_reason(exc)}", backend=backend, operation=operation)
 
     def error(
