@@ -124,7 +124,8 @@ class Client:
         else:
             raise BadInput(f"target must be a URL or a Backend, not {type(target).__name__}")
         self.backend.digests = DigestCache(self.store)  # digests survive a re-run, as resume points do
-        self._closed = threading.Event()
+        #: The root of every call's token: close() sets it, which aborts them all at once.
+        self._closed = StopSignal()
         self._lock = threading.Lock()
         self._executor: Optional[cf.ThreadPoolExecutor] = None
         self._engine: Optional[TransferEngine] = None
@@ -173,7 +174,7 @@ class Client:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
         self.backend.close()
-        deadline.settle()
+        deadline.settle(self._closed)
 
     def _signal(self, cancel: Any = None, timeout: Optional[float] = None) -> StopSignal:
         """A call's deadline and cancel token, also fired by :meth:`close`."""

@@ -65,13 +65,12 @@ class _Watched:
     sock: Optional[socket.socket]
     timeout: Any
 
-    def _watch(self) -> None:
-        f = _current_flight()
-        if f is None or f.signal is None or self.sock is None:
-            return
-        f.signal.check()
-        f.signal.track(self.sock)
-        f.tracked.append((f.signal, self.sock))
+    def _watch(self, f: Optional[Flight]) -> None:
+        """Register the socket with the flight's signal (shut down at once if it has fired)."""
+        signal = f.signal if f is not None else None
+        if signal is not None and self.sock is not None:
+            signal.track(self.sock)
+            f.tracked.append((signal, self.sock))  # type: ignore[union-attr]
 
     def connect(self) -> None:
         signal = deadline.current()
@@ -80,7 +79,7 @@ class _Watched:
             if isinstance(self.timeout, (int, float)) or self.timeout is None:
                 self.timeout = deadline.remaining(self.timeout)
         super().connect()  # type: ignore[misc]
-        self._watch()
+        self._watch(_current_flight())
 
     def request(self, method: str, url: str, body: Any = None, headers: Any = None, **kw: Any) -> None:
         f = _current_flight()
@@ -88,7 +87,7 @@ class _Watched:
             if self.sock is None:
                 self.connect()
             else:
-                self._watch()
+                self._watch(f)
             if f.read_timeout is not None:
                 self.timeout = f.read_timeout  # urllib3 applies it to the socket before sending
         super().request(method, url, body=body, headers=headers, **kw)  # type: ignore[misc]

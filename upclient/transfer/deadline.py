@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import weakref
-from typing import Any, Iterator, List, Optional, Set
+from typing import Any, Optional, Set
 
 from ..errors import Cancelled, DeadlineExceeded
 
@@ -42,7 +42,8 @@ class StopSignal:
     """
 
     def __init__(self, *parents: Any, timeout: Optional[float] = None) -> None:
-        self._own = threading.Event()
+        self._fired = False
+        self._event: Optional[threading.Event] = None  # made by the first wait(): most calls never wait
         self._parents = [p for p in parents if p is not None]
         self.deadline = None if timeout is None else time.monotonic() + timeout
         for p in self._parents:  # a child never outlives its parent's deadline
@@ -53,25 +54,38 @@ class StopSignal:
         self.timed_out = False
         self._socks: Set[socket.socket] = set()
         self._lock = threading.Lock()
+        #: Signals made with this one as a parent: set() reaches their sockets at once.
+        self._children: "weakref.WeakSet[StopSignal]" = weakref.WeakSet()
+        for p in self._parents:
+            if isinstance(p, StopSignal):
+                p._children.add(self)
 
     # -- the flag ----------------------------------------------------------------------
 
     def set(self) -> None:
-        self._own.set()
+        self._fire()
         self._abort_sockets()
+        for child in list(self._children):
+            child.set()
+
+    def _fire(self) -> None:
+        self._fired = True
+        event = self._event
+        if event is not None:
+            event.set()
 
     def is_set(self) -> bool:
-        if self._own.is_set():
+        if self._fired:
             return True
         for p in self._parents:
             if p.is_set():
                 if getattr(p, "timed_out", False):
                     self.timed_out = True
-                self._own.set()
+                self._fire()
                 return True
         if self.deadline is not None and time.monotonic() >= self.deadline:
             self.timed_out = True
-            self._own.set()
+            self._fire()
             return True
         return False
 
@@ -99,24 +113,23 @@ class StopSignal:
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Sleep up to ``timeout`` seconds, waking early when set; returns is_set()."""
         end = None if timeout is None else time.monotonic() + timeout
+        if self._event is None:
+            with self._lock:
+                if self._event is None:
+                    self._event = threading.Event()
+        event = self._event
         while not self.is_set():
             left = None if end is None else end - time.monotonic()
             if left is not None and left <= 0:
                 return False
-            self._own.wait(TICK if left is None else min(TICK, left))
+            event.wait(TICK if left is None else min(TICK, left))
         return True
 
     # -- binding to a thread ---------------------------------------------------------
 
-    @contextlib.contextmanager
-    def bound(self) -> Iterator["StopSignal"]:
-        """Make this the signal of the requests this thread sends, for the block."""
-        previous = getattr(_local, "signal", None)
-        _local.signal = self
-        try:
-            yield self
-        finally:
-            _local.signal = previous
+    def bound(self) -> "_Binding":
+        """Make this the signal of the requests this thread sends, for the ``with`` block."""
+        return _Binding(self)
 
     # -- sockets in flight ----------------------------------------------------------
 
@@ -137,6 +150,10 @@ class StopSignal:
         with self._lock:
             return bool(self._socks)
 
+    def busy(self) -> bool:
+        """Whether a request of this signal, or of one made under it, is in flight."""
+        return self.has_sockets() or any(child.busy() for child in list(self._children))
+
     def _abort_sockets(self) -> None:
         with self._lock:
             socks, self._socks = list(self._socks), set()
@@ -145,6 +162,24 @@ class StopSignal:
                 sock.shutdown(socket.SHUT_RDWR)
         if socks:
             log.debug("aborted %d request(s) in flight", len(socks))
+
+
+class _Binding:
+    """``with signal.bound():`` (a plain class: it runs for every request of every call)."""
+
+    __slots__ = ("signal", "previous")
+
+    def __init__(self, signal: StopSignal) -> None:
+        self.signal = signal
+        self.previous: Optional[StopSignal] = None
+
+    def __enter__(self) -> StopSignal:
+        self.previous = getattr(_local, "signal", None)
+        _local.signal = self.signal
+        return self.signal
+
+    def __exit__(self, *exc: Any) -> None:
+        _local.signal = self.previous
 
 
 class _Watchdog:
@@ -157,17 +192,23 @@ class _Watchdog:
         self._wake = threading.Event()
 
     def watch(self, signal: StopSignal) -> None:
+        thread = self._thread
+        if thread is not None and signal in self._signals and thread.is_alive():
+            return  # already watched: the common case of a call's second request
         with self._lock:
             self._signals.add(signal)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="upclient-watchdog", daemon=True)
                 self._thread.start()
 
-    def settle(self, timeout: float = 1.0) -> None:
+    def settle(self, timeout: float) -> None:
         """Let the thread end now if nothing is in flight (``Client.close`` leaves no thread)."""
         thread = self._thread
         if thread is None:
             return
+        with self._lock:
+            if any(s.has_sockets() for s in self._signals):
+                return  # another call is in flight: the thread stays for it
         self._wake.set()
         thread.join(timeout)
 
@@ -176,15 +217,15 @@ class _Watchdog:
             self._wake.wait(TICK)
             self._wake.clear()
             with self._lock:
-                signals: List[StopSignal] = list(self._signals)
-                if not signals:
+                live = [s for s in self._signals if s.has_sockets()]
+                for s in list(self._signals):
+                    if s not in live:
+                        self._signals.discard(s)
+                if not live:  # nothing in flight: end now (the next request starts a thread again)
                     self._thread = None
                     return
-            for s in signals:
-                if not s.has_sockets():
-                    with self._lock:
-                        self._signals.discard(s)
-                elif s.is_set():
+            for s in live:
+                if s.is_set():
                     s._abort_sockets()
 
 
@@ -222,6 +263,10 @@ def remaining(limit: Optional[float]) -> Optional[float]:
     return max(min(limit, left), 0.001)
 
 
-def settle(timeout: float = 1.0) -> None:
-    """Wait (briefly) for the watchdog thread to end once no request is in flight."""
-    _watchdog.settle(timeout)
+def settle(root: Optional[StopSignal] = None, timeout: float = 1.0) -> None:
+    """After ``root`` was set: wait (at most ``timeout``) for its requests to
+    land, then let the watchdog thread end if nothing else is in flight."""
+    end = time.monotonic() + timeout
+    while root is not None and root.busy() and time.monotonic() < end:
+        time.sleep(0.005)
+    _watchdog.settle(max(0.0, end - time.monotonic()))

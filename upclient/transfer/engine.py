@@ -186,14 +186,11 @@ class TransferEngine:
             advanced, seen[0] = now > seen[0], max(now, seen[0])
             return advanced
 
-        with stop.bound():
-            try:
-                self.retry.call(attempt, cancel=stop, what=f"part {part.index}", before_retry=recover,
-                                progressed=progressed)
-            except _Steered as exc:  # the server kept steering and the budget ran out
-                raise OffsetConflict(
-                    f"part {part.index} never settled with the server: {exc.hint.reason}"
-                ) from exc
+        try:  # the policy binds ``stop`` to this thread for every try
+            self.retry.call(attempt, cancel=stop, what=f"part {part.index}", before_retry=recover,
+                            progressed=progressed)
+        except _Steered as exc:  # the server kept steering and the budget ran out
+            raise OffsetConflict(f"part {part.index} never settled with the server: {exc.hint.reason}") from exc
         tracker.finish_part(part.index, part.size)
 
 
