@@ -41,12 +41,14 @@ class StopSignal:
     the deadline, :class:`~upclient.errors.Cancelled` otherwise.
     """
 
+    _needs_poll: bool
+
     def __init__(self, *parents: Any, timeout: Optional[float] = None) -> None:
         self._fired = False
         self._event: Optional[threading.Event] = None  # made by the first wait(): most calls never wait
-        self._parents = [p for p in parents if p is not None]
+        given = [p for p in parents if p is not None]
         self.deadline = None if timeout is None else time.monotonic() + timeout
-        for p in self._parents:  # a child never outlives its parent's deadline
+        for p in given:  # a child never outlives its parent's deadline
             pd = getattr(p, "deadline", None)
             if pd is not None and (self.deadline is None or pd < self.deadline):
                 self.deadline = pd
@@ -54,38 +56,48 @@ class StopSignal:
         self.timed_out = False
         self._socks: Set[socket.socket] = set()
         self._lock = threading.Lock()
-        #: Signals made with this one as a parent: set() reaches their sockets at once.
+        #: Signals made with this one as a parent: firing this one fires them at once.
         self._children: "weakref.WeakSet[StopSignal]" = weakref.WeakSet()
-        for p in self._parents:
+        for p in given:
             if isinstance(p, StopSignal):
                 p._children.add(self)
+        # What must be looked at to know whether this fired: flags of other kinds (the
+        # user's Event) and signals that themselves must be looked at.  A signal that
+        # only set() can fire tells its children itself, and needs no watchdog.
+        self._polled = [p for p in given if not isinstance(p, StopSignal) or p._needs_poll]
+        self._needs_poll = self.deadline is not None or bool(self._polled)
 
     # -- the flag ----------------------------------------------------------------------
 
     def set(self) -> None:
-        self._fire()
-        self._abort_sockets()
-        for child in list(self._children):
-            child.set()
+        self._fire(False)
+        self._abort_all()
 
-    def _fire(self) -> None:
+    def _fire(self, timed_out: bool) -> None:
+        if self._fired:
+            return
+        self.timed_out = self.timed_out or timed_out
         self._fired = True
         event = self._event
         if event is not None:
             event.set()
+        for child in list(self._children):
+            child._fire(timed_out)
+
+    def _abort_all(self) -> None:
+        self._abort_sockets()
+        for child in list(self._children):
+            child._abort_all()
 
     def is_set(self) -> bool:
         if self._fired:
             return True
-        for p in self._parents:
+        for p in self._polled:
             if p.is_set():
-                if getattr(p, "timed_out", False):
-                    self.timed_out = True
-                self._fire()
+                self._fire(bool(getattr(p, "timed_out", False)))
                 return True
         if self.deadline is not None and time.monotonic() >= self.deadline:
-            self.timed_out = True
-            self._fire()
+            self._fire(True)
             return True
         return False
 
@@ -139,7 +151,7 @@ class StopSignal:
             self._socks.add(sock)
         if self.is_set():
             self._abort_sockets()
-        else:
+        elif self._needs_poll:  # a deadline or a foreign flag: the watchdog looks at it
             _watchdog.watch(self)
 
     def untrack(self, sock: socket.socket) -> None:
