@@ -139,9 +139,23 @@ class StopSignal:
 
     # -- binding to a thread ---------------------------------------------------------
 
-    def bound(self) -> "_Binding":
-        """Make this the signal of the requests this thread sends, for the ``with`` block."""
-        return _Binding(self)
+    def bound(self) -> "StopSignal":
+        """Make this the signal of the requests this thread sends, for the ``with`` block.
+
+        Bindings nest (a stack per thread), and one signal may be bound in
+        several threads at once (the workers of one upload).
+        """
+        return self
+
+    def __enter__(self) -> "StopSignal":
+        try:
+            _local.stack.append(self)
+        except AttributeError:
+            _local.stack = [self]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _local.stack.pop()
 
     # -- sockets in flight ----------------------------------------------------------
 
@@ -174,24 +188,6 @@ class StopSignal:
                 sock.shutdown(socket.SHUT_RDWR)
         if socks:
             log.debug("aborted %d request(s) in flight", len(socks))
-
-
-class _Binding:
-    """``with signal.bound():`` (a plain class: it runs for every request of every call)."""
-
-    __slots__ = ("signal", "previous")
-
-    def __init__(self, signal: StopSignal) -> None:
-        self.signal = signal
-        self.previous: Optional[StopSignal] = None
-
-    def __enter__(self) -> StopSignal:
-        self.previous = getattr(_local, "signal", None)
-        _local.signal = self.signal
-        return self.signal
-
-    def __exit__(self, *exc: Any) -> None:
-        _local.signal = self.previous
 
 
 class _Watchdog:
@@ -245,8 +241,9 @@ _watchdog = _Watchdog()
 
 
 def current() -> Optional[StopSignal]:
-    """The signal bound to this thread, if any."""
-    return getattr(_local, "signal", None)
+    """The signal bound to this thread, if any (the innermost binding)."""
+    stack = getattr(_local, "stack", None)
+    return stack[-1] if stack else None
 
 
 def track(sock: socket.socket) -> Optional[StopSignal]:
