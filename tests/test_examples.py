@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -97,3 +98,16 @@ def test_the_fdfs_example_runs_against_its_own_emulator():
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     assert "downloaded copy matches" in done.stdout
+
+
+def test_the_deadlines_example_keeps_its_time_promises():
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "deadlines.py"
+    env = dict(os.environ, PYTHONPATH=str(script.parent.parent))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("put(timeout=2) gave up after ") and "deadline passed" in lines[0]
+    assert lines[1].startswith("cancel.set() at 0.5 s") and "cancelled" in lines[1]
+    assert lines[2] == "no upclient thread left: True"
