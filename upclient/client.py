@@ -209,8 +209,10 @@ class Client:
         with :class:`~upclient.Progress` in this thread a few times a second
         and once at the end.  ``cancel`` is an Event-like object; setting it
         stops the upload with :class:`~upclient.errors.Cancelled` and keeps its
-        resume point, as Ctrl-C does; so does ``timeout``, in seconds for the
-        whole upload.  A file uploaded before and interrupted
+        resume point, as Ctrl-C does.  ``timeout`` (seconds for the whole
+        upload) does the same with :class:`~upclient.errors.DeadlineExceeded`,
+        also a ``TimeoutError``.  Both reach every request in flight at once,
+        whatever the server does.  A file uploaded before and interrupted
         resumes from where the server stands, unless ``resume=False``.
         Backend options are keyword arguments.
         """
