@@ -14,8 +14,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, U
 from .backends import backend_for_url
 from .backends.base import Backend
 from .digest import DigestCache
-from .transfer import deadline
-from .transfer import MoreParts, Part, StopSignal, TransferEngine, UploadSession, stream_parts
+from .transfer import MoreParts, Part, StopSignal, TransferEngine, UploadSession, deadline, stream_parts
 from .errors import BadInput, ServiceError, SourceChanged, UpClientError
 from .pacing import FilePacer
 from .progress import Progress, ProgressTracker
@@ -226,7 +225,7 @@ class Client:
         owned = not isinstance(source, Source)
         src = open_source(source, size=size)
         try:
-            return self._put(engine, src, key, meta, on_progress, StopSignal(cancel, self._closed, timeout=timeout),
+            return self._put(engine, src, key, meta, on_progress, self._signal(cancel, timeout),
                              resume, options)
         finally:
             if owned:
@@ -256,6 +255,7 @@ class Client:
         point = ResumePoint(self.store, backend.name, backend.destination(key, options), identity, src.name)
         with point:
             state = point.stored_state()
+
             def open_session() -> UploadSession:
                 made = backend.open_upload(src, key=key, metadata=meta, options=options, state=state)
                 made.start()
@@ -363,7 +363,7 @@ class Client:
         if len(key_list) != len(items):
             raise BadInput("keys must have one entry per source")
         self.backend.check_put_options(options)
-        stop = StopSignal(cancel, self._closed)
+        stop = self._signal(cancel)
         outcomes: List[Optional[PutOutcome]] = [None] * len(items)
 
         pacer = FilePacer(self.settings.max_files)
@@ -447,7 +447,7 @@ class Client:
             raise BadInput(f"offset must be a non-negative integer, not {offset!r}")
         if length is not None and (not isinstance(length, int) or length < 0):
             raise BadInput(f"length must be a non-negative integer, not {length!r}")
-        stop = StopSignal(cancel, self._closed)
+        stop = self._signal(cancel)
         if dest is None:
             buf = io.BytesIO()
             self._download(id, buf.write, offset, length, on_progress, stop)

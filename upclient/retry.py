@@ -166,11 +166,18 @@ class RetryPolicy:
         before_retry: Optional[Callable[[BaseException], None]],
         progressed: Optional[Callable[[], bool]],
     ) -> T:
+        def stopped() -> Optional[BaseException]:
+            """The signal's own error once it fired: a request it aborted is not a network error."""
+            if cancel is not None and hasattr(cancel, "error") and cancel.is_set():
+                return cancel.error()  # type: ignore[no-any-return]
+            return None
+
         try:
             return fn()
         except BaseException as exc:
-            if cancel is not None and cancel.is_set() and hasattr(cancel, "error"):
-                raise cancel.error() from exc  # a request aborted by the signal is not a network error
+            why = stopped()
+            if why is not None:
+                raise why from exc
             if self.attempts == 1 or not _is_retryable(exc):
                 raise
             failure = exc
@@ -186,8 +193,9 @@ class RetryPolicy:
                         before_retry(last)
                     return fn()
                 except BaseException as exc:
-                    if cancel is not None and cancel.is_set() and hasattr(cancel, "error"):
-                        raise cancel.error() from exc
+                    why = stopped()
+                    if why is not None:
+                        raise why from exc
                     last = exc
                     raise
         raise AssertionError("unreachable")  # pragma: no cover

@@ -42,7 +42,7 @@ from .errors import (
 from .source import BLOCK_SIZE
 from .response import HttpResponse
 from .transfer import deadline
-from .wire import POOL_CLASSES, flight
+from .wire import POOL_CLASSES, Flight
 
 __all__ = ["HttpTransport", "parse_retry_after", "redact_url"]
 
@@ -271,7 +271,7 @@ class HttpTransport:
         signal = deadline.current()
         if signal is not None:
             signal.check()
-        trip = flight(timeout[1])
+        trip = Flight(timeout[1], signal)
         try:
             with trip:
                 prep, proxies = self._prepare(method, url, headers, body, presigned)

@@ -23,7 +23,7 @@ import urllib3.connectionpool
 from .transfer import deadline
 from .transfer.deadline import StopSignal
 
-__all__ = ["flight", "WatchedHTTPConnectionPool", "WatchedHTTPSConnectionPool"]
+__all__ = ["Flight", "WatchedHTTPConnectionPool", "WatchedHTTPSConnectionPool"]
 
 _local = threading.local()
 
@@ -31,9 +31,9 @@ _local = threading.local()
 class Flight:
     """The sockets one request registered, and the read timeout it runs under."""
 
-    def __init__(self, read_timeout: Optional[float]) -> None:
+    def __init__(self, read_timeout: Optional[float], signal: Optional[StopSignal]) -> None:
         self.read_timeout = read_timeout
-        self.signal = deadline.current()
+        self.signal = signal
         self.tracked: List[Tuple[StopSignal, socket.socket]] = []
 
     def __enter__(self) -> "Flight":
@@ -49,10 +49,6 @@ class Flight:
         tracked, self.tracked = self.tracked, []
         for signal, sock in tracked:
             signal.untrack(sock)
-
-
-def flight(read_timeout: Optional[float]) -> Flight:
-    return Flight(read_timeout)
 
 
 def _current_flight() -> Optional[Flight]:

@@ -19,11 +19,11 @@ import socket
 import threading
 import time
 import weakref
-from typing import Any, Optional, Set
+from typing import Any, List, Optional, Set
 
 from ..errors import Cancelled, DeadlineExceeded
 
-__all__ = ["StopSignal", "current", "track", "untrack", "remaining", "settle"]
+__all__ = ["StopSignal", "current", "remaining", "settle"]
 
 log = logging.getLogger("upclient.deadline")
 
@@ -225,9 +225,11 @@ class _Watchdog:
             self._wake.wait(TICK)
             self._wake.clear()
             with self._lock:
-                live = [s for s in self._signals if s.has_sockets()]
+                live: List[StopSignal] = []
                 for s in list(self._signals):
-                    if s not in live:
+                    if s.has_sockets():
+                        live.append(s)
+                    else:
                         self._signals.discard(s)
                 if not live:  # nothing in flight: end now (the next request starts a thread again)
                     self._thread = None
@@ -244,21 +246,6 @@ def current() -> Optional[StopSignal]:
     """The signal bound to this thread, if any (the innermost binding)."""
     stack = getattr(_local, "stack", None)
     return stack[-1] if stack else None
-
-
-def track(sock: socket.socket) -> Optional[StopSignal]:
-    """Register ``sock`` with this thread's signal; raise at once if it has fired."""
-    signal = current()
-    if signal is not None:
-        signal.check()
-        signal.track(sock)
-    return signal
-
-
-def untrack(sock: socket.socket, signal: Optional[StopSignal] = None) -> None:
-    signal = signal or current()
-    if signal is not None:
-        signal.untrack(sock)
 
 
 def remaining(limit: Optional[float]) -> Optional[float]:
