@@ -327,3 +327,23 @@ def test_a_try_after_a_partial_one_starts_from_what_the_server_holds():
     count(500)
     tracker.finish_part(0, 1000)
     assert tracker.snapshot().bytes_done == 1000
+
+
+def test_parts_a_finish_keeps_asking_for_are_sent_three_times_then_it_is_an_error(data_file):
+    from upclient.transfer import MoreParts
+
+    path, _ = data_file
+    client, backend = make_client(parallel=False, concurrency=1)
+    asked = []
+
+    class Forgetful(FakeSession):
+        def finish(self):
+            asked.append(len(self.b.order))
+            return MoreParts([self.parts[0]], reason="the server forgot part 0")
+
+    backend.open_upload = lambda source, **kw: Forgetful(backend, source, kw["state"])
+    with pytest.raises(errors.ServiceError, match="three times"):
+        client.put(path)
+    sends_of_part_0 = backend.order.count(0)
+    assert sends_of_part_0 == 1 + 3, f"part 0 went {sends_of_part_0} times"
+    assert len(asked) == 4  # finished after each round, the last one too

@@ -311,10 +311,12 @@ class Client:
         point: ResumePoint,
     ) -> UploadResult:
         """Finish the upload; parts the finish says are missing are sent first, by the engine."""
-        for _ in range(4):
+        for rounds in range(4):
             outcome = self.settings.retry.call(session.finish, cancel=stop, what="finishing the upload")
             if not isinstance(outcome, MoreParts):
                 return outcome
+            if rounds == 3:
+                break  # three rounds sent, and the server still lacks them
             if not src.seekable and any(part.data is None for part in outcome.parts):
                 raise ServiceError(f"the server lost parts of {src.name}, a stream that cannot be read again "
                                    f"({outcome.reason or 'missing at finish'}); upload it again",
