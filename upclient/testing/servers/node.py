@@ -1,0 +1,242 @@
+"""The reference tus server, ``@tus/server`` with ``@tus/file-store`` on Node.js."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from upclient.testing.servers.process import PathLike, ServerStartError, _ServerProcess, log
+
+__all__ = ["TusNodeServer"]
+
+#: Environment variable naming the directory that holds tus-node-server.mjs,
+#: package.json and node_modules.
+NODE_DIR_ENV = "UPCLIENT_TUS_NODE_DIR"
+#: Environment variable naming the ``node`` executable to use.
+NODE_BIN_ENV = "UPCLIENT_NODE"
+#: Oldest Node.js that @tus/server 2.4.5 supports.
+MIN_NODE_VERSION = (20, 19, 0)
+
+
+def _default_node_dir() -> Path:
+    env = os.environ.get(NODE_DIR_ENV)
+    if env:
+        return Path(env)
+    # upclient/testing/servers/node.py -> <repo>/tests/servers
+    return Path(__file__).resolve().parents[3] / "tests" / "servers"
+
+
+
+_install_lock = threading.Lock()
+_node_version_cache: Dict[str, Tuple[int, ...]] = {}
+
+
+def _node_version(node: str) -> Tuple[int, ...]:
+    if node not in _node_version_cache:
+        try:
+            out = subprocess.run(
+                [node, "--version"], capture_output=True, text=True, timeout=30, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ServerStartError(f"cannot run {node!r} --version: {exc}") from exc
+        match = re.match(r"v?(\d+)\.(\d+)\.(\d+)", out)
+        if not match:
+            raise ServerStartError(f"unexpected output of {node} --version: {out!r}")
+        _node_version_cache[node] = tuple(int(x) for x in match.groups())
+    return _node_version_cache[node]
+
+
+class TusNodeServer(_ServerProcess):
+    """The reference tus server, ``@tus/server`` + ``@tus/file-store``, on Node.js.
+
+    :param directory: where the file store keeps uploads (created if needed).
+        ``None`` makes a temporary directory that :meth:`close` removes.
+    :param node_dir: the directory holding ``tus-node-server.mjs``,
+        ``package.json`` and ``node_modules``; default: the environment
+        variable ``UPCLIENT_TUS_NODE_DIR``, else ``<repo>/tests/servers``.
+    :param node: the ``node`` executable (default: ``$UPCLIENT_NODE`` or
+        ``node`` on ``PATH``).
+    :param expiration: seconds after creation when an unfinished upload
+        expires (``Upload-Expires`` is sent); 0 turns expiration off.
+    :param max_size: ``Tus-Max-Size`` in bytes (``None``: no limit).
+    :param relative_location: send a relative ``Location`` instead of an
+        absolute one built from the request's ``Host`` header.
+    :param auto_install: run ``npm ci`` in ``node_dir`` if ``node_modules``
+        lacks ``@tus/server``.
+    :param host, port, startup_timeout, stop_timeout, env: see
+        :class:`ResumableUploadServer`; ``port=None`` lets the server pick a
+        free port itself.
+
+    Storage layout: the bytes of upload ``<id>`` are in ``<directory>/<id>``
+    and its record (JSON: ``id``, ``size``, ``metadata``, ``creation_date``)
+    in ``<directory>/<id>.json``.
+    """
+
+    name = "tus-node-server"
+    script_name = "tus-node-server.mjs"
+
+    def __init__(
+        self,
+        directory: Optional[PathLike] = None,
+        *,
+        node_dir: Optional[PathLike] = None,
+        node: Optional[str] = None,
+        expiration: float = 3600.0,
+        max_size: Optional[int] = None,
+        relative_location: bool = False,
+        auto_install: bool = True,
+        host: str = "127.0.0.1",
+        port: Optional[int] = None,
+        startup_timeout: float = 30.0,
+        stop_timeout: float = 5.0,
+        env: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        super().__init__(
+            directory,
+            host=host,
+            port=port,
+            startup_timeout=startup_timeout,
+            stop_timeout=stop_timeout,
+            env=env,
+        )
+        self.node_dir = Path(node_dir) if node_dir is not None else _default_node_dir()
+        self.node = node or os.environ.get(NODE_BIN_ENV) or "node"
+        self.expiration = float(expiration)
+        self.max_size = max_size
+        self.relative_location = relative_location
+        self.auto_install = auto_install
+
+    @classmethod
+    def unavailable_reason(cls, node: Optional[str] = None) -> Optional[str]:
+        """Why this server cannot run here (no suitable ``node``), or ``None``.
+
+        Meant for ``pytest.skip``; it does not check ``node_modules``, which
+        :meth:`start` installs when missing.
+        """
+        node = node or os.environ.get(NODE_BIN_ENV) or "node"
+        if shutil.which(node) is None:
+            return f"{node!r} not found"
+        try:
+            version = _node_version(node)
+        except ServerStartError as exc:
+            return str(exc)
+        if version < MIN_NODE_VERSION:
+            return "Node.js %s is older than %s" % (
+                ".".join(map(str, version)),
+                ".".join(map(str, MIN_NODE_VERSION)),
+            )
+        return None
+
+    def _script(self) -> Path:
+        return self.node_dir / self.script_name
+
+    def _prepare(self) -> None:
+        script = self._script()
+        if not script.is_file():
+            raise ServerStartError(
+                f"{script} not found; set {NODE_DIR_ENV} to the directory holding "
+                f"{self.script_name}, package.json and package-lock.json"
+            )
+        node_path = shutil.which(self.node)
+        if node_path is None:
+            raise ServerStartError(f"{self.node!r} not found; @tus/server needs Node.js >= 20.19")
+        version = _node_version(self.node)
+        if version < MIN_NODE_VERSION:
+            raise ServerStartError(
+                "Node.js %s is too old for @tus/server 2.4.5 (needs >= 20.19)" % ".".join(map(str, version))
+            )
+        self._ensure_installed()
+
+    def _ensure_installed(self) -> None:
+        marker = self.node_dir / "node_modules" / "@tus" / "server" / "package.json"
+        if marker.is_file():
+            return
+        if not self.auto_install:
+            raise ServerStartError(
+                f"@tus/server is not installed in {self.node_dir}; run: npm ci --prefix {self.node_dir}"
+            )
+        npm = shutil.which("npm")
+        if npm is None:
+            raise ServerStartError(f"@tus/server is not installed in {self.node_dir} and npm is not available")
+        with _install_lock, _interprocess_lock(self.node_dir):
+            if marker.is_file():
+                return
+            log.info("installing the Node test servers: npm ci --prefix %s", self.node_dir)
+            result = subprocess.run(
+                [npm, "ci", "--prefix", str(self.node_dir), "--no-audit", "--no-fund"],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                stdin=subprocess.DEVNULL,
+            )
+            if result.returncode != 0 or not marker.is_file():
+                raise ServerStartError(
+                    f"npm ci --prefix {self.node_dir} failed with status {result.returncode}",
+                    result.stdout + result.stderr,
+                    result.returncode,
+                )
+
+    def _uses_stdout_url(self) -> bool:
+        return True
+
+    def _cwd(self) -> Optional[Path]:
+        return self.node_dir
+
+    def _command(self, port: int) -> List[str]:
+        cmd = [
+            self.node,
+            str(self._script()),
+            "--dir",
+            str(self.directory),
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--expiration-ms",
+            str(int(round(self.expiration * 1000))),
+        ]
+        if self.max_size:
+            cmd += ["--max-size", str(int(self.max_size))]
+        if self.relative_location:
+            cmd.append("--relative-location")
+        return cmd
+
+    def record_path(self, upload_url: str) -> Path:
+        """The JSON file holding the upload's record (``<directory>/<id>.json``)."""
+        return self.directory / (self.upload_id(upload_url) + ".json")
+
+    def stored_metadata(self, upload_url: str) -> Dict[str, Optional[str]]:
+        """The upload's metadata from its JSON record (values decoded).
+
+        A key sent without a value maps to ``None``. Raises
+        :class:`FileNotFoundError` for an unknown upload.
+        """
+        record = json.loads(self.record_path(upload_url).read_text("utf-8"))
+        return dict(record.get("metadata") or {})
+
+
+@contextlib.contextmanager
+def _interprocess_lock(directory: Path) -> Any:
+    """Serialize ``npm ci`` between processes (pytest-xdist workers)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    key = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]
+    lock_path = Path(tempfile.gettempdir()) / f"upclient-npm-{key}.lock"
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
