@@ -52,7 +52,7 @@ def test_after_a_413_each_try_of_the_part_is_one_patch_and_says_where_the_server
             rsps.add(responses.PATCH, UPLOAD, status=204, headers={"Upload-Offset": str(end)})
         src = open_source(b"0123456789")
         session = backend(part_size=4, checksum=False).open_upload(src, key=None, metadata={}, options={}, state=None)
-        session.start()
+        session = session.start()
         (part,) = session.pending_parts()  # the whole file, as one streamed PATCH
         hints = []
         while True:
@@ -78,7 +78,7 @@ def test_an_upload_gone_under_the_first_part_is_created_again():
         rsps.add(responses.PATCH, OTHER, status=204, headers={"Upload-Offset": "10"})
         src = open_source(b"0123456789")
         session = backend(part_size=4, checksum=False).open_upload(src, key=None, metadata={}, options={}, state=None)
-        session.start()
+        session = session.start()
         (part,) = session.pending_parts()
         hint = send(session, src, part)
         assert isinstance(hint, Restart) and hint.upload_id == UPLOAD
@@ -108,7 +108,7 @@ def test_a_partial_upload_gone_is_created_again():
         rsps.add(responses.PATCH, OTHER, status=204, headers={"Upload-Offset": "4"})
         src = open_source(b"0123456789")
         session = backend(part_size=4).open_upload(src, key=None, metadata={}, options={}, state=None)
-        session.start()
+        session = session.start()
         assert session.parallel
         first = session.pending_parts()[0]
         hint = send(session, src, first)
@@ -126,7 +126,7 @@ def test_a_conflict_without_an_offset_is_resynchronised_by_head():
         rsps.add(responses.HEAD, UPLOAD, status=200, headers={"Upload-Offset": "7", "Upload-Length": "10"})
         src = open_source(b"0123456789")
         session = backend(part_size=4, checksum=False).open_upload(src, key=None, metadata={}, options={}, state=None)
-        session.start()
+        session = session.start()
         (part,) = session.pending_parts()
         hint = send(session, src, part)
         assert isinstance(hint, Resync) and hint.offset is None
@@ -156,7 +156,7 @@ def test_a_stored_upload_for_another_length_starts_afresh():
         src = open_source(b"0123456789")
         session = backend().open_upload(src, key=None, metadata={}, options={},
                                         state={"mode": "serial", "url": UPLOAD})
-        session.start()
+        session = session.start()
         assert not session.resumed and session.upload_id == OTHER
 
 
@@ -173,8 +173,7 @@ def test_stored_partials_on_a_host_that_never_answers_are_given_up_after_the_ret
 
         def open_session():
             made.append(b.open_upload(src, key=None, metadata={}, options={}, state=state))
-            made[-1].start()
-            return made[-1]
+            return made[-1].start()
 
         session = b.settings.retry.call(open_session)
         heads = [c for c in rsps.calls if c.request.method == "HEAD"]
@@ -197,5 +196,5 @@ def test_a_stored_url_elsewhere_is_kept_while_the_endpoint_cannot_be_reached_eit
         session = b.open_upload(open_source(b"0123456789"), key=None, metadata={}, options={},
                                 state={"mode": "serial", "url": "http://moved.test/files/abc"})
         with pytest.raises(errors.NetworkError, match="moved.test"):
-            session.start()
+            session = session.start()
         assert not any(c.request.method == "POST" for c in rsps.calls)

@@ -258,8 +258,7 @@ class Client:
 
             def open_session() -> UploadSession:
                 made = backend.open_upload(src, key=key, metadata=meta, options=options, state=state)
-                made.start()
-                return made
+                return made.start() or made
 
             session: UploadSession = self.settings.retry.call(
                 open_session, cancel=stop, what=f"opening the upload of {src.name}"

@@ -41,10 +41,16 @@ class UploadSession:
     #: How many parts the whole upload has, done or not, where known.
     parts_total: Optional[int] = None
 
-    def start(self) -> None:
+    def start(self) -> Optional["UploadSession"]:
         """Talk to the server to open the upload: create it, or re-synchronise a
         stored one.  Called by the engine, under its retry policy and the call's
-        deadline; a session's constructor never does I/O."""
+        deadline; a session's constructor never does I/O.
+
+        Where what the server offers decides the kind of upload (tus: serial
+        or concatenated), ``start`` returns the session that carries it, and
+        the engine goes on with that one; None keeps this session.
+        """
+        return None
 
     def pending_parts(self) -> Iterable[Part]:
         """The parts still to send, for a source of known size."""

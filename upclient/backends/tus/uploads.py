@@ -381,9 +381,9 @@ class ConcatUpload(_Plan):
 class TusUpload(UploadSession):
     """The session :meth:`~.backend.TusBackend.open_upload` returns, made without I/O.
 
-    :meth:`start` learns what the server offers and picks the plan (resume a
+    :meth:`start` learns what the server offers, picks the plan (resume a
     stored upload, continue ``upload_url``, or a new serial or concatenated
-    upload); every other call goes to that plan.
+    upload) and returns it: the engine carries on with that session.
     """
 
     def __init__(self, wire: Wire, source: Source, *, meta: Dict[str, str], header: str, part_size: int,
@@ -396,15 +396,8 @@ class TusUpload(UploadSession):
         self.stored = state
         self.upload_url = upload_url
         self.concat = concat
-        self._plan: Optional[_Plan] = None
 
-    @property
-    def plan(self) -> _Plan:
-        if self._plan is None:
-            raise RuntimeError("the upload has not been started")
-        return self._plan
-
-    def start(self) -> None:
+    def start(self) -> _Plan:
         caps = self.wire.capabilities()
         size, name = self.source.size, self.wire.name
         if size is not None and caps.max_size is not None and size > caps.max_size:
@@ -417,28 +410,26 @@ class TusUpload(UploadSession):
         inline = caps.has("creation-with-upload") and not checksum
         common = (self.wire, self.source, self.meta, self.header)
         if self.upload_url:
-            serial = SerialUpload(*common, self.part_size, checksum, explicit=True)
+            given = SerialUpload(*common, self.part_size, checksum, explicit=True)
             status = self.wire.status(self.upload_url)
-            if not serial.fits(status):
+            if not given.fits(status):
                 raise UploadExpired(f"upload {self.upload_url} is for {status.length} bytes, the source has "
                                     f"{size}", backend=name, operation="resume")
-            serial.resume(self.upload_url, status)
-            self._plan = serial
-            return
-        self._plan = self._resumed(caps, checksum, inline)
+            given.resume(self.upload_url, status)
+            return given
+        resumed = self._resumed(caps, checksum, inline)
         if self.stored:
             self.wire.forget_failures(stored_urls(self.stored))
-        if self._plan is not None:
-            return
+        if resumed is not None:
+            return resumed
         # Parallel partial uploads pay off from two parts on; a stream goes
         # that way too, each chunk a partial of known length, so it needs no
         # deferred length (which some servers handle badly).
         if self.concat and caps.has("concatenation") and (size is None or size > self.part_size):
-            self._plan = ConcatUpload(*common, self.part_size, checksum, inline=inline)
-            return
+            return ConcatUpload(*common, self.part_size, checksum, inline=inline)
         serial = SerialUpload(*common, self.part_size, checksum, inline=inline and self.source.seekable)
         serial.create()
-        self._plan = serial
+        return serial
 
     def _resumed(self, caps: Capabilities, checksum: Optional[str], inline: bool) -> Optional[_Plan]:
         """The stored upload, if the server still has it (else None: start afresh)."""
@@ -460,53 +451,3 @@ class TusUpload(UploadSession):
                 log.info("stored upload %s is for %s bytes, the source has %s; starting a new upload",
                          state["url"], status.length, self.source.size)
         return None
-
-    # -- the rest is the plan's ------------------------------------------------------
-
-    @property
-    def parallel(self) -> bool:  # type: ignore[override]
-        return self.plan.parallel
-
-    @property
-    def resumed(self) -> bool:  # type: ignore[override]
-        return self._plan is not None and self._plan.resumed
-
-    @property
-    def done_bytes(self) -> int:  # type: ignore[override]
-        return self._plan.done_bytes if self._plan is not None else 0
-
-    @property
-    def expires(self) -> Optional[float]:  # type: ignore[override]
-        return self._plan.expires if self._plan is not None else None
-
-    @property
-    def upload_id(self) -> Optional[str]:  # type: ignore[override]
-        return self._plan.upload_id if self._plan is not None else None
-
-    @property
-    def parts_total(self) -> Optional[int]:  # type: ignore[override]
-        return self._plan.parts_total if self._plan is not None else None
-
-    def pending_parts(self) -> List[Part]:
-        return list(self.plan.pending_parts())
-
-    def send_part(self, part: Part, io: PartIO) -> Optional[Hint]:
-        return self.plan.send_part(part, io)
-
-    def recover(self, part: Part, cause: Union[BaseException, Hint]) -> None:
-        self.plan.recover(part, cause)
-
-    def confirmed(self, part: Part) -> int:
-        return self.plan.confirmed(part)
-
-    def finish(self) -> UploadResult:
-        result = self.plan.finish()
-        assert isinstance(result, UploadResult)
-        return result
-
-    def abort(self) -> None:
-        if self._plan is not None:
-            self._plan.abort()
-
-    def state(self) -> Optional[Dict[str, Any]]:
-        return self._plan.state() if self._plan is not None else None
