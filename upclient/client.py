@@ -69,7 +69,11 @@ class Client:
       object, or a callable returning headers, called per request (tokens may
       rotate);
     - ``verify`` (TLS verification, on by default, or a CA bundle path) and
-      ``cert`` (client certificate path, or ``(cert, key)``).
+      ``cert`` (client certificate path, or ``(cert, key)``);
+    - ``trusted_origins``: other ``scheme://host[:port]`` that may receive
+      ``auth``, ``headers`` and a password given in the URL.  By default they
+      go only to the backend's own server; a URL elsewhere (a tus id on
+      another host, a redirect) gets a request without them.
 
     Other keyword arguments go to the backend, which rejects those it does not
     know.  A client is safe to share between threads; close it (or use it as a
@@ -92,6 +96,7 @@ class Client:
         auth: Any = None,
         verify: Union[bool, str] = True,
         cert: Any = None,
+        trusted_origins: Optional[Iterable[str]] = None,
         **backend_options: Any,
     ) -> None:
         self.settings = Settings(
@@ -106,6 +111,7 @@ class Client:
             cert=cert,
             headers=dict(headers) if headers else None,
             auth=auth,
+            trusted_origins=trusted_origins,  # type: ignore[arg-type]
         )
         if store is _DEFAULT:
             store = FileStore()

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any, Mapping, Optional, Tuple, Union
 
 from .errors import BadInput
+from .origins import trusted_origins
 from .retry import RetryPolicy
 
 __all__ = ["Settings", "MiB"]
@@ -28,8 +29,11 @@ class Settings:
     cert: Union[str, Tuple[str, str], None] = None
     headers: Optional[Mapping[str, str]] = None
     auth: Any = None
+    #: Origins besides the backend's own that may receive ``auth`` and ``headers``.
+    trusted_origins: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "trusted_origins", trusted_origins(self.trusted_origins))
         if not isinstance(self.part_size, int) or self.part_size < 1:
             raise BadInput(f"part_size must be a positive number of bytes, not {self.part_size!r}")
         if not isinstance(self.concurrency, int) or self.concurrency < 1:

@@ -18,10 +18,11 @@ import logging
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Tuple, Union
 
 import requests
 import requests.adapters
@@ -29,6 +30,7 @@ import requests.auth
 import urllib3
 
 from ._version import __version__
+from .origins import origin_of
 from .errors import (
     BadInput,
     NetworkError,
@@ -52,6 +54,15 @@ AuthLike = Union[requests.auth.AuthBase, Callable[[], Mapping[str, str]], None]
 
 #: URLs made only of printable ASCII need no quoting and take the fast path.
 _PLAIN_URL = re.compile(r"^https?://[!-~]+$")
+
+#: A query string inside an error text: ``url: /path?X-Signature=...``.
+_QUERY_IN_TEXT = re.compile(r"((?:url: |https?://)[^?\s'\"]*)\?[^\s'\")]*")
+
+#: Redirects a GET or HEAD follows (requests' own limit is 30).
+_MAX_REDIRECTS = 10
+#: The caller's headers a redirect to an untrusted origin keeps: they say what to fetch, never who asks.
+_FETCH_HEADERS = frozenset({"range", "if-range", "accept", "if-match", "if-none-match", "if-modified-since",
+                            "tus-resumable"})
 
 _REQUEST_ID_HEADERS = ("x-request-id", "x-amz-request-id", "x-upyun-request-id", "x-trace-id")
 
@@ -81,10 +92,7 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
 
 def _short_reason(exc: BaseException) -> str:
     """'connection refused' rather than urllib3's paragraph; the whole chain stays in __cause__."""
-    seen = set()
-    node: Optional[BaseException] = exc
-    while node is not None and id(node) not in seen:
-        seen.add(id(node))
+    for node in _chain(exc):
         if isinstance(node, ConnectionRefusedError):
             return "connection refused"
         if isinstance(node, ConnectionResetError):
@@ -97,28 +105,51 @@ def _short_reason(exc: BaseException) -> str:
             first = node.args[0]
             if isinstance(first, str) and len(node.args) == 1:
                 return first.rstrip(".").lower()
-        nxt = node.__cause__ or node.__context__
-        if nxt is None and node.args and isinstance(node.args[-1], BaseException):
-            nxt = node.args[-1]
-        if nxt is None and getattr(node, "reason", None) is not None:
-            nxt = node.reason  # type: ignore[attr-defined]
-        node = nxt if isinstance(nxt, BaseException) else None
-    return str(exc)
+    return _scrub(str(exc))
 
 
-def _timed_out(exc: BaseException) -> bool:
-    """Whether a socket timeout is somewhere in the chain of ``exc``."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what caused it, through requests' and urllib3's wrappers."""
     seen = set()
     node: Optional[BaseException] = exc
     while node is not None and id(node) not in seen:
         seen.add(id(node))
-        if isinstance(node, (TimeoutError, socket.timeout)):
-            return True
+        yield node
         nxt = node.__cause__ or node.__context__
         if nxt is None and node.args and isinstance(node.args[-1], BaseException):
             nxt = node.args[-1]
+        if nxt is None and isinstance(getattr(node, "reason", None), BaseException):
+            nxt = node.reason  # type: ignore[attr-defined]
         node = nxt if isinstance(nxt, BaseException) else None
-    return False
+
+
+def _tls_advice(exc: BaseException) -> str:
+    """What went wrong in a TLS handshake, and what the user can do about it."""
+    found = next((n for n in _chain(exc) if isinstance(n, ssl.SSLError)), None)
+    if isinstance(found, ssl.SSLCertVerificationError):
+        why = found.verify_message or found.reason or "certificate verify failed"
+        return (
+            f"the server's certificate is not trusted ({why}). If it is signed by your own CA, "
+            "pass verify='/path/to/ca.pem' (or set REQUESTS_CA_BUNDLE); "
+            "verify=False (CLI: --insecure) skips the check, for tests only"
+        )
+    reason = (found.reason if found is not None else None) or _scrub(str(found or exc))
+    text = str(reason).lower()
+    if "wrong_version_number" in text or "record layer failure" in text or "packet length too long" in text:
+        return f"{reason}: the server does not speak TLS on this port (use http://, or the TLS port)"
+    if "certificate_required" in text or "handshake_failure" in text or "certificate required" in text:
+        return f"{reason}: the server may require a client certificate: pass cert=('client.pem', 'key.pem')"
+    return str(reason)
+
+
+def _scrub(text: str) -> str:
+    """urllib3's messages name the request target: cut any query string (it may hold a signature)."""
+    return _QUERY_IN_TEXT.sub(r"\1", text)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a socket timeout is somewhere in the chain of ``exc``."""
+    return any(isinstance(node, (TimeoutError, socket.timeout)) for node in _chain(exc))
 
 
 class _HeaderAuth(requests.auth.AuthBase):
@@ -170,6 +201,7 @@ class HttpTransport:
         headers: Optional[Mapping[str, str]] = None,
         auth: AuthLike = None,
         pool_size: int = 32,
+        origins: Optional[Iterable[str]] = None,
     ) -> None:
         self.timeout = (connect_timeout, read_timeout)
         session = requests.Session()
@@ -200,23 +232,30 @@ class HttpTransport:
         self.verify = verify
         if verify is True and session.trust_env:  # as requests does: the environment may name a CA bundle
             self.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        self._per_host: Dict[str, Tuple[Dict[str, str], Any]] = {}
+        #: Where ``auth`` and the configured headers may go; None: everywhere.
+        self.origins = frozenset(origins) if origins is not None else None
+        self._per_host: Dict[str, Tuple[Dict[str, str], Any, bool]] = {}
         self._per_host_lock = threading.Lock()
 
-    def _host_settings(self, url: str) -> Tuple[Dict[str, str], Any]:
-        """(proxies, netrc auth) for the URL's scheme and host, read from the environment once."""
+    def _host_settings(self, url: str) -> Tuple[Dict[str, str], Any, bool]:
+        """(proxies, netrc auth, trusted) for the URL's scheme and host, read from the environment once.
+
+        ``trusted``: the URL is on one of :attr:`origins`, so the client's
+        credentials and headers may go there.
+        """
         origin = url.split("/", 3)[:3]
         key = "/".join(origin)
         found = self._per_host.get(key)
         if found is None:
             proxies: Dict[str, str] = {}
             netrc = None
+            trusted = self.origins is None or origin_of(url) in self.origins
             if self.session.trust_env:
                 proxies = requests.utils.get_environ_proxies(url, no_proxy=None)
-                if self.session.auth is None:
+                if self.session.auth is None or not trusted:
                     pair = requests.utils.get_netrc_auth(url)
                     netrc = requests.auth.HTTPBasicAuth(*pair) if pair else None
-            found = (proxies, netrc)
+            found = (proxies, netrc, trusted)
             with self._per_host_lock:
                 self._per_host[key] = found
         return found
@@ -224,14 +263,21 @@ class HttpTransport:
     def _prepare(
         self, method: str, url: str, headers: Optional[Dict[str, str]], body: Any, presigned: bool = False
     ) -> Tuple[requests.PreparedRequest, Dict[str, str]]:
-        proxies, netrc = self._host_settings(url)
+        proxies, netrc, trusted = self._host_settings(url)
         if not _PLAIN_URL.match(url) and not presigned:  # needs quoting or IDNA: let requests do it all
-            prep = self.session.prepare_request(requests.Request(method, url, headers=headers, data=body))
+            if trusted:
+                prep = self.session.prepare_request(requests.Request(method, url, headers=headers, data=body))
+            else:
+                bare = {**self._bare_headers(), **(headers or {})}
+                prep = requests.Request(method, url, headers=bare, data=body, auth=netrc).prepare()
             return prep, proxies
         prep = requests.PreparedRequest()
         prep.method = method
         prep.url = url
-        base = self.session.headers if not presigned else {"User-Agent": self.session.headers["User-Agent"]}
+        if presigned:
+            base: Mapping[str, str] = {"User-Agent": self.session.headers["User-Agent"]}
+        else:
+            base = self.session.headers if trusted else self._bare_headers()
         merged: Any = requests.structures.CaseInsensitiveDict(base)
         if headers:
             merged.update(headers)
@@ -242,10 +288,38 @@ class HttpTransport:
         prep.headers = merged
         prep.body = body
         prep.hooks = {"response": []}
-        auth: Any = None if presigned else (self.session.auth or netrc)
+        auth: Any = None if presigned else ((self.session.auth if trusted else None) or netrc)
         if auth is not None:
             prep = auth(prep)
         return prep, proxies
+
+    def _bare_headers(self) -> Dict[str, str]:
+        """The headers of a request to an origin that is not trusted: none of the client's own."""
+        return {"User-Agent": self.session.headers["User-Agent"], "Accept-Encoding": "identity"}
+
+    def _follow(
+        self, resp: Any, method: str, url: str, headers: Optional[Dict[str, str]], stream: bool, timeout: Any
+    ) -> Any:
+        """Follow a GET or HEAD's redirects, each hop prepared as its own request.
+
+        A hop to an origin that is not trusted gets no credentials and, of the
+        caller's headers, only those that describe what to fetch.
+        """
+        for _ in range(_MAX_REDIRECTS):
+            if not resp.is_redirect:
+                return resp
+            target = urllib.parse.urljoin(url, resp.headers["Location"])
+            resp.close()
+            url = target
+            hop_headers = headers
+            if headers and not self._host_settings(url)[2]:
+                hop_headers = {k: v for k, v in headers.items() if k.lower() in _FETCH_HEADERS}
+            prep, proxies = self._prepare(method, url, hop_headers, None)
+            resp = self.adapter.send(
+                prep, stream=stream, timeout=timeout, verify=self.verify, cert=self.cert, proxies=proxies
+            )
+        resp.close()
+        raise requests.exceptions.TooManyRedirects(f"more than {_MAX_REDIRECTS} redirects")
 
     def request(
         self,
@@ -279,9 +353,8 @@ class HttpTransport:
                     prep, stream=stream, timeout=timeout, verify=self.verify, cert=self.cert, proxies=proxies
                 )
                 if resp.is_redirect and method in ("GET", "HEAD"):
-                    resp.close()
-                    resp = self.session.request(method, url, headers=headers, stream=stream, timeout=timeout)
-                elif not stream:
+                    resp = self._follow(resp, method, url, headers, stream, timeout)
+                if not stream:
                     resp.content  # noqa: B018 - read the body: only then is the connection reused
         except UpClientError:
             trip.land()
@@ -341,7 +414,7 @@ class HttpTransport:
             return Timeout(f"{where} timed out: the server stopped reading the body",
                            backend=backend, operation=operation)
         if isinstance(exc, requests.exceptions.SSLError):
-            return TLSError(f"{where}: TLS failed: {exc}", backend=backend, operation=operation)
+            return TLSError(f"{where}: TLS failed: {_tls_advice(exc)}", backend=backend, operation=operation)
         return NetworkError(f"{where} failed: {_short_reason(exc)}", backend=backend, operation=operation)
 
     def error(

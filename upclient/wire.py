@@ -12,9 +12,10 @@ reading the body is a :class:`~upclient.errors.Timeout` after
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Set, Tuple
 
 import urllib3
 import urllib3.connection
@@ -24,6 +25,8 @@ from .transfer import deadline
 from .transfer.deadline import StopSignal
 
 __all__ = ["Flight", "WatchedHTTPConnectionPool", "WatchedHTTPSConnectionPool"]
+
+log = logging.getLogger("upclient.http")
 
 _local = threading.local()
 
@@ -103,6 +106,44 @@ class WatchedHTTPConnectionPool(urllib3.connectionpool.HTTPConnectionPool):
 
 class WatchedHTTPSConnectionPool(urllib3.connectionpool.HTTPSConnectionPool):
     ConnectionCls = WatchedHTTPSConnection
+
+    def _validate_conn(self, conn: Any) -> None:
+        """urllib3's check, with its per-request InsecureRequestWarning made one log record per host."""
+        urllib3.connectionpool.HTTPConnectionPool._validate_conn(self, conn)
+        if conn.is_closed:
+            conn.connect()
+        if not conn.is_verified and not conn.proxy_is_verified:
+            _unverified_once(conn.host)
+
+
+_warned_hosts: Set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _unverified_once(host: str) -> None:
+    with _warned_lock:
+        if host in _warned_hosts:
+            return
+        _warned_hosts.add(host)
+    log.warning(
+        "TLS certificates of %s are not verified (verify=False): anyone on the way can read and change "
+        "what is sent; pass verify='/path/to/ca.pem' to trust a private CA instead", host,
+    )
+
+
+class _NoQueryInLogs(logging.Filter):
+    """urllib3 logs each request's target at DEBUG: its query string (a signature, a token) is cut."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, str) and "?" in a for a in args):
+            record.args = tuple(
+                a.split("?", 1)[0] + "?<redacted>" if isinstance(a, str) and "?" in a else a for a in args
+            )
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_NoQueryInLogs())
 
 
 POOL_CLASSES = {"http": WatchedHTTPConnectionPool, "https": WatchedHTTPSConnectionPool}

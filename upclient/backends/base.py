@@ -14,6 +14,7 @@ from typing import (
     Dict,
     FrozenSet,
     Iterator,
+    List,
     Mapping,
     Optional,
 )
@@ -78,10 +79,28 @@ class Backend:
                         verify=s.verify,
                         cert=s.cert,
                         headers=s.headers,
-                        auth=s.auth,
+                        auth=self.transport_auth(),
                         pool_size=max(32, 2 * s.concurrency + s.max_files + 16),
+                        origins=self.home_origins(),
                     )
         return self._http
+
+    def transport_auth(self) -> Any:
+        """The auth the transport adds to requests to :meth:`home_origins` (the client's ``auth``)."""
+        return self.settings.auth
+
+    def home_origins(self) -> Optional[List[str]]:
+        """The origins that may receive the client's credentials: this backend's server and the trusted.
+
+        None sends them everywhere; a backend whose URL names no HTTP server
+        overrides this with the endpoints it talks to.
+        """
+        from ..origins import origin_of
+
+        own = origin_of(self.url)
+        if own is None:
+            return None
+        return [own, *self.settings.trusted_origins]
 
     def digest(self, source: Source, algorithm: str = "md5", *, on_progress: Any = None) -> str:
         """The whole-file digest of ``source`` (for deduplicating servers), read at most once."""
