@@ -19,7 +19,10 @@ What every emulator needs and none of them should write twice:
   directory (temporary unless given), :meth:`~HTTPEmulator.start`,
   :meth:`~HTTPEmulator.stop` (restartable on the same port),
   :meth:`~HTTPEmulator.close`, the context manager, and
-  :meth:`~HTTPEmulator.wait_idle`.
+  :meth:`~HTTPEmulator.wait_idle`; with ``tls=`` it serves HTTPS (see
+  :mod:`upclient.testing.tls`): each connection's handshake runs in its own
+  handler thread under a timeout, so a client that never finishes one holds
+  up nobody else.
 * :func:`parse_range` for a ``Range`` header, :func:`file_digest`.
 
 Nothing here prints; diagnostics go to the logger of the emulator's module
@@ -38,6 +41,7 @@ import os
 import select
 import shutil
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -75,6 +79,7 @@ __all__ = [
     "HTTPEmulator",
     "parse_range",
     "file_digest",
+    "HANDSHAKE_TIMEOUT",
 ]
 
 KiB = 1024
@@ -89,6 +94,8 @@ MAX_LINE = 8 * KiB
 #: the client sees the answer instead of a reset; beyond it the connection
 #: is closed.
 DRAIN_LIMIT = 64 * MiB
+#: Seconds a client has to finish a TLS handshake before its connection is closed.
+HANDSHAKE_TIMEOUT = 10.0
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -261,11 +268,41 @@ class BoundedHTTPServer(ThreadingHTTPServer):
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            context = self.owner.tls_context
+            if context is not None:
+                request = self._handshake(request, context, client_address)
+            if request is not None:
+                super().process_request_thread(request, client_address)
         finally:
             with self._conn_lock:
                 self._conns.pop(request, None)
             self._slots.release()
+
+    def _handshake(self, raw: socket.socket, context: ssl.SSLContext, client_address: Any) -> Optional[ssl.SSLSocket]:
+        """The connection wrapped in TLS once its handshake is done, or None (then it is closed).
+
+        Runs in the connection's thread, under :attr:`HTTPEmulator.handshake_timeout`.
+        The tracked socket is swapped under the lock, so a stop cuts the TLS one.
+        """
+        thread = threading.current_thread()
+        with self._conn_lock:
+            if self._closing.is_set():
+                self.shutdown_request(raw)
+                return None
+            raw.settimeout(self.owner.handshake_timeout)
+            conn = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+            self._conns.pop(raw, None)
+            self._conns[conn] = thread
+        try:
+            conn.do_handshake()
+        except (OSError, ValueError) as exc:  # ssl.SSLError, a timeout, a reset, a cut by stop()
+            with self._conn_lock:
+                self._conns.pop(conn, None)
+            self.owner._tls_failed(client_address, exc)
+            with contextlib.suppress(OSError):
+                conn.close()
+            return None
+        return conn
 
     def connection_count(self) -> int:
         with self._conn_lock:
@@ -280,7 +317,9 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             items = list(self._conns.items())
         for sock, _ in items:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                # the plain socket's shutdown: a TLS socket's own would drop its
+                # state under the thread still reading from it
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
         deadline = time.monotonic() + timeout
         for _, thread in items:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -453,6 +492,7 @@ def file_digest(path: PathLike, algorithm: str) -> str:
 # ------------------------------------------------------------------ lifecycle
 
 from upclient.testing.faults import FaultBook  # noqa: E402 - re-exported for the emulators
+from upclient.testing.tls import ServerTLS, server_context_of  # noqa: E402
 
 _E = TypeVar("_E", bound="HTTPEmulator")
 
@@ -466,6 +506,13 @@ class HTTPEmulator(FaultBook):
     same port). :attr:`_lock` guards it; :meth:`wait_idle` waits on it.
 
     Request counters per route and armed faults come from :class:`FaultBook`.
+
+    ``tls``: serve HTTPS with these certificates
+    (:class:`~upclient.testing.tls.TLSCertificates`) or this server
+    :class:`ssl.SSLContext` (one that requires client certificates gives
+    mutual TLS); :attr:`url` is then ``https://...``. A handshake that fails
+    or takes longer than ``handshake_timeout`` seconds closes that
+    connection only and is counted in :attr:`tls_failures`.
     """
 
     handler_class: ClassVar[Type[RequestHandler]] = RequestHandler
@@ -480,6 +527,8 @@ class HTTPEmulator(FaultBook):
         max_connections: int = 64,
         idle_timeout: float = 30.0,
         temp_prefix: str = "upclient-emulator-",
+        tls: ServerTLS = None,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
     ) -> None:
         self._owns_directory = directory is None
         if directory is None:
@@ -498,6 +547,10 @@ class HTTPEmulator(FaultBook):
         self._closed = False
         self._requests: Counter[str] = collections.Counter()
         self._faults: List[Any] = []
+        #: The context connections are wrapped in (None: plain HTTP); set it before :meth:`start`.
+        self.tls_context: Optional[ssl.SSLContext] = server_context_of(tls)
+        self.handshake_timeout = float(handshake_timeout)
+        self._tls_failures: List[str] = []
 
     def _prepare_directory(self) -> None:
         """Create what the storage layout needs (called by :meth:`start`)."""
@@ -573,9 +626,26 @@ class HTTPEmulator(FaultBook):
         return self._port
 
     @property
+    def scheme(self) -> str:
+        """``https`` when serving TLS, else ``http``."""
+        return "http" if self.tls_context is None else "https"
+
+    @property
     def url(self) -> str:
-        """The base URL, ``http://127.0.0.1:PORT`` (no path)."""
-        return f"http://{self.host}:{self.port}"
+        """The base URL, ``http://127.0.0.1:PORT`` (``https://`` with TLS; no path)."""
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def tls_failures(self) -> List[str]:
+        """Why each TLS handshake that failed did (a refused certificate, a timeout...), in order."""
+        with self._lock:
+            return list(self._tls_failures)
+
+    def _tls_failed(self, client_address: Any, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        self.log.debug("%s: TLS handshake with %s failed: %s", self._name, client_address, reason)
+        with self._lock:
+            self._tls_failures.append(reason)
 
     # ------------------------------------------------------------- activity
 

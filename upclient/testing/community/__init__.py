@@ -145,6 +145,13 @@ without an answer. Counters: :attr:`~CommunityServer.requests`,
 :meth:`~CommunityServer.uploaded_parts`, :meth:`~CommunityServer.file_object`,
 :meth:`~CommunityServer.file_ids`.
 
+HTTPS: ``CommunityServer(tls=certs)`` with
+:class:`~upclient.testing.tls.TLSCertificates` (or a server
+:class:`ssl.SSLContext`, e.g. one requiring client certificates) terminates
+TLS itself: the API is ``community+https://127.0.0.1:PORT`` and the part and
+download URLs it hands out are ``https://`` too; failed handshakes are
+listed in :attr:`~CommunityServer.tls_failures`.
+
 ``python -m upclient.testing community --port 0 --dir DIR --token TOKEN``
 runs one from the command line (first stdout line: its URL).
 

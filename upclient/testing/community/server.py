@@ -20,6 +20,7 @@ from upclient.testing.community.protocol import ENDPOINTS, file_object
 from upclient.testing.community.state import FileStore, Part, Upload
 from upclient.testing.faults import Fault
 from upclient.testing.httpbase import GiB, HTTPEmulator, MiB, PathLike, file_digest
+from upclient.testing.tls import ServerTLS
 
 __all__ = ["CommunityServer"]
 
@@ -56,6 +57,11 @@ class CommunityServer(HTTPEmulator):
         every URL the emulator hands out (part upload URLs, ``oss_url``,
         ``cdn_url``, ``imagekit_url``) instead of :attr:`url`, so clients
         reach them through a proxy in front of it; ``None``: :attr:`url`.
+    :param tls: serve HTTPS: :class:`~upclient.testing.tls.TLSCertificates`
+        or a server :class:`ssl.SSLContext` (one requiring client
+        certificates gives mutual TLS). :attr:`url` and every URL handed out
+        are then ``https://``, and a client reaches the API as
+        ``community+https://127.0.0.1:PORT``.
 
     All methods are thread-safe.
     """
@@ -83,6 +89,7 @@ class CommunityServer(HTTPEmulator):
         max_connections: int = 64,
         idle_timeout: float = 30.0,
         public_url: Optional[str] = None,
+        tls: ServerTLS = None,
     ) -> None:
         self.credentials = Credentials(tokens, api_keys)
         if min(default_part_size, min_part_size, max_part_size, max_parts) < 1 or min_part_size > max_part_size:
@@ -94,6 +101,7 @@ class CommunityServer(HTTPEmulator):
             max_connections=max_connections,
             idle_timeout=idle_timeout,
             temp_prefix="upclient-community-",
+            tls=tls,
         )
         self.default_part_size = int(default_part_size)
         self.min_part_size = int(min_part_size)

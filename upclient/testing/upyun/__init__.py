@@ -173,6 +173,13 @@ counts once per stage), :attr:`~UpyunServer.part_log`,
 :meth:`~UpyunServer.part_receipts` (how many times each part's body arrived
 in full), :meth:`~UpyunServer.wait_idle`.
 
+HTTPS: ``UpyunServer(tls=certs)`` with
+:class:`~upclient.testing.tls.TLSCertificates` (or a server
+:class:`ssl.SSLContext`, e.g. one requiring client certificates) terminates
+TLS itself; :attr:`~UpyunServer.endpoint` is then ``https://127.0.0.1:PORT``
+(for upclient's ``endpoint=``; the official SDK takes only a host) and
+failed handshakes are listed in :attr:`~UpyunServer.tls_failures`.
+
 ``python -m upclient.testing upyun --port 0 --dir DIR --service SVC
 --operator OP --password PW`` runs one from the command line (first stdout
 line: ``127.0.0.1:PORT``, the SDK's ``endpoint``).

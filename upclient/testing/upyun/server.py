@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Mapping, Optional, cast
 from urllib.parse import unquote
 
 from upclient.testing.httpbase import Drop, PathLike, RequestHandler
+from upclient.testing.tls import ServerTLS, server_context_of
 from upclient.testing.upyun.faults import Injected, fault_refusal
 from upclient.testing.upyun.form import FormUpload
 from upclient.testing.upyun.multipart import MultipartVerbs
@@ -82,6 +83,10 @@ class UpyunServer(RestVerbs, MultipartVerbs, FormUpload, Purging, TaskQueue):
     :param max_connections: the most connections served at once (one thread each).
     :param idle_timeout: seconds a connection may stay silent before it is closed.
     :param callback_timeout: seconds a notify callback may take.
+    :param tls: serve HTTPS: :class:`~upclient.testing.tls.TLSCertificates`
+        or a server :class:`ssl.SSLContext` (one requiring client
+        certificates gives mutual TLS); :attr:`endpoint` is then
+        ``https://127.0.0.1:PORT``.
 
     All methods are thread-safe.
     """
@@ -107,6 +112,7 @@ class UpyunServer(RestVerbs, MultipartVerbs, FormUpload, Purging, TaskQueue):
         max_connections: int = 64,
         idle_timeout: float = 30.0,
         callback_timeout: float = 5.0,
+        tls: ServerTLS = None,
     ) -> None:
         names = [service, *(services or ())]
         for name in names:
@@ -124,6 +130,7 @@ class UpyunServer(RestVerbs, MultipartVerbs, FormUpload, Purging, TaskQueue):
             max_connections=max_connections,
             idle_timeout=idle_timeout,
         )
+        self.tls_context = server_context_of(tls)
         self.operator = operator
         self.domains = tuple(domains)
         self.task_duration = float(task_duration)
@@ -145,7 +152,13 @@ class UpyunServer(RestVerbs, MultipartVerbs, FormUpload, Purging, TaskQueue):
 
     @property
     def endpoint(self) -> str:
-        """``127.0.0.1:PORT``: what the official SDK takes as ``endpoint=``."""
+        """``127.0.0.1:PORT``: what the official SDK takes as ``endpoint=``.
+
+        With ``tls``: ``https://127.0.0.1:PORT`` (upclient's ``endpoint=``
+        takes it; a bare loopback endpoint means plain HTTP to it).
+        """
+        if self.tls_context is not None:
+            return f"https://{self.host}:{self.port}"
         return f"{self.host}:{self.port}"
 
     # --------------------------------------------------------------- dispatch
