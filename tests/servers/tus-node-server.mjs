@@ -6,17 +6,27 @@
 //   node tus-node-server.mjs [--dir DIR] [--port N] [--host H] [--path /files]
 //                            [--expiration-ms MS] [--max-size BYTES]
 //                            [--relative-location]
+//                            [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
 //   node tus-node-server.mjs DIR [PORT]
 //
 // Every option may also come from the environment: TUS_DIR, TUS_PORT,
-// TUS_HOST, TUS_PATH, TUS_EXPIRATION_MS, TUS_MAX_SIZE, TUS_RELATIVE_LOCATION=1.
+// TUS_HOST, TUS_PATH, TUS_EXPIRATION_MS, TUS_MAX_SIZE, TUS_RELATIVE_LOCATION=1,
+// TUS_TLS_CERT, TUS_TLS_KEY, TUS_TLS_CLIENT_CA.
 // Defaults: port 0 (a free port), host 127.0.0.1, path /files, expiration one
-// hour (so Upload-Expires is sent; 0 disables it), no maximum size.
+// hour (so Upload-Expires is sent; 0 disables it), no maximum size, plain HTTP.
+//
+// With --tls-cert and --tls-key it serves HTTPS (node's https module) and an
+// absolute Location is https://; with --tls-client-ca too, a client must
+// present a certificate signed by that CA (mutual TLS) or its handshake fails.
 //
 // Once listening it prints exactly one line to stdout: the creation URL, e.g.
-// `http://127.0.0.1:PORT/files/`. Diagnostics go to stderr. SIGTERM or SIGINT
-// closes the listener and every open connection, then exits with status 0.
+// `http://127.0.0.1:PORT/files/` (`https://` with TLS). Diagnostics go to
+// stderr. SIGTERM or SIGINT closes the listener and every open connection,
+// then exits with status 0.
 
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
 import process from 'node:process';
 
@@ -36,6 +46,9 @@ function parseArgs(argv) {
     path: process.env.TUS_PATH,
     expirationMs: process.env.TUS_EXPIRATION_MS,
     maxSize: process.env.TUS_MAX_SIZE,
+    tlsCert: process.env.TUS_TLS_CERT,
+    tlsKey: process.env.TUS_TLS_KEY,
+    tlsClientCa: process.env.TUS_TLS_CLIENT_CA,
     relativeLocation: ['1', 'true', 'yes'].includes(
       (process.env.TUS_RELATIVE_LOCATION || '').toLowerCase(),
     ),
@@ -48,6 +61,9 @@ function parseArgs(argv) {
     '--path': 'path',
     '--expiration-ms': 'expirationMs',
     '--max-size': 'maxSize',
+    '--tls-cert': 'tlsCert',
+    '--tls-key': 'tlsKey',
+    '--tls-client-ca': 'tlsClientCa',
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -58,7 +74,8 @@ function parseArgs(argv) {
     if (arg === '-h' || arg === '--help') {
       process.stdout.write(
         'usage: tus-node-server.mjs [--dir DIR] [--port N] [--host H] [--path /files] ' +
-          '[--expiration-ms MS] [--max-size BYTES] [--relative-location]\n',
+          '[--expiration-ms MS] [--max-size BYTES] [--relative-location] ' +
+          '[--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n',
       );
       process.exit(0);
     }
@@ -102,6 +119,10 @@ function parseArgs(argv) {
   const maxSize = Number.parseInt(opts.maxSize ?? '0', 10);
   if (!Number.isInteger(maxSize) || maxSize < 0) fail(`bad max size ${opts.maxSize}`);
   opts.maxSize = maxSize;
+
+  if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) fail('--tls-cert and --tls-key go together');
+  if (opts.tlsClientCa && !opts.tlsCert) fail('--tls-client-ca needs --tls-cert and --tls-key');
+  opts.tls = Boolean(opts.tlsCert);
   return opts;
 }
 
@@ -126,16 +147,50 @@ const datastore = new FileStore({
   expirationPeriodInMilliseconds: opts.expirationMs,
 });
 
+const scheme = opts.tls ? 'https' : 'http';
+
 const tus = new Server({
   path: opts.path,
   datastore,
   // Location is absolute (built from the request's Host header) unless asked
   // otherwise, so a client talking through a proxy gets the proxy's address.
   relativeLocation: opts.relativeLocation,
+  // @tus/server says http:// unless told by forwarded headers; over TLS the
+  // scheme is ours to give.
+  generateUrl: opts.tls && !opts.relativeLocation
+    ? (req, { host, path: route, id }) => `https://${host}${route}/${id}`
+    : undefined,
   maxSize: opts.maxSize > 0 ? opts.maxSize : undefined,
 });
 
-const httpServer = tus.listen({ host: opts.host, port: opts.port });
+function readPem(file) {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    return fail(`cannot read ${file}: ${err.message}`);
+  }
+}
+
+const handler = tus.handle.bind(tus);
+const httpServer = opts.tls
+  ? https.createServer(
+      {
+        cert: readPem(opts.tlsCert),
+        key: readPem(opts.tlsKey),
+        ...(opts.tlsClientCa
+          ? { ca: readPem(opts.tlsClientCa), requestCert: true, rejectUnauthorized: true }
+          : {}),
+      },
+      handler,
+    )
+  : http.createServer(handler);
+httpServer.listen({ host: opts.host, port: opts.port });
+
+// A client that fails its handshake (an unknown CA, no client certificate)
+// is refused and logged; the server keeps serving.
+httpServer.on('tlsClientError', (err) => {
+  process.stderr.write(`tus-node-server: TLS handshake failed: ${err.message}\n`);
+});
 
 httpServer.on('error', (err) => {
   process.stderr.write(`tus-node-server: ${err.stack || err}\n`);
@@ -146,10 +201,12 @@ httpServer.on('listening', () => {
   const { port } = httpServer.address();
   const hostForUrl = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
   const route = opts.path === '/' ? '/' : `${opts.path}/`;
-  process.stdout.write(`http://${hostForUrl}:${port}${route}\n`);
+  process.stdout.write(`${scheme}://${hostForUrl}:${port}${route}\n`);
   process.stderr.write(
     `tus-node-server: @tus/server listening on ${hostForUrl}:${port}, ` +
-      `directory ${opts.dir}, expiration ${opts.expirationMs} ms\n`,
+      `directory ${opts.dir}, expiration ${opts.expirationMs} ms` +
+      (opts.tls ? `, TLS${opts.tlsClientCa ? ' with client certificates' : ''}` : '') +
+      '\n',
   );
 });
 

@@ -24,6 +24,12 @@ seconds) when the ``with`` block ends, also when the block raised::
 ``stop()`` and ``start()`` restart a server on the same port and directory,
 so a client can be shown a server that goes away and comes back.
 
+``TusNodeServer(tls=certs)`` (:class:`~upclient.testing.tls.TLSCertificates`)
+serves HTTPS through node's ``https`` module, with ``require_client_cert=True``
+mutual TLS; its :attr:`url` is then ``https://127.0.0.1:PORT/files/``.
+``resumable-upload`` has no TLS option, so :class:`ResumableUploadServer`
+speaks plain HTTP only.
+
 What the servers do (as observed with these exact versions):
 
 * ``@tus/server`` + ``@tus/file-store``: ``Tus-Extension: creation,

@@ -10,11 +10,13 @@ import re
 import shutil
 import subprocess
 import tempfile
+import ssl
 import threading
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from upclient.testing.servers.process import PathLike, ServerStartError, _ServerProcess, log
+from upclient.testing.tls import TLSCertificates
 
 __all__ = ["TusNodeServer"]
 
@@ -72,6 +74,12 @@ class TusNodeServer(_ServerProcess):
         absolute one built from the request's ``Host`` header.
     :param auto_install: run ``npm ci`` in ``node_dir`` if ``node_modules``
         lacks ``@tus/server``.
+    :param tls: serve HTTPS (node's ``https`` module) with the server
+        certificate of these :class:`~upclient.testing.tls.TLSCertificates`;
+        :attr:`url` and an absolute ``Location`` are then ``https://``.
+    :param require_client_cert: with ``tls``: a client must present a
+        certificate signed by the CA of ``tls`` (mutual TLS), else its
+        handshake fails (node logs it to :meth:`output`).
     :param host, port, startup_timeout, stop_timeout, env: see
         :class:`ResumableUploadServer`; ``port=None`` lets the server pick a
         free port itself.
@@ -94,6 +102,8 @@ class TusNodeServer(_ServerProcess):
         max_size: Optional[int] = None,
         relative_location: bool = False,
         auto_install: bool = True,
+        tls: Optional[TLSCertificates] = None,
+        require_client_cert: bool = False,
         host: str = "127.0.0.1",
         port: Optional[int] = None,
         startup_timeout: float = 30.0,
@@ -114,6 +124,10 @@ class TusNodeServer(_ServerProcess):
         self.max_size = max_size
         self.relative_location = relative_location
         self.auto_install = auto_install
+        if require_client_cert and tls is None:
+            raise ValueError("require_client_cert needs tls")
+        self.tls = tls
+        self.require_client_cert = require_client_cert
 
     @classmethod
     def unavailable_reason(cls, node: Optional[str] = None) -> Optional[str]:
@@ -208,7 +222,16 @@ class TusNodeServer(_ServerProcess):
             cmd += ["--max-size", str(int(self.max_size))]
         if self.relative_location:
             cmd.append("--relative-location")
+        if self.tls is not None:
+            cmd += ["--tls-cert", str(self.tls.server_cert), "--tls-key", str(self.tls.server_key)]
+            if self.require_client_cert:
+                cmd += ["--tls-client-ca", str(self.tls.ca_pem)]
         return cmd
+
+    def _probe_context(self) -> Optional[ssl.SSLContext]:
+        if self.tls is None:
+            return None
+        return self.tls.client_context(with_client_cert=self.require_client_cert)
 
     def record_path(self, upload_url: str) -> Path:
         """The JSON file holding the upload's record (``<directory>/<id>.json``)."""

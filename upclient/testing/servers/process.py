@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -148,8 +149,9 @@ class _ServerProcess:
 
     @property
     def base_url(self) -> str:
-        """``http://HOST:PORT`` without a path."""
-        return f"http://{self.host}:{self.port}"
+        """``http://HOST:PORT`` (``https://`` for a server over TLS) without a path."""
+        scheme = "https" if self._probe_context() is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -325,6 +327,10 @@ class _ServerProcess:
     def _path(self) -> str:
         return "/files/"
 
+    def _probe_context(self) -> Optional[ssl.SSLContext]:
+        """The TLS context that reaches the server, or None if it speaks plain HTTP."""
+        return None
+
     def _spawn_and_wait(self) -> None:
         assert self._log_dir is not None
         port = self._port
@@ -373,7 +379,8 @@ class _ServerProcess:
                 if self._uses_stdout_url():
                     url = self._url_from_stdout()
                 else:
-                    url = f"http://{self.host}:{port}{self._path()}"
+                    scheme = "https" if self._probe_context() is not None else "http"
+                    url = f"{scheme}://{self.host}:{port}{self._path()}"
             if url is not None:
                 ok, last_error = self._probe(url)
                 if ok:
@@ -411,7 +418,14 @@ class _ServerProcess:
 
     def _probe(self, url: str) -> Tuple[bool, str]:
         parts = urlsplit(url)
-        conn = http.client.HTTPConnection(parts.hostname or self.host, parts.port, timeout=2.0)
+        conn: http.client.HTTPConnection
+        context = self._probe_context()
+        if parts.scheme == "https":
+            if context is None:
+                raise ServerStartError(f"{self.name} serves {url} but this harness started it without TLS")
+            conn = http.client.HTTPSConnection(parts.hostname or self.host, parts.port, timeout=2.0, context=context)
+        else:
+            conn = http.client.HTTPConnection(parts.hostname or self.host, parts.port, timeout=2.0)
         try:
             conn.request("OPTIONS", parts.path or "/")
             response = conn.getresponse()
