@@ -5,6 +5,8 @@
 >>> result = client.put("backup.tar.gz")                           # doctest: +SKIP
 """
 
+import logging
+
 from ._version import __version__  # noqa: E402
 
 from . import errors  # noqa: E402
@@ -15,6 +17,11 @@ from .result import FileInfo, PutOutcome, UploadResult  # noqa: E402
 from .retry import RetryPolicy  # noqa: E402
 from .settings import Settings  # noqa: E402
 from .store import BaseStore, FileStore, MemoryStore  # noqa: E402
+
+# A library prints nothing of its own accord: an app that configures no
+# logging sees no upclient records (Python's last-resort stderr handler
+# would otherwise show WARNINGs such as a retried part).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "Client",
