@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 NODE_STAMP := tests/servers/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install node demo test bench lint clean
+.PHONY: install node demo test tox bench lint clean
 
 install: $(STAMP)
 
@@ -31,6 +31,12 @@ demo: $(STAMP)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The suite on every Python from 3.9 to 3.13 found on PATH or under pyenv
+# (each in its own tox environment; CI runs `make test` on one interpreter).
+PYENV_BINS := $(subst $(eval) ,:,$(wildcard $(HOME)/.pyenv/versions/3.*/bin))
+tox: $(STAMP) $(NODE_STAMP)
+	PATH="$$PATH:$(PYENV_BINS)" $(PY) -m tox run $(TOX_ARGS)
 
 # GNU time measures each client's own peak RSS; Debian's package "time".
 bench: $(STAMP) $(NODE_STAMP)
