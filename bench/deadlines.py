@@ -28,10 +28,11 @@ CLIENTS = {
 }
 
 
-def timed(fn, expect):
+def timed(expect, fn, *args, **kwargs):
+    """Seconds until ``fn(*args, **kwargs)`` raises ``expect``."""
     started = time.monotonic()
     try:
-        fn()
+        fn(*args, **kwargs)
     except expect:
         return time.monotonic() - started
     raise AssertionError(f"expected {expect}")
@@ -49,21 +50,21 @@ def main() -> int:
                 with SilentServer(reads=reads) as srv:
                     kw = dict(store=None, read_timeout=60, part_size=64 * MiB)
                     with make(srv.address, **kw) as c:
-                        t = timed(lambda: c.put(path, timeout=2), errors.DeadlineExceeded)
+                        t = timed(errors.DeadlineExceeded, c.put, path, timeout=2)
                     rows.append((kind, server_kind, "put(timeout=2)", t))
                     cancel = threading.Event()
                     with make(srv.address, **kw) as c:
                         threading.Timer(1.0, cancel.set).start()
-                        t = timed(lambda: c.put(path, cancel=cancel), errors.Cancelled) - 1.0
+                        t = timed(errors.Cancelled, c.put, path, cancel=cancel) - 1.0
                     rows.append((kind, server_kind, "cancel.set() at 1 s, to the raise", t))
                     c = make(srv.address, **kw)
                     threading.Timer(1.0, c.close).start()
-                    t = timed(lambda: c.put(path), errors.Cancelled) - 1.0
+                    t = timed(errors.Cancelled, c.put, path) - 1.0
                     rows.append((kind, server_kind, "close() at 1 s, to the raise", t))
             with SilentServer(reads=False) as srv:
                 with make(srv.address, store=None, read_timeout=1, part_size=64 * MiB,
                           retry=upclient.RetryPolicy.never()) as c:
-                    t = timed(lambda: c.put(path), errors.Timeout)
+                    t = timed(errors.Timeout, c.put, path)
                 rows.append((kind, "never reads", "read_timeout=1, to Timeout", t))
     finally:
         os.unlink(path)
