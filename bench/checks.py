@@ -6,16 +6,18 @@ import contextlib
 import http.client
 import os
 import shutil
+import ssl
 import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from bench.scenarios import MiB, UPYUN_OPERATOR, UPYUN_PASSWORD, UPYUN_SERVICE
 
-def verify(urls: List[str], size: int, count: int, tus: bool = True) -> Tuple[bool, str]:
+def verify(urls: List[str], size: int, count: int, tus: bool = True, ca: Optional[str] = None) -> Tuple[bool, str]:
     """HEAD every upload: the server must hold all ``size`` bytes of each.
 
     tus: Upload-Offset; community (``tus=False``): the file URL's Content-Length.
+    ``https://`` URLs are checked over TLS, trusting ``ca`` (a CA bundle).
     """
     if len(urls) != count:
         return False, f"{len(urls)} upload URLs for {count} files"
@@ -25,7 +27,12 @@ def verify(urls: List[str], size: int, count: int, tus: bool = True) -> Tuple[bo
             parts = urllib.parse.urlsplit(url)
             conn = conns.get(parts.netloc)
             if conn is None:
-                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+                host = parts.hostname or ""
+                if parts.scheme == "https":
+                    context = ssl.create_default_context(cafile=ca)
+                    conn = http.client.HTTPSConnection(host, parts.port, timeout=30, context=context)
+                else:
+                    conn = http.client.HTTPConnection(host, parts.port, timeout=30)
                 conns[parts.netloc] = conn
             conn.request("HEAD", parts.path, headers={"Tus-Resumable": "1.0.0"} if tus else {})
             resp = conn.getresponse()

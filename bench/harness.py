@@ -21,6 +21,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Tuple
 
+from bench.certs import Certificates, make_certificates
 from bench.checks import (
     fdfs_cleanup, sha256_of, upyun_cleanup, verify, verify_copies, verify_fdfs, verify_upyun,
 )
@@ -38,7 +39,7 @@ PROFILES = HERE / "results" / "profiles"
 #: No single client run may take longer than this (seconds).
 RUN_TIMEOUT = 300.0
 #: The whole benchmark stops starting new runs after this (seconds).
-TOTAL_BUDGET = 22 * 60.0
+TOTAL_BUDGET = 25 * 60.0
 #: Bytes overwritten with fresh random data before every community run (a new MD5: no dedup).
 FRESHEN = 64 * 1024
 
@@ -57,12 +58,14 @@ class Run:
     elapsed: Optional[float] = None  # seconds of upload, as the client measured it
     peak_rss_mib: Optional[float] = None
     rss_after_import_mib: Optional[float] = None
-    cpu_seconds: Optional[float] = None
+    cpu_seconds: Optional[float] = None  # user + system of the client's process(es), start-up included
+    upload_cpu_seconds: Optional[float] = None  # the same over the upload alone (Python: measured in the worker)
     label: str = ""
     ok: bool = False
     verified: Optional[bool] = None
     error: str = ""
     load_average: Optional[float] = None  # 1-minute load average when the run started
+    server_cpu_seconds: Optional[float] = None  # the server process's CPU over the run (sink, emulators)
     urls: List[str] = dataclasses.field(default_factory=list, repr=False)
 
     @property
@@ -97,12 +100,22 @@ class Bench:
         self.load: Dict[str, Tuple[float, float]] = {}
         #: The running UPYUN emulator: its own host:port (not the proxy's) and its --dir.
         self.upyun_server: Optional[Tuple[str, Path]] = None
+        #: The process of the running sink or emulator, whose CPU each run reports (not the client's).
+        self.server_pid: Optional[int] = None
         self._md5s: Dict[str, str] = {}
         #: The running FastDFS emulator's --dir, and the id of the copy of each test file stored
         #: there for downloads (l): source path -> file id.
         self.fdfs_store: Optional[Path] = None
         self.fdfs_seeds: Dict[str, str] = {}
         self._sha256s: Dict[str, str] = {}
+        self._certs: Optional[Certificates] = None
+
+    @property
+    def certs(self) -> Certificates:
+        """The CA and server certificate of the HTTPS scenario (made on first use, under the temp dir)."""
+        if self._certs is None:
+            self._certs = make_certificates(self.tmp / "tls")
+        return self._certs
 
     # -- files -------------------------------------------------------------------
 
@@ -145,7 +158,10 @@ class Bench:
         """Start the scenario's server (and proxy); yields (creation URL, cleanup between runs)."""
         with contextlib.ExitStack() as stack:
             if scenario.server == "sink":
-                sink = stack.enter_context(SinkProcess(concat=True, python=self.python))
+                cert = str(self.certs.server) if scenario.tls else None
+                sink = stack.enter_context(SinkProcess(concat=True, python=self.python, certfile=cert))
+                self.server_pid = sink.pid
+                stack.callback(setattr, self, "server_pid", None)
                 url, store = sink.url, None
             elif scenario.server == "tus-node":
                 from upclient.testing import TusNodeServer
@@ -278,7 +294,11 @@ class Bench:
                 log.flush()
                 tail = log_path.read_text(errors="replace")[-600:]
                 raise RuntimeError(f"{name} emulator did not start (exit {proc.poll()}): {line!r} {tail}")
-            yield line
+            self.server_pid = proc.pid
+            try:
+                yield line
+            finally:
+                self.server_pid = None
         finally:
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -305,6 +325,9 @@ class Bench:
             extra = dict(service=UPYUN_SERVICE, operator=UPYUN_OPERATOR, password=UPYUN_PASSWORD,
                          keys=[f"bench-{tag}-{i}.bin" for i in range(len(paths))])
         fdfs_get = scenario.server == "fdfs" and scenario.download
+        ca = str(self.certs.ca) if scenario.tls else None
+        if ca:
+            extra["verify"] = ca  # upclient's verify=; the other Python clients read REQUESTS_CA_BUNDLE
         if self.args.profile and rnd >= 0:
             PROFILES.mkdir(parents=True, exist_ok=True)
             slug = re.sub(r"[^A-Za-z0-9=]+", "-", spec.id).strip("-")
@@ -318,10 +341,14 @@ class Bench:
                 folder.mkdir(exist_ok=True)
                 extra["ids"] = [self.fdfs_seed(url, path) for path in paths]
                 extra["dests"] = [str(folder / f"copy-{i}.bin") for i in range(len(paths))]
+            server_cpu = self._server_cpu()
             if spec.kind == "curl":
-                self._run_curl(run, url, paths)
+                self._run_curl(run, url, paths, ca)
             else:
-                self._run_python(run, spec, url, paths, extra)
+                self._run_python(run, spec, url, paths, extra, ca)
+            if server_cpu is not None:
+                after = self._server_cpu()
+                run.server_cpu_seconds = after - server_cpu if after is not None else None
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # one failed run must not stop the benchmark
@@ -339,10 +366,22 @@ class Bench:
                 else:
                     run.verified, problem = verify_fdfs(self.fdfs_store, run.urls, paths, self.file_sha256)
             else:
-                run.verified, problem = verify(run.urls, size, len(paths), tus=not community)
+                run.verified, problem = verify(run.urls, size, len(paths), tus=not community, ca=ca)
             if not run.verified:
                 run.error = problem
         return run
+
+    def _server_cpu(self) -> Optional[float]:
+        """User + system CPU seconds of the server process so far (None: no such process, or no psutil)."""
+        if self.server_pid is None:
+            return None
+        try:
+            import psutil
+
+            times = psutil.Process(self.server_pid).cpu_times()
+        except Exception:  # psutil missing, or the process gone: the figure is only informative
+            return None
+        return float(times.user + times.system)
 
     def file_md5(self, path: str) -> str:
         """The MD5 of a test file (its bytes do not change between UPYUN runs), computed once."""
@@ -363,16 +402,17 @@ class Bench:
         return self._sha256s[path]
 
     def _run_python(self, run: Run, spec: ClientSpec, url: str, paths: List[str],
-                    extra: Optional[Dict[str, Any]] = None) -> None:
+                    extra: Optional[Dict[str, Any]] = None, ca: Optional[str] = None) -> None:
         result_path = self.tmp / "result.json"
         log_path = self.tmp / "worker.log"
         with contextlib.suppress(FileNotFoundError):
             result_path.unlink()
         job = dict(spec.options, client=spec.kind, url=url, files=paths, result=str(result_path),
                    token=COMMUNITY_TOKEN, **(extra or {}))
+        env = dict(self.env, REQUESTS_CA_BUNDLE=ca) if ca else self.env
         with open(log_path, "wb") as log:
             proc = spawn([self.python, str(WORKER), json.dumps(job)], timeout=RUN_TIMEOUT,
-                         stderr=log, env=self.env, scratch=self.tmp)
+                         stderr=log, env=env, scratch=self.tmp)
         out: Dict[str, Any] = {}
         if result_path.exists():
             out = json.loads(result_path.read_text())
@@ -387,17 +427,18 @@ class Bench:
             return
         run.ok = True
         run.elapsed = out["elapsed"]
+        run.upload_cpu_seconds = out.get("cpu_upload")
         run.bytes = out["bytes"]
         run.urls = out["urls"]
 
-    def _run_curl(self, run: Run, url: str, paths: List[str]) -> None:
+    def _run_curl(self, run: Run, url: str, paths: List[str], ca: Optional[str] = None) -> None:
         if len(paths) != 1:
             raise ValueError("curl runs take one file")
         path = paths[0]
         size = os.path.getsize(path)
         head_path = self.tmp / "curl-headers.txt"
         status_path = self.tmp / "curl-status.txt"
-        tus = ["-H", "Tus-Resumable: 1.0.0"]
+        tus = ["-H", "Tus-Resumable: 1.0.0"] + (["--cacert", ca] if ca else [])
         name = base64.b64encode(os.path.basename(path).encode()).decode()
         # The time is curl's own (%{time_total} of both requests): the Python
         # clients' timing leaves out their interpreter's start-up too.
@@ -431,6 +472,7 @@ class Bench:
         run.label = curl_version()
         run.peak_rss_mib = max(create.maxrss_kib, patch.maxrss_kib) / 1024
         run.cpu_seconds = create.cpu + patch.cpu
+        run.upload_cpu_seconds = run.cpu_seconds  # curl starts in milliseconds: its processes are its upload
         if patch.returncode != 0 or code not in ("200", "204"):
             run.error = f"curl PATCH failed (exit {patch.returncode}, HTTP {code})"
             return
@@ -545,10 +587,11 @@ def describe(run: Run) -> str:
     if not run.ok:
         return f"{what}  FAILED: {run.error[:300]}"
     ver = "" if run.verified else f"  UNVERIFIED: {run.error}"
+    server = f"  server cpu {run.server_cpu_seconds:5.2f} s" if run.server_cpu_seconds is not None else ""
     if run.peak_rss_mib is None:  # h: measured in this process
         return f"{what}  {run.mbps:8.1f} MB/s  {run.elapsed:7.3f} s{ver}"
     return (f"{what}  {run.mbps:8.1f} MB/s  {run.elapsed:7.2f} s  peak RSS {run.peak_rss_mib:6.1f} MiB"
-            f"  cpu {run.cpu_seconds:5.2f} s{ver}")
+            f"  cpu {run.cpu_seconds:5.2f} s{server}{ver}")
 
 
 

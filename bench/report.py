@@ -19,8 +19,9 @@ from bench.scenarios import (
     COMM_SDK, COMM_UP, CURL, FDFS_GET, FDFS_PUT, FDFS_PUT_LOOP, FDFS_PUT_MANY, FDFS_PUT_ONE, FDFS_PUT_RESUME,
     FDFS_SDK_GET, FDFS_SDK_LOOP, FDFS_SDK_PUT, PART, TUSPY, TUSPY_LOOP, UPCLIENT, UPCLIENT_8, UPCLIENT_C4,
     UPCLIENT_MANY, UPYUN_MULTI, UPYUN_RESUME, UPYUN_UP, UPYUN_UP_C4, UPYUN_UP_NOSUM, ClientSpec, MiB, Scenario,
-    size_label,
+    GiB, size_label,
 )
+
 
 @dataclasses.dataclass
 class Row:
@@ -39,6 +40,8 @@ class Row:
     cpu_seconds: Optional[float]  # median
     label: str
     seconds: Optional[float] = None  # median elapsed (printed for h)
+    cpu_per_gib: Optional[float] = None  # median of the runs' process CPU seconds per GiB moved
+    upload_cpu_per_gib: Optional[float] = None  # the same, the upload's own CPU (no start-up, no imports)
 
 
 def summarize(runs: List[Run], scens: List[Scenario]) -> List[Row]:
@@ -62,6 +65,9 @@ def summarize(runs: List[Run], scens: List[Scenario]) -> List[Row]:
                 rss = [r.peak_rss_mib for r in group if r.peak_rss_mib]
                 cpu = [r.cpu_seconds for r in good if r.cpu_seconds is not None]
                 fps = [r.files_per_s for r in good if r.files_per_s is not None]
+                per_gib = [r.cpu_seconds / (r.bytes / GiB) for r in good if r.cpu_seconds is not None and r.bytes]
+                upload_per_gib = [r.upload_cpu_seconds / (r.bytes / GiB) for r in good
+                                  if r.upload_cpu_seconds is not None and r.bytes]
                 rows.append(Row(
                     scenario=sc.key, client=spec.id, size=size, files=sc.count, runs=len(group),
                     failed=len(group) - len(good), mbps=med,
@@ -72,13 +78,15 @@ def summarize(runs: List[Run], scens: List[Scenario]) -> List[Row]:
                     cpu_seconds=statistics.median(cpu) if cpu else None,
                     label=next((r.label for r in group if r.label), spec.kind),
                     seconds=statistics.median([r.elapsed for r in good if r.elapsed]) if good else None,
+                    cpu_per_gib=statistics.median(per_gib) if per_gib else None,
+                    upload_cpu_per_gib=statistics.median(upload_per_gib) if upload_per_gib else None,
                 ))
     return rows
 
 
 def print_table(rows: List[Row]) -> None:
     head = (f"{'':2}{'client':<24}{'data':>14}{'MB/s':>9}{'(min-max)':>18}{'files/s':>9}"
-            f"{'upclient/x':>11}{'peak RSS MiB':>13}{'cpu s':>7}")
+            f"{'upclient/x':>11}{'peak RSS MiB':>13}{'cpu s':>7}{'cpu/GiB':>9}{'upload/GiB':>11}")
     print("\n" + head)
     print("-" * len(head))
     last = None
@@ -94,12 +102,18 @@ def print_table(rows: List[Row]) -> None:
         ratio = f"{row.ratio:10.2f}x" if row.ratio else f"{'':11}"
         rss = f"{row.peak_rss_mib:13.1f}" if row.peak_rss_mib else f"{'':13}"
         cpu = f"{row.cpu_seconds:7.2f}" if row.cpu_seconds is not None else f"{'':7}"
+        cpu += f"{row.cpu_per_gib:9.2f}" if row.cpu_per_gib is not None else f"{'':9}"
+        cpu += f"{row.upload_cpu_per_gib:11.2f}" if row.upload_cpu_per_gib is not None else f"{'':11}"
         if row.mbps is not None and row.mbps >= 1e5:  # h's cache hit: no bytes read, the time says it
             mbps, span = f"{'>100000':>9}", f"{'':18}"
         fail = f"  ({row.failed}/{row.runs} failed)" if row.failed else ""
         if row.scenario == "h" and row.seconds is not None:
             fail = f"  {row.seconds * 1000:.1f} ms" + fail
         print(f"  {row.client:<24}{data:>14}{mbps}{span:>18}{fps}{ratio}{rss}{cpu}{fail}")
+    print("cpu s: user + system seconds of the client's process (curl: both of its processes), start-up "
+          "and imports included, median;\ncpu/GiB: the same per GiB moved; upload/GiB: the CPU of the upload "
+          "alone per GiB (Python clients: from the client's construction to its close, measured in its "
+          "process; curl: its processes, which start in milliseconds)")
 
 
 @dataclasses.dataclass
@@ -134,6 +148,8 @@ def check_targets(rows: List[Row], quick: bool) -> List[Target]:
         out.append(at_least("sink loopback: upclient >= 2x tuspy", "", up, tuspy, 2))
     else:
         out.append(Target("sink loopback (a)", None, "not measured"))
+    out.append(at_least("HTTPS loopback: upclient >= curl", "HTTPS loopback (n)",
+                        speed(get("n", UPCLIENT.id)), speed(get("n", CURL.id)), 1))
     out.append(at_least("@tus/server loopback: upclient within 5% of curl", "@tus/server loopback (b)",
                         speed(get("b", UPCLIENT.id)), speed(get("b", CURL.id)), 0.95))
     out.append(at_least("shaped link: upclient c=4 >= 3.5x tuspy", "shaped link (c)",

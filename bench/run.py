@@ -57,7 +57,17 @@ m. 1,000 files of 10 KiB to that emulator: one upclient client calling
    ``client.put`` in a loop, and ``client.put_many`` (its default
    ``max_files``, 4), against one ``FastdfsClient`` calling
    ``upload_by_filename`` in a loop (it opens a new storage connection per
-   file; upclient pools them).
+   file; upclient pools them);
+n. the 1 GiB file of a over HTTPS: the sink terminates TLS itself (its
+   listening socket wrapped by Python's ``ssl``, a certificate for 127.0.0.1
+   from a throwaway ``trustme`` CA, ``bench/certs.py``; TLS 1.3 with the
+   OpenSSL 3 defaults of both sides, AES-256-GCM here), in its own process,
+   so its decryption is not in any client's CPU figure.  Every client
+   verifies the certificate against that CA and nothing else: upclient with
+   ``verify="ca.pem"`` (its defaults otherwise, and ``concat=False`` for one
+   streamed PATCH on one connection, as curl), tuspy (which has no CA
+   option, only ``verify_tls_cert``) through ``REQUESTS_CA_BUNDLE``, curl
+   with ``--cacert``.  Every upload is checked with a verified HEAD.
 
 In i, every client's time includes the emulator's ``complete``, which joins
 the part files into the stored file and hashes it (about 3 to 6 s for 1 GiB
@@ -96,17 +106,28 @@ construction to its close, after all imports; curl by its own
 on the file's URL (Content-Length must equal the size).  Each scenario starts with one
 unrecorded warm-up upload, then runs the clients in rounds, in a rotating
 order, and reports the median, because other work on the machine moves
-single figures (the 1-minute load average is recorded per run).  Test files
+single figures (the 1-minute load average is recorded per run).  CPU
+seconds are user + system of the client's process (GNU time's ``%U`` and
+``%S``; curl: its two processes added), start-up and imports included, and
+per GiB moved; beside them the upload's own CPU (the worker's
+``getrusage`` over the same span as its clock, all threads), which leaves
+out the interpreter's start-up and imports (about 0.2 s for upclient, 0.3 s
+for tuspy) and is the figure that grows with the file; for curl, whose
+processes start in milliseconds, both are the same.  The server's CPU over
+each run (the sink's or the emulator's process, from ``psutil``) is printed
+with the run and kept in the JSON.  Test files
 and server stores live in /dev/shm when it has room, so the disk is not
 measured; every upload is checked afterwards with HEAD (Upload-Offset must
 equal the size).
 
 Prints a table (MB/s = 10^6 bytes per second), checks the targets, writes
 ``bench/results/latest.json`` and ``bench/bench.png``.  ``--quick`` uses
-small sizes and one round, a smoke run of a minute or two (i, k, l: 64 MiB,
-j: 48 MiB, so upclient still sends several parts; d, m: 100 files); a full
-run takes about 15 minutes on 2 cores (i and j about 4 of them, k to m 2 to
-4, more when the SDK's download times out).  ``--profile`` runs every
+small sizes and one round, a smoke run of a minute or two (i, k, l, n: 64 MiB,
+j: 48 MiB, so upclient still sends several parts; d, m: 100 files);
+``--size 256MiB`` sets the single loopback file (a, b, e, f, h, i, k, l, n)
+and ``--rounds`` the rounds of every scenario.  A full run takes about 17
+minutes on 2 cores (i and j about 4 of them, k to m 2 to 4, more when the
+SDK's download times out; n about 1).  ``--profile`` runs every
 Python client under cProfile (all its threads; slower, so only for finding
 where the time goes) and keeps the stats in ``bench/results/profiles/``.
 Every server, proxy, client process and temporary file is removed on the
@@ -133,6 +154,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import shutil
 import signal
 import sys
@@ -166,6 +188,14 @@ def _interrupt(signum: int, frame: Any) -> None:
 # -- main ------------------------------------------------------------------------
 
 
+def parse_size(text: str) -> int:
+    """``256MiB``, ``256M``, ``1GiB``, ``1G``, ``512KiB`` or a number of bytes."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not match or int(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 256MiB, 1GiB)")
+    return int(match.group(1)) * 1024 ** " KMG".index(match.group(2).upper() or " ")
+
+
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run.py",
                                      description="upclient vs tuspy, resumable-upload, curl, community-uploader, "
@@ -173,10 +203,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, one round: a smoke run of a minute or two")
     parser.add_argument("--only", action="append", default=[], metavar="SCENARIO",
-                        help="run only these scenarios (a-m; repeat or comma-separate)")
+                        help="run only these scenarios (a-n; repeat or comma-separate)")
     parser.add_argument("--rounds", type=int,
-                        help="rounds for every scenario (default: a, b, i, k, l 5; d, f, h, m 3; c, e, g, j 1; "
+                        help="rounds for every scenario (default: a, b, i, k, l, n 5; d, f, h, m 3; c, e, g, j 1; "
                         "all 1 with --quick)")
+    parser.add_argument("--size", type=parse_size, metavar="SIZE",
+                        help="the single file of the loopback scenarios (a, b, f, h, i, k, l, n; e: half, "
+                        "once and twice it), e.g. 256MiB or 1GiB (default 1 GiB, 64 MiB with --quick)")
     parser.add_argument("--python",
                         help="interpreter for the Python clients and the sink (default: this one)")
     parser.add_argument("--tmpdir", help="where test files and server stores go (default: /dev/shm if it "
@@ -190,11 +223,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    scens = scenarios(args.quick)
+    scens = scenarios(args.quick, args.size)
     wanted = {s.strip().lower() for item in args.only for s in item.split(",") if s.strip()}
     unknown = wanted - {s.key for s in scens}
     if unknown:
-        print(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from a-m", file=sys.stderr)
+        print(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from a-n", file=sys.stderr)
         return 2
     if wanted:
         scens = [s for s in scens if s.key in wanted]

@@ -9,7 +9,7 @@ each one is for.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -106,7 +106,7 @@ MD5_CACHED = client("client.md5 again (hit)", "md5")
 class Scenario:
     key: str
     title: str
-    server: str  # sink, tus-node, resumable-upload, community, upyun, none (h)
+    server: str  # sink, tus-node, resumable-upload, community, upyun, fdfs, none (h)
     shaped: bool
     sizes: List[int]  # one file of each size, or
     count: int  # ... this many files of sizes[0] (count > 1)
@@ -115,10 +115,12 @@ class Scenario:
     reference: ClientSpec  # the upclient configuration that ratios use
     note: str = ""
     download: bool = False  # l: the clients download a file the harness stored first
+    tls: bool = False  # n: the server speaks HTTPS (a certificate of a CA the clients are told to trust)
 
 
-def scenarios(quick: bool) -> List[Scenario]:
-    big = 64 * MiB if quick else GiB
+def scenarios(quick: bool, big: Optional[int] = None) -> List[Scenario]:
+    """Every scenario; ``big``: the size of the single loopback file (a, b, e, f, h, i, k, l, n)."""
+    big = big or (64 * MiB if quick else GiB)
     wan = 16 * MiB if quick else 256 * MiB
     # j: more than one 16 MiB part even with --quick, so upclient's multipart path runs
     wan_upyun = 48 * MiB if quick else 256 * MiB
@@ -207,5 +209,13 @@ def scenarios(quick: bool) -> List[Scenario]:
             [10 * 1024], small, [FDFS_PUT_LOOP, FDFS_PUT_MANY, FDFS_SDK_LOOP], 1 if quick else 3, FDFS_PUT_LOOP,
             note="one client object each: client.put in a loop, client.put_many (max_files 4, its default), "
             "fastdfs-client upload_by_filename in a loop",
+        ),
+        Scenario(
+            "n", f"{size_label(big)} file, HTTPS loopback, discarding sink (TLS in the sink)", "sink", False,
+            [big], 1, [UPCLIENT, UPCLIENT_SERIAL, TUSPY, CURL], rounds, UPCLIENT,
+            note="the sink terminates TLS itself (Python ssl, a trustme certificate); clients trust its CA: "
+            "upclient verify=ca.pem, curl --cacert, tuspy REQUESTS_CA_BUNDLE; 'concat=False' is one "
+            "streamed PATCH on one connection, as curl sends",
+            tls=True,
         ),
     ]

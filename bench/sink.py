@@ -10,9 +10,15 @@ concatenation when asked (``concat=True``), so parallel clients can use it.
 Uploads live in a dict (offset, length, partial or final); nothing touches
 the disk.
 
+Given a certificate (``certfile``, with its key in ``keyfile`` or in the
+same file), it serves HTTPS: its listening socket is wrapped by Python's
+:mod:`ssl` and each connection's handshake runs in that connection's own
+thread.  Over TLS the bytes must be decrypted, so they are read (in TLS
+records of up to 16 KiB) and dropped, without ``MSG_TRUNC``.
+
 Run alone (prints the creation URL, serves until Ctrl-C)::
 
-    python bench/sink.py [--port 0] [--concat]
+    python bench/sink.py [--port 0] [--concat] [--cert server.pem [--key server.key]]
 
 or from Python, in this process (:class:`Sink`) or in a child process
 (:class:`SinkProcess`, which the benchmark uses so the sink never shares a
@@ -29,6 +35,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -92,6 +99,8 @@ class _Connection:
     def __init__(self, sink: "Sink", sock: socket.socket) -> None:
         self.sink = sink
         self.sock = sock
+        # recv_into of an SSLSocket takes no flags: decrypted bytes are copied out
+        self.flags = 0 if isinstance(sock, ssl.SSLSocket) else DISCARD_FLAGS
         self.buffer = bytearray(RECV_BUFFER)
         self.view = memoryview(self.buffer)
         self.pending = bytearray()  # bytes received but not yet consumed
@@ -139,7 +148,7 @@ class _Connection:
             take = min(left, len(self.pending))
             del self.pending[:take]
             left -= take
-        sock, view, size, flags = self.sock, self.view, RECV_BUFFER, DISCARD_FLAGS
+        sock, view, size, flags = self.sock, self.view, RECV_BUFFER, self.flags
         while left:
             n = sock.recv_into(view, left if left < size else size, flags)
             if n == 0:
@@ -179,6 +188,8 @@ class _Connection:
 
     def serve(self) -> None:
         try:
+            if isinstance(self.sock, ssl.SSLSocket):
+                self.sock.do_handshake()  # here, not in the accept loop: a slow client holds up no other
             while not self.sink.stopping.is_set():
                 try:
                     head = self.read_head()
@@ -250,13 +261,20 @@ class Sink:
 
     :param concat: advertise and serve the concatenation extension.
     :param host, port: where to listen (port 0: a free one).
+    :param certfile, keyfile: serve HTTPS with this certificate (chain) and
+        key (``keyfile`` None: the key is in ``certfile``).
 
     :attr:`bytes_received` counts every body byte taken; :attr:`requests`
     the requests answered.
     """
 
-    def __init__(self, *, concat: bool = False, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, *, concat: bool = False, host: str = "127.0.0.1", port: int = 0,
+                 certfile: Optional[str] = None, keyfile: Optional[str] = None) -> None:
         self.concat = concat
+        self.tls: Optional[ssl.SSLContext] = None
+        if certfile:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(certfile, keyfile)
         self.host = host
         self.port = port
         self.stopping = threading.Event()
@@ -273,8 +291,12 @@ class Sink:
         self.extensions = ",".join(extensions)
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}{BASE_PATH}"
+        return f"{self.scheme}://{self.host}:{self.port}{BASE_PATH}"
 
     def start(self) -> "Sink":
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -283,6 +305,8 @@ class Sink:
         listener.listen(256)
         listener.settimeout(0.2)
         self.port = listener.getsockname()[1]
+        if self.tls is not None:  # accept() then hands out TLS sockets, their handshake not yet done
+            listener = self.tls.wrap_socket(listener, server_side=True, do_handshake_on_connect=False)
         self._listener = listener
         self._thread = threading.Thread(target=self._accept_loop, name="sink-accept", daemon=True)
         self._thread.start()
@@ -348,7 +372,7 @@ class Sink:
 
     def _location(self, headers: Dict[str, str], upload_id: str) -> str:
         host = headers.get("host") or f"{self.host}:{self.port}"
-        return f"http://{host}{BASE_PATH}{upload_id}"
+        return f"{self.scheme}://{host}{BASE_PATH}{upload_id}"
 
     def handle(self, method, target, headers, has_body, read_body) -> Tuple[int, Dict[str, str]]:
         with self.lock:
@@ -451,12 +475,18 @@ class Sink:
 
 
 class SinkProcess:
-    """:class:`Sink` in a child process (``python bench/sink.py``), as a context manager."""
+    """:class:`Sink` in a child process (``python bench/sink.py``), as a context manager.
+
+    ``certfile`` (and ``keyfile``): the sink serves HTTPS with them.
+    """
 
     def __init__(
-        self, *, concat: bool = False, python: Optional[str] = None, startup_timeout: float = 15.0
+        self, *, concat: bool = False, python: Optional[str] = None, startup_timeout: float = 15.0,
+        certfile: Optional[str] = None, keyfile: Optional[str] = None,
     ) -> None:
         self.concat = concat
+        self.certfile = certfile
+        self.keyfile = keyfile
         self.python = python or sys.executable
         self.startup_timeout = startup_timeout
         self.proc: Optional[subprocess.Popen] = None
@@ -466,6 +496,10 @@ class SinkProcess:
         cmd = [self.python, os.path.abspath(__file__), "--port", "0"]
         if self.concat:
             cmd.append("--concat")
+        if self.certfile:
+            cmd += ["--cert", self.certfile]
+        if self.keyfile:
+            cmd += ["--key", self.keyfile]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         line: List[str] = []
 
@@ -476,7 +510,7 @@ class SinkProcess:
         reader = threading.Thread(target=read_first_line, daemon=True)
         reader.start()
         reader.join(self.startup_timeout)
-        if not line or not line[0].startswith("http://"):
+        if not line or not line[0].startswith(("http://", "https://")):
             self.stop()
             raise RuntimeError(f"the sink did not start: {line!r}")
         self.url = line[0].strip()
@@ -512,10 +546,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--concat", action="store_true", help="offer the concatenation extension")
+    parser.add_argument("--cert", help="serve HTTPS with this certificate chain (PEM; may hold the key too)")
+    parser.add_argument("--key", help="the certificate's private key (PEM), if not in --cert")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with Sink(concat=args.concat, host=args.host, port=args.port) as sink:
+    with Sink(concat=args.concat, host=args.host, port=args.port, certfile=args.cert, keyfile=args.key) as sink:
         print(sink.url, flush=True)
         try:
             while not stop.wait(0.5):

@@ -3,10 +3,12 @@
 ``python bench/worker.py '<json spec>'`` uploads the spec's files with the
 named client and writes one JSON line (to ``result``, else stdout): the wall
 time of the uploads (client construction to close; every module a client
-needs is imported before the clock starts, for every client), the bytes,
-the upload URLs, and the peak RSS the process had reached after its imports
-(so the harness can tell the interpreter's own share from the upload's).
-The harness (``bench/run.py``) measures the process's real peak RSS.
+needs is imported before the clock starts, for every client), the CPU
+seconds (user + system, all threads) the process spent in that same span,
+the bytes, the upload URLs, and the peak RSS the process had reached after
+its imports (so the harness can tell the interpreter's own share from the
+upload's).  The harness (``bench/run.py``) measures the process's real peak
+RSS and its whole CPU time, start-up and imports included.
 
 Spec keys: ``client`` (``upclient``, ``tuspy``, ``resumable-upload``;
 ``upclient-community``, ``community-sdk`` for the community emulator),
@@ -15,7 +17,9 @@ Spec keys: ``client`` (``upclient``, ``tuspy``, ``resumable-upload``;
 ``result`` (where to write the JSON result; stdout if absent), and per
 client: ``part_size``, ``concurrency``, ``max_files``, ``concat``
 (upclient); ``chunk_size`` (tuspy, resumable-upload); ``parallel``
-(resumable-upload's ``parallel_uploads``); ``part_size``, ``concurrency``
+(resumable-upload's ``parallel_uploads``); ``verify`` (upclient: a CA bundle
+to trust, for an ``https://`` URL; tuspy and resumable-upload take theirs
+from ``REQUESTS_CA_BUNDLE``, which the harness sets); ``part_size``, ``concurrency``
 (upclient-community, community-sdk: ``None`` or absent is the client's own
 default). A community upload answered as deduplicated is an error: the
 harness makes every file fresh so each run moves the bytes.
@@ -87,6 +91,8 @@ def _upclient(spec: Dict[str, Any]) -> Tuple[Callable[[], List[str]], str]:
             options["concat"] = bool(spec["concat"])
         if spec.get("part_size") is not None:  # else the client's default
             options["part_size"] = int(spec["part_size"])
+        if spec.get("verify"):  # a CA bundle (HTTPS to a server with a certificate of our own)
+            options["verify"] = str(spec["verify"])
         client = upclient.Client(
             "tus+" + spec["url"],
             concurrency=int(spec.get("concurrency", 4)),
@@ -415,6 +421,12 @@ def _profiled(run: Callable[[], List[str]], path: str) -> List[str]:
     return result
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> int:
     spec = json.loads(sys.argv[1])
     out: Dict[str, Any] = {"ok": False}
@@ -423,9 +435,11 @@ def main() -> int:
         out["label"] = label
         out["rss_after_import_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         size = sum(os.path.getsize(p) for p in spec["files"])
+        cpu_before = _cpu_seconds()
         started = time.perf_counter()
         urls = _profiled(run, spec["profile"]) if spec.get("profile") else run()
         out["elapsed"] = time.perf_counter() - started
+        out["cpu_upload"] = _cpu_seconds() - cpu_before
         out.update(ok=True, bytes=size, urls=urls)
     except BaseException as exc:  # reported to the harness, which decides
         out["error"] = f"{type(exc).__name__}: {exc}"
