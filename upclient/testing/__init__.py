@@ -23,6 +23,10 @@
   ``python -m upclient.testing fdfs``.
 * :class:`SilentServer` accepts connections and never answers (or never
   reads), for tests of deadlines and cancellation.
+* :class:`TLSCertificates` makes a throwaway CA with loopback server and
+  client certificates (``trustme``), for HTTPS: ``CommunityServer``,
+  ``UpyunServer`` and ``TusNodeServer`` take ``tls=`` and terminate TLS
+  themselves (mutual TLS too).
 
 Nothing here prints; diagnostics go to the ``upclient.testing`` loggers.
 """
@@ -33,6 +37,7 @@ from upclient.testing.fdfs import FdfsServer
 from upclient.testing.servers import ResumableUploadServer, ServerStartError, TusNodeServer, free_port
 from upclient.testing.shaping import ShapingProxy
 from upclient.testing.silent import SilentServer
+from upclient.testing.tls import TLSCertificates
 from upclient.testing.upyun import UpyunServer
 
 __all__ = [
@@ -46,4 +51,5 @@ __all__ = [
     "FdfsServer",
     "free_port",
     "SilentServer",
+    "TLSCertificates",
 ]

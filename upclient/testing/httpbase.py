@@ -96,6 +96,8 @@ MAX_LINE = 8 * KiB
 DRAIN_LIMIT = 64 * MiB
 #: Seconds a client has to finish a TLS handshake before its connection is closed.
 HANDSHAKE_TIMEOUT = 10.0
+#: Seconds a refused TLS client is read from, so it gets the alert rather than a reset.
+HANDSHAKE_LINGER = 1.0
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -296,9 +298,10 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         try:
             conn.do_handshake()
         except (OSError, ValueError) as exc:  # ssl.SSLError, a timeout, a reset, a cut by stop()
+            self.owner._tls_failed(client_address, exc)
+            _linger(conn, HANDSHAKE_LINGER)
             with self._conn_lock:
                 self._conns.pop(conn, None)
-            self.owner._tls_failed(client_address, exc)
             with contextlib.suppress(OSError):
                 conn.close()
             return None
@@ -326,6 +329,26 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         alive = [t.name for _, t in items if t.is_alive()]
         if alive:
             self.owner.log.warning("%s: threads still running after stop: %s", self.name, alive)
+
+
+def _linger(conn: socket.socket, seconds: float) -> None:
+    """Close our side and read what the client still sends, for at most ``seconds``.
+
+    After a refused handshake the server's alert is on its way; a close with
+    unread bytes (a TLS 1.3 client sends its request before it learns of the
+    refusal) would send a reset that can destroy the alert before the client
+    reads it, and the client would see a bare EOF instead of the reason.
+    """
+    deadline = time.monotonic() + seconds
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(conn, socket.SHUT_WR)  # the plain socket's: no TLS close_notify
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            conn.settimeout(left)
+            if not socket.socket.recv(conn, 64 * KiB):  # raw bytes: the TLS session is over
+                return
 
 
 class RequestHandler(BaseHTTPRequestHandler):
