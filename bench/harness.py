@@ -203,7 +203,7 @@ class Bench:
                     url = f"{proxy.host}:{proxy.port}"
                 else:
                     upstream = urllib.parse.urlsplit(url)
-                    port = urllib.parse.urlsplit(public).port if scenario.server == "community" and public else 0
+                    port = (urllib.parse.urlsplit(public).port or 0) if scenario.server == "community" and public else 0
                     proxy = stack.enter_context(
                         ShapingProxy((upstream.hostname, upstream.port), delay=WAN_DELAY, rate=WAN_RATE, port=port)
                     )

@@ -56,7 +56,7 @@ def summarize(runs: List[Run], scens: List[Scenario]) -> List[Row]:
                     groups.append((spec, group))
             for spec, group in groups:
                 if spec == sc.reference:
-                    ok = [r.mbps for r in group if r.ok and r.verified]
+                    ok = [r.mbps for r in group if r.ok and r.verified and r.mbps is not None]
                     ref_mbps = statistics.median(ok) if ok else None
             for spec, group in groups:
                 good = [r for r in group if r.ok and r.verified]
