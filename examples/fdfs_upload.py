@@ -5,9 +5,16 @@ Runs as it is against a local emulator (a tracker and a storage on
 
     python examples/fdfs_upload.py
 
-For a real cluster, name its trackers::
+Against an emulator kept running in another terminal (its first line is its
+tracker's address, ``127.0.0.1:PORT``), or against a real cluster, name the
+trackers::
 
+    python -m upclient.testing fdfs
+    FDFS_TRACKERS=127.0.0.1:PORT python examples/fdfs_upload.py
     FDFS_TRACKERS=10.0.0.1:22122,10.0.0.2:22122 python examples/fdfs_upload.py
+
+The progress of the big upload goes to stderr: one line redrawn on a
+terminal, a line per tenth in a pipe or a log.
 """
 
 import contextlib
@@ -17,6 +24,7 @@ import sys
 import tempfile
 
 import upclient
+from _progress import ProgressLine
 
 MiB = 1024 * 1024
 
@@ -52,9 +60,9 @@ def main() -> int:
 
             # resumable: an appender file grown part by part; a re-run after a kill goes on
             # from the size the storage reports.  regenerate=True ends it as a normal file.
-            big_r = client.put(big, resumable=True, regenerate=True,
-                               on_progress=lambda p: print(f"\r{p.bytes_done / p.total:6.1%}", end=""))
-            print(f"\nstored {big_r.id}: {big_r.size} bytes in {big_r.elapsed:.2f} s")
+            with ProgressLine("big.mp4") as show:
+                big_r = client.put(big, resumable=True, regenerate=True, on_progress=show)
+            print(f"stored {big_r.id}: {big_r.size} bytes in {big_r.elapsed:.2f} s")
 
             thumb = client.put_slave(r.id, b"tiny thumbnail", prefix="_150x150")
             print("slave", thumb.id)

@@ -1,15 +1,17 @@
 """Upload many files, a few at a time; one failure does not stop the others.
 
-Start a local tus server (``pip install resumable-upload``)::
+Start a local tus server in another terminal; its first line is the URL to
+pass::
 
-    resumable-upload serve --host 127.0.0.1 --port 1080 \
-        --upload-dir /tmp/tus --db-path /tmp/tus.sqlite3 --enable-downloads
+    python -m upclient.testing tus
 
-then::
+then, from the repository root, with that URL::
 
     UPCLIENT_URL=tus+http://127.0.0.1:1080/files/ python examples/put_many.py *.log
 
-The URL comes from ``UPCLIENT_URL``; the arguments are the files.
+The URL comes from ``UPCLIENT_URL``; the arguments are the files.  Each file
+gets a line on stdout, ``ok`` with its id or ``error`` with the reason; the
+exit status is 1 if any failed.
 """
 
 import os

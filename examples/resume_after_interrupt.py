@@ -1,20 +1,24 @@
 """Interrupt an upload half way, then finish it by sending only what is missing.
 
-Start a local tus server (``pip install resumable-upload``)::
+Start a local tus server in another terminal; its first line is the URL to
+pass::
 
-    resumable-upload serve --host 127.0.0.1 --port 1080 \
-        --upload-dir /tmp/tus --db-path /tmp/tus.sqlite3 --enable-downloads
+    python -m upclient.testing tus
 
-then::
+then, from the repository root::
 
     python examples/resume_after_interrupt.py big.iso tus+http://127.0.0.1:1080/files/
 
-(or set ``UPCLIENT_URL``).  The first ``put`` is cancelled from its progress
-callback once half the file is sent; its resume point stays in the store.
-The second ``put`` of the same file to the same server continues from what
-the server holds.  A killed process resumes the same way: the default
-``FileStore`` keeps resume points on disk, so re-running a script is enough.
-Here they go to a temporary directory so your own are left alone.
+(or set ``UPCLIENT_URL`` to the URL and give only the file).  The first
+``put`` is cancelled from its progress callback once half its parts are on
+the server; its resume point stays in the store.  The second ``put`` of the
+same file to the same server continues from what the server holds.  A
+killed process resumes the same way: the default ``FileStore`` keeps resume
+points on disk, so re-running a script is enough.  Here they go to a
+temporary directory so your own are left alone.
+
+On loopback a small file is sent before the first progress report (a few a
+second): give it a file of a few hundred MiB.
 """
 
 import os
@@ -43,7 +47,7 @@ def main() -> int:
             cancel = threading.Event()
 
             def stop_half_way(p: upclient.Progress) -> None:
-                if p.fraction is not None and p.fraction >= 0.5:
+                if p.parts_total and p.parts_done >= p.parts_total / 2:
                     cancel.set()
 
             try:

@@ -1,17 +1,18 @@
 """Upload standard input as it is produced, without knowing its size first.
 
-Start a local tus server (``pip install resumable-upload``)::
+Start a local tus server in another terminal; its first line is the URL to
+pass::
 
-    resumable-upload serve --host 127.0.0.1 --port 1080 \
-        --upload-dir /tmp/tus --db-path /tmp/tus.sqlite3 --enable-downloads
+    python -m upclient.testing tus
 
-then::
+then, from the repository root::
 
     tar c some/dir | python examples/stream_stdin.py some-dir.tar tus+http://127.0.0.1:1080/files/
 
-(or set ``UPCLIENT_URL``).  The stream is sent part by part as it is read
-(tus ``creation-defer-length``: the length is announced at the end); memory
-stays near one part.  A stream cannot be resumed after its process dies.
+(or set ``UPCLIENT_URL`` to the URL and give only the name).  The stream is
+sent part by part as it is read (tus ``creation-defer-length``: the length is
+announced at the end); memory stays near one part.  A stream cannot be
+resumed after its process dies.
 """
 
 import os

@@ -1,30 +1,25 @@
-"""Upload one file to a tus server, with a progress line.
+"""Upload one file to a tus server, with a progress line, and print its id.
 
-Start a local tus server (``pip install resumable-upload``)::
+Start a local tus server in another terminal; its first line is the URL to
+pass::
 
-    resumable-upload serve --host 127.0.0.1 --port 1080 \
-        --upload-dir /tmp/tus --db-path /tmp/tus.sqlite3 --enable-downloads
+    python -m upclient.testing tus
 
-then::
+then, from the repository root::
 
     python examples/tus_upload.py big.iso tus+http://127.0.0.1:1080/files/
 
-The URL may also come from the ``UPCLIENT_URL`` environment variable.  Run
-the same command again after Ctrl-C and the upload resumes.
+(or set ``UPCLIENT_URL`` to the URL and give only the file).  Progress goes
+to stderr: one line redrawn on a terminal, a line per tenth in a pipe or a
+log; the upload's id (its URL on the server) goes to stdout.  Run the same
+command again after Ctrl-C and the upload resumes where the server stands.
 """
 
 import os
 import sys
 
 import upclient
-
-
-def show(p: upclient.Progress) -> None:
-    # Called in this thread a few times a second, and once at the end.
-    pct = f"{100 * p.fraction:5.1f}%" if p.fraction is not None else "     "
-    eta = f"eta {p.eta:4.0f} s" if p.eta is not None else ""
-    print(f"\r{p.name}: {pct} {p.bytes_done / 2**20:8.1f} MiB  {p.rate / 2**20:6.1f} MiB/s  {eta}  ",
-          end="", file=sys.stderr, flush=True)
+from _progress import ProgressLine
 
 
 def main() -> int:
@@ -36,9 +31,8 @@ def main() -> int:
     if not url:
         print("give the server URL as the second argument or in UPCLIENT_URL", file=sys.stderr)
         return 2
-    with upclient.Client(url, part_size=8 * 2**20) as client:
+    with upclient.Client(url, part_size=8 * 2**20) as client, ProgressLine(os.path.basename(path)) as show:
         result = client.put(path, metadata={"origin": "examples/tus_upload.py"}, on_progress=show)
-    print(file=sys.stderr)
     print(result.id)
     if result.resumed:
         print(f"resumed: sent {result.sent_bytes} of {result.size} bytes", file=sys.stderr)

@@ -4,20 +4,35 @@ UPYUN calls the ``notify-url`` of a FORM upload (or of a processing task)
 with a POST signed like a request to its API.  ``upclient.upyun.verify_callback``
 checks that signature in constant time, with the Date within 30 minutes;
 anything else gets 401.  Any WSGI server runs it (Django and Flask views do
-the same with ``request.headers``, ``request.path`` and the body)::
+the same with ``request.headers``, ``request.path`` and the body).
 
-    UPYUN_OPERATOR=me UPYUN_PASSWORD=... python examples/upyun_callback_view.py
+Against a local emulator of UPYUN: start one in another terminal (its first
+line is its endpoint)::
 
-then give ``policy={"notify-url": "http://<this host>:8000/upyun/notify"}``
-to ``client.put(..., form=True)``.
+    python -m upclient.testing upyun --service svc --operator op --password pw
+
+then, from the repository root, serve this view with the same operator and
+password (it listens on 127.0.0.1:8000; ``--host 0.0.0.0`` or
+``UPYUN_CALLBACK_HOST`` to be reachable from elsewhere, as UPYUN itself
+must reach it, and ``--port`` to change the port)::
+
+    UPYUN_OPERATOR=op UPYUN_PASSWORD=pw python examples/upyun_callback_view.py
+
+and upload with ``policy={"notify-url": "http://127.0.0.1:8000/upyun/notify"}``
+given to ``client.put(..., form=True)``: each genuine callback is printed.
 """
 
+import argparse
 import os
 import sys
 import urllib.parse
 from wsgiref.simple_server import make_server
 
 import upclient
+
+#: The variables main() needs, and what each one holds.
+REQUIRED = {"UPYUN_OPERATOR": "the operator UPYUN signs callbacks as",
+            "UPYUN_PASSWORD": "that operator's password"}
 
 
 def make_app(operator: str, password: str, on_upload=print):
@@ -45,9 +60,28 @@ def make_app(operator: str, password: str, on_upload=print):
 
 
 def main() -> int:
-    app = make_app(os.environ["UPYUN_OPERATOR"], os.environ["UPYUN_PASSWORD"])
-    with make_server("0.0.0.0", 8000, app) as httpd:
-        httpd.serve_forever()
+    parser = argparse.ArgumentParser(
+        description="Accept UPYUN notify-url callbacks signed by UPYUN_OPERATOR with UPYUN_PASSWORD.",
+        epilog="environment: " + "; ".join(f"{k}: {v}" for k, v in REQUIRED.items()),
+    )
+    parser.add_argument("--host", default=os.environ.get("UPYUN_CALLBACK_HOST", "127.0.0.1"),
+                        help="address to listen on (default $UPYUN_CALLBACK_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0 picks one)")
+    args = parser.parse_args()
+    missing = [name for name in REQUIRED if not os.environ.get(name)]
+    if missing:
+        parser.error(f"missing environment variable{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+
+    def show(fields: dict) -> None:
+        print("genuine callback:", fields, flush=True)
+
+    app = make_app(os.environ["UPYUN_OPERATOR"], os.environ["UPYUN_PASSWORD"], on_upload=show)
+    with make_server(args.host, args.port, app) as httpd:
+        print(f"listening on http://{args.host}:{httpd.server_port}/upyun/notify", flush=True)
+        try:
+            httpd.serve_forever()
+        except KeyboardInterrupt:
+            pass
     return 0
 
 

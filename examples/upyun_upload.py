@@ -5,11 +5,20 @@ stopped here::
 
     python examples/upyun_upload.py
 
-For the real service, give the service, operator and password::
+Against an emulator kept running in another terminal (its first line is its
+endpoint, ``127.0.0.1:PORT``)::
+
+    python -m upclient.testing upyun --service svc --operator op --password pw
+    UPYUN_SERVICE=svc UPYUN_OPERATOR=op UPYUN_PASSWORD=pw UPYUN_ENDPOINT=127.0.0.1:PORT \
+        python examples/upyun_upload.py
+
+For the real service, give the service, operator and password (the endpoint
+defaults to v0.api.upyun.com)::
 
     UPYUN_SERVICE=my-service UPYUN_OPERATOR=me UPYUN_PASSWORD=... python examples/upyun_upload.py
 
-(the endpoint defaults to v0.api.upyun.com; ``UPYUN_ENDPOINT`` picks another).
+The progress of the big upload goes to stderr: one line redrawn on a
+terminal, a line per tenth in a pipe or a log.
 """
 
 import contextlib
@@ -19,6 +28,7 @@ import sys
 import tempfile
 
 import upclient
+from _progress import ProgressLine
 
 MiB = 1024 * 1024
 
@@ -27,6 +37,11 @@ MiB = 1024 * 1024
 def target():
     """(service, operator, password, endpoint): the real service if the environment names it."""
     if os.environ.get("UPYUN_SERVICE"):
+        missing = [name for name in ("UPYUN_OPERATOR", "UPYUN_PASSWORD") if not os.environ.get(name)]
+        if missing:
+            print(__doc__, file=sys.stderr)
+            print(f"UPYUN_SERVICE is set, so set {' and '.join(missing)} too", file=sys.stderr)
+            sys.exit(2)
         yield (os.environ["UPYUN_SERVICE"], os.environ["UPYUN_OPERATOR"], os.environ["UPYUN_PASSWORD"],
                os.environ.get("UPYUN_ENDPOINT"))
         return
@@ -44,9 +59,9 @@ def main() -> int:
         options = {"endpoint": endpoint} if endpoint else {}
         with upclient.Client(f"upyun://{operator}@{service}", password=password, **options) as client:
             # above part_size (16 MiB): a resumable multipart upload, parts in parallel
-            result = client.put(big, key="isos/big.iso",
-                                on_progress=lambda p: print(f"\r{p.bytes_done / p.total:6.1%}", end=""))
-            print(f"\nstored {result.key}: {result.size} bytes in {result.elapsed:.2f} s")
+            with ProgressLine("isos/big.iso") as show:
+                result = client.put(big, key="isos/big.iso", on_progress=show)
+            print(f"stored {result.key}: {result.size} bytes in {result.elapsed:.2f} s")
 
             # a small file: one signed PUT, with a Content-MD5 the server checks
             client.put(b"hello", key="notes/hello.txt", metadata={"author": "example"})

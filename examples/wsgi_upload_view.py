@@ -6,20 +6,28 @@ each request streams its body straight through (a non-seekable stream of
 known size: nothing is buffered whole in memory), and upclient's errors
 become HTTP answers.
 
-Run it against a local tus server::
+Start a local tus server in another terminal; its first line is the URL to
+pass::
 
-    resumable-upload serve --host 127.0.0.1 --port 1080 --upload-dir /tmp/up --db-path /tmp/up.db &
+    python -m upclient.testing tus
+
+then, from the repository root, serve the view (on 127.0.0.1:8000; ``--host``
+and ``--port`` change it) and send it a file::
+
     python examples/wsgi_upload_view.py tus+http://127.0.0.1:1080/files/
     curl -T photo.jpg -H 'X-Filename: photo.jpg' http://127.0.0.1:8000/upload
 
-In Flask the view body is the same: ``client.put(request.stream,
-key=..., size=request.content_length)``; in Django, ``request`` itself is the
-stream (``client.put(request, size=int(request.META["CONTENT_LENGTH"]))``).
+The answer is JSON: ``{"id": ..., "size": ...}`` with 201, or an error.  In
+Flask the view body is the same: ``client.put(request.stream, key=...,
+size=request.content_length)``; in Django, ``request`` itself is the stream
+(``client.put(request, size=int(request.META["CONTENT_LENGTH"]))``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 from socketserver import ThreadingMixIn
 from typing import Any, Callable, Iterable
@@ -60,13 +68,24 @@ class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
-def main() -> None:
-    url = sys.argv[1] if len(sys.argv) > 1 else "tus+http://127.0.0.1:1080/files/"
-    client = upclient.Client(url, store=None)  # one for the whole process, shared by all threads
-    with make_server("127.0.0.1", 8000, make_app(client), server_class=ThreadingWSGIServer) as httpd:
-        print("listening on http://127.0.0.1:8000/upload")
-        httpd.serve_forever()
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Forward PUT /upload bodies to a storage server.")
+    parser.add_argument("url", nargs="?", default=os.environ.get("UPCLIENT_URL"),
+                        help="where uploads go, e.g. tus+http://127.0.0.1:1080/files/ (default: $UPCLIENT_URL)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0 picks one)")
+    args = parser.parse_args()
+    if not args.url:
+        parser.error("give the storage URL (what `python -m upclient.testing tus` prints) or set UPCLIENT_URL")
+    with upclient.Client(args.url, store=None) as client:  # one for the whole process, shared by all threads
+        with make_server(args.host, args.port, make_app(client), server_class=ThreadingWSGIServer) as httpd:
+            print(f"listening on http://{args.host}:{httpd.server_port}/upload", flush=True)
+            try:
+                httpd.serve_forever()
+            except KeyboardInterrupt:
+                pass
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
