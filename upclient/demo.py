@@ -1,33 +1,43 @@
-"""A two-minute tour: an upload is interrupted, kept, resumed and verified.
+"""A short tour: an upload is interrupted, kept, resumed, verified and deduplicated.
 
-Run it with ``python -m upclient.demo`` (``--size 256M`` for a bigger file).
-It starts a local tus server (``resumable-upload`` from PyPI) in a temporary
-directory, writes a file of random bytes, starts uploading it and cancels at
-about 40 %, shows the resume point that was kept, uploads again (the second
-run sends only what is missing), downloads the result and compares SHA-256
-digests.  Everything lives in one temporary directory, removed at the end,
-also after an error or Ctrl-C; your own resume points are not touched.
+Run it with ``python -m upclient.demo`` or ``make demo`` (``--size 256M`` for
+a bigger file).  It starts a local tus server (``resumable-upload`` from
+PyPI) on 127.0.0.1, behind a local proxy that slows each connection down so
+that the progress bar can be watched; writes a file of random bytes; starts
+uploading it and cancels it part way through; shows what the server kept;
+uploads again (the second run sends only what is missing); downloads the
+result and compares SHA-256 digests.  Then it uploads the same file twice
+to a local emulator of a deduplicating API: the second upload sends
+nothing.  Everything lives in one temporary directory, removed at the end,
+also after an error or Ctrl-C; your own resume points are not touched, and
+every server it started is stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import os
 import shutil
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from . import Client, FileStore, __version__
 from .cli import ProgressDisplay, format_bytes, parse_size
-from .errors import Cancelled
+from .errors import Cancelled, UpClientError
 from .progress import Progress
 
+T = TypeVar("T")
 MiB = 1024 * 1024
+#: The first upload is cancelled from its progress callback once this much is
+#: reported sent; where it really stops, and what the server keeps, is
+#: measured and shown.
 STOP_AT = 0.40
 
 _COLOUR = sys.stdout.isatty() and os.environ.get("NO_COLOR") is None and os.environ.get("TERM") != "dumb"
@@ -93,24 +103,50 @@ def describe_resume_point(store: FileStore) -> Tuple[int, Optional[Dict[str, Any
     return len(keys), (store.load(keys[0]) if keys else None)
 
 
-def server_bytes(record: Dict[str, Any], client: Client) -> Optional[int]:
-    """Bytes the server holds for a stored tus upload, from its resume point.
+def held_on_server(record: Dict[str, Any], client: Client) -> Optional[int]:
+    """Bytes the server holds that a resume from ``record`` will not send again.
 
-    A parallel ("concat") upload records which parts are complete; a serial
-    one records its upload URL, whose offset the server reports.
+    Asked of the server: the offset of each partial upload the record names
+    (a "concat" upload), or of the one upload (a serial one); an upload the
+    server no longer knows counts 0.  None when the record names no upload.
     """
     state = record.get("state") or {}
-    partials = state.get("partials")
-    if isinstance(partials, dict) and state.get("part_size") and state.get("size") is not None:
-        part, size = int(state["part_size"]), int(state["size"])
-        return sum(min(part, size - int(i) * part) for i, p in partials.items() if p.get("done"))
-    url = state.get("url") or record.get("id")
-    if url:
+
+    def offset(url: str) -> int:
         try:
-            return client.info(url).offset
-        except Exception:
-            return None
-    return None
+            return client.info(url).offset or 0
+        except UpClientError:  # gone or expired: a resume sends it again
+            return 0
+
+    if state.get("mode") == "concat":
+        part, size = int(state["part_size"]), int(state["size"])
+        partials = state.get("partials") or {}
+        return sum(min(offset(p["url"]), part, size - int(i) * part) for i, p in partials.items() if p.get("url"))
+    url = state.get("url") or record.get("id")
+    return offset(url) if url else None
+
+
+def settled(measure: Callable[[], T], pause: float = 0.2, tries: int = 50) -> T:
+    """``measure()`` once two readings ``pause`` apart agree.
+
+    A cancel stops the client at once, but bytes already in the sockets
+    still reach the server for a moment after; the figure worth showing is
+    the one the server ends with, which the resume will find.
+    """
+    before = measure()
+    for _ in range(tries):
+        time.sleep(pause)
+        now = measure()
+        if now == before:
+            return now
+        before = now
+    return before
+
+
+def on_server(url: str, server_url: str) -> str:
+    """``url`` (as seen through the demo's proxy) with the server's own scheme and address."""
+    theirs, ours = urllib.parse.urlsplit(url), urllib.parse.urlsplit(server_url)
+    return urllib.parse.urlunsplit((ours.scheme, ours.netloc, theirs.path, theirs.query, theirs.fragment))
 
 
 class Upload:
@@ -121,10 +157,8 @@ class Upload:
         self.path = path
         self.stop_at = stop_at
         self.cancel = threading.Event()
-        self.last: Optional[Progress] = None
 
     def on_progress(self, p: Progress) -> None:
-        self.last = p
         self.display.update(0, p)
         if self.stop_at is not None and p.total and p.bytes_done >= self.stop_at * p.total:
             self.cancel.set()  # the upload stops within one block; finished parts are kept
@@ -144,6 +178,13 @@ class Upload:
 LINK_RATE = 12e6
 
 
+#: What each kind of tus upload is, said where the demo first shows it.
+UPLOAD_MODES = {
+    "concat": "tus concatenation: the parts go up in parallel as partial uploads, and the server joins them",
+    "serial": "one tus upload filled in order, part after part",
+}
+
+
 def run_demo(size: int, part_size: int, workdir: Path) -> int:
     from .testing.servers import ResumableUploadServer
     from .testing.shaping import ShapingProxy
@@ -153,58 +194,58 @@ def run_demo(size: int, part_size: int, workdir: Path) -> int:
         server.url, delay=0.002, rate=LINK_RATE
     ) as link:
         url = "tus+" + link.url_for(server.url)
-        fact("server", f"resumable-upload (tus 1.0.0) at {server.url}")
-        fact("link", f"a local proxy capping each connection at {LINK_RATE / 1e6:.0f} MB/s, to watch the bar")
+        fact("server", f"a tus server (resumable-upload) at {server.url}")
+        fact("link", f"the client reaches it through a local proxy at {link.url}, which caps each")
+        fact("", f"connection at {LINK_RATE / 1e6:.0f} MB/s so that the progress bar can be watched")
         fact("work dir", f"{workdir}  (removed at the end)")
 
         src = workdir / "demo.bin"
-        t = time.monotonic()
         digest = write_random_file(src, size)
-        fact("file", f"{src.name}, {format_bytes(size)} of random bytes ({time.monotonic() - t:.1f} s)")
+        fact("file", f"{src.name}, {format_bytes(size)} of random bytes")
         fact("sha256", digest)
 
         store = FileStore(workdir / "resume")
-        fact("resume points", f"{store.directory}")
+        fact("resume points", f"kept in {store.directory}")
         with Client(url, part_size=part_size, concurrency=4, store=store) as client:
-            step(1, f"Upload, cancelled at about {STOP_AT:.0%}")
+            step(1, "Upload, cancelled part way through")
             first = Upload(client, src, stop_at=STOP_AT)
             try:
                 result = first.run()
             except Cancelled:
-                done = first.last.bytes_done if first.last else 0
-                say(f"   cancelled at {done / size:.0%} ({format_bytes(done)} of {format_bytes(size)} sent)")
-            else:  # the file went up before the first progress report: too small to interrupt
-                say(f"   the upload finished before it could be interrupted ({result.id});"
-                    " try a larger --size")
+                pass
+            else:  # the file went up before a progress report could stop it: too small to interrupt
+                say(f"   the upload finished before it could be interrupted ({result.id}); try a larger --size")
                 return 1
 
             count, record = describe_resume_point(store)
             if record is None:
                 say(red("   no resume point was kept!"))
                 return 1
-            held = server_bytes(record, client)
-            fact("resume point", f"{count} record in {store.directory.name}/ (backend {record.get('backend')},"
-                 f" {record.get('state', {}).get('mode', '?')} upload)")
-            if held is not None:
-                fact("on the server", f"{format_bytes(held)} of {format_bytes(size)} ({held / size:.0%})")
+            held = settled(lambda: held_on_server(record, client)) or 0
+            fact("cancelled", f"the server keeps {format_bytes(held)} of {format_bytes(size)} ({held / size:.0%})")
+            mode = (record.get("state") or {}).get("mode", "?")
+            fact("resume point", f"{count} record in {store.directory.name}/: backend {record.get('backend')},"
+                 f" a {mode} upload")
+            if mode in UPLOAD_MODES:
+                fact(f"{mode} upload", UPLOAD_MODES[mode])
 
             step(2, "The same upload again: it resumes")
             second = Upload(client, src).run()
             fact("resumed", green("yes") if second.resumed else red("no"))
-            fact("re-sent", f"{format_bytes(second.sent_bytes)} of {format_bytes(second.size)}"
-                 f" (saved {format_bytes(max(0, second.size - second.sent_bytes))})")
+            fact("sent", f"{format_bytes(second.sent_bytes)} of {format_bytes(second.size)}:"
+                 " only what the server did not keep")
             fact("took", f"{second.elapsed:.2f} s")
-            fact("id", second.id)
+            upload_id = on_server(second.id, server.url)
+            fact("id", upload_id)
+            fact("", f"(the upload's URL on the server; the client saw it through the proxy, port {link.port})")
             count, _ = describe_resume_point(store)
             fact("resume points", f"{count} left (a finished upload forgets its resume point)")
 
             step(3, "Download it back and compare")
             copy = workdir / "downloaded.bin"
             t = time.monotonic()
-            # straight from the server, not through the slow demo link
-            direct = server.url.rstrip("/") + "/" + second.id.rstrip("/").rsplit("/", 1)[-1]
-            with Client("tus+" + server.url, store=None) as reader:
-                n = int(reader.get(direct, copy))  # with a path, get returns the byte count
+            with Client("tus+" + server.url, store=None) as reader:  # straight from the server, not the slow link
+                n = int(reader.get(upload_id, copy))  # with a path, get returns the byte count
             got = sha256_of(copy)
             fact("downloaded", f"{format_bytes(n)} in {time.monotonic() - t:.2f} s")
             fact("sha256 source", digest)
@@ -228,20 +269,23 @@ def run_dedup(src: Path, digest: str, workdir: Path) -> int:
     step(4, "Deduplication: the same bytes twice to a deduplicating server")
     token = "demo-token"
     with CommunityServer(workdir / "community", tokens={token}) as server:
-        fact("server", f"community multipart API emulator at {server.url}")
+        fact("server", f"{server.url}: a local emulator of the \"community multipart API\", which")
+        fact("", "knows files by their MD5: a file it already holds is not sent again")
         store = FileStore(workdir / "resume")
         with Client("community+" + server.url, token=token, store=store, concurrency=4) as client:
             t = time.monotonic()
             first = Upload(client, src).run()
             fact("first upload", f"{format_bytes(first.sent_bytes)} sent in {time.monotonic() - t:.2f} s "
-                                 f"(MD5 read once, then the parts in parallel)")
+                                 f"(the file's MD5 read first, then the parts in parallel)")
+            hashed: List[Any] = []
             t = time.monotonic()
-            second = client.put(src)
+            second = client.put(src, on_md5_progress=hashed.append)
             fact("second upload", f"{format_bytes(second.sent_bytes)} sent in {time.monotonic() - t:.3f} s: "
                                   + ("deduplicated, the server already had it" if second.deduplicated
                                      else "NOT deduplicated"))
-            fact("same file", f"{first.id == second.id} (id {first.id})")
-            fact("MD5", "remembered from the first upload, not read again (the file is unchanged)")
+            fact("same id", f"{'yes' if first.id == second.id else 'no'} ({first.id})")
+            fact("MD5", "remembered from the first upload, not read again (the file is unchanged)" if not hashed
+                 else "read again")
         ok = second.deduplicated and second.sent_bytes == 0 and server.stored_sha256(first.id) == digest
         say("   " + (green("one copy on the server, byte for byte the source; the second upload sent nothing")
                      if ok else red("deduplication did not happen")))
@@ -264,6 +308,12 @@ def main(argv: Optional[list] = None) -> int:
         parser.error(str(exc))
     if size < 2 * part_size:
         parser.error(f"--size must be at least two parts ({format_bytes(2 * part_size)}) to be interrupted")
+
+    if importlib.util.find_spec("resumable_upload") is None:
+        print("The demo runs a local tus server from the resumable-upload package, which is not installed:\n"
+              "    pip install 'upclient[testing]'    (or: pip install resumable-upload==0.3.0)",
+              file=sys.stderr)
+        return 2
 
     workdir = Path(tempfile.mkdtemp(prefix="upclient-demo-"))
     started = time.monotonic()
