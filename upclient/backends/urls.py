@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import List, Tuple
+import urllib.parse
+from typing import Any, List, Optional, Tuple
 
 from ..errors import BadInput
 
-__all__ = ["check_url", "split_authority", "shown"]
+__all__ = ["check_url", "split_authority", "shown", "without_userinfo", "userinfo_auth"]
 
 # Characters that cannot be part of a host name (beyond the delimiters split off first).
 _NOT_IN_HOST = re.compile(r"""[\[\]<>"{}|\\^`@/?#:]""")
@@ -127,3 +128,37 @@ def check_url(url: str, *, many_hosts: bool = False) -> None:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
         raise BadInput(f"{shown(url)!r} is not a URL: {scheme!r} is not a scheme")
     split_authority(url, many_hosts=many_hosts)
+
+
+def without_userinfo(url: str) -> Tuple[str, Optional[Tuple[str, str]]]:
+    """``url`` without ``user:password@``, and the ``(user, password)`` it held
+    (percent-decoded), or None when it held none."""
+    scheme, sep, rest = url.partition("://")
+    authority, cut, tail = _split_at_path(rest)
+    userinfo, at, hosts = authority.rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    clean = f"{scheme}{sep}{hosts}{cut}{tail}"
+    return clean, (urllib.parse.unquote(user), urllib.parse.unquote(password))
+
+
+def userinfo_auth(url: str, auth: Any, *, backend: str) -> Tuple[str, Any]:
+    """``url`` without its userinfo, and the auth for the transport: HTTP Basic
+    from the userinfo, else ``auth`` (the client's); BadInput when both are given.
+
+    The backend keeps only the returned URL, so no URL it builds, logs, raises
+    or stores carries the password; the transport sends the auth only to the
+    backend's own origins.
+    """
+    clean, pair = without_userinfo(url)
+    if pair is None:
+        return url, auth
+    if auth is not None:
+        raise BadInput(
+            f"{shown(url)!r} names a user and auth= is given too: give the credentials one way",
+            backend=backend,
+        )
+    import requests.auth
+
+    return clean, requests.auth.HTTPBasicAuth(*pair)

@@ -16,6 +16,7 @@ from ...source import Source
 from ...transfer import UploadSession
 from ..base import Backend, Sink
 from . import protocol
+from ..urls import shown, userinfo_auth
 from .protocol import CATEGORIES, Answer, CommunityFile, Request
 
 __all__ = ["CommunityBackend"]
@@ -44,11 +45,15 @@ class CommunityBackend(Backend):
     extra_verbs: ClassVar[FrozenSet[str]] = frozenset({"info_by_key", "iter_files", "md5"})
 
     def __init__(self, url: str, settings: Settings, **options: Any) -> None:
+        # a user and password in the URL (a proxy's, say) go to the transport, for this origin only
+        url, self._auth = userinfo_auth(url, settings.auth, backend=self.name)
         super().__init__(url, settings, **options)
         scheme, _, rest = url.partition("://")
         inner = scheme.split("+", 1)[1] if "+" in scheme else scheme
         if inner not in ("http", "https") or not rest:
-            raise BadInput(f"{url!r}: expected community+https://host or community+http://host")
+            raise BadInput(f"{shown(url)!r}: expected community+https://host or community+http://host")
+        if "?" in rest or "#" in rest:
+            raise BadInput(f"{shown(url)!r}: the API's base URL takes no query or fragment", backend=self.name)
         self.base = f"{inner}://{rest}".rstrip("/")
         self.token: Union[str, Callable[[], str], None] = options.get("token")
         self.api_key: Optional[str] = options.get("api_key")
@@ -58,6 +63,10 @@ class CommunityBackend(Backend):
             raise BadInput("the community backend needs token= (str or callable) or api_key=")
         if self.api_key is not None and not self.user_id:
             raise BadInput("api_key= needs user_id= (and optionally org_id=)")
+
+    def transport_auth(self) -> Any:
+        """The client's ``auth``, or HTTP Basic from a user and password given in the URL."""
+        return self._auth
 
     # -- wire ------------------------------------------------------------------------
 
@@ -176,6 +185,7 @@ class CommunityBackend(Backend):
         url = f.cdn_url or f.oss_url
         if not url:
             raise ServerError(f"file {id} has no download URL", backend=self.name, operation="get")
+        url = protocol.fetch_url(url, "download URL", operation="get")
         if length == 0:
             return 0
         headers = {}

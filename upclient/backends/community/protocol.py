@@ -24,6 +24,8 @@ from ...errors import AuthError, BadInput, RequestRejected, ServerError, Service
 from ...result import FileInfo, UploadResult
 from ...transfer import Restart, Resync
 from ...transport import parse_retry_after, redact_url
+from ..paths import bad_character, segment
+from ..urls import split_authority
 
 __all__ = [
     "API",
@@ -39,6 +41,8 @@ __all__ = [
     "BeingCompleted",
     "auth_headers",
     "file_ext",
+    "file_path",
+    "fetch_url",
     "init_request",
     "read_init",
     "read_part",
@@ -251,8 +255,13 @@ def abort_request(file_id: str) -> Request:
     return Request("POST", f"{API}/upload/abort", "abort", body={"file_id": file_id})
 
 
+def file_path(file_id: str, operation: str) -> str:
+    """The API path of one file; BadInput for an id that would leave it (``..``, ``/``, ``?``, ``#``...)."""
+    return f"{API}/{segment(file_id, what='file id', backend=BACKEND, operation=operation)}"
+
+
 def info_request(file_id: str) -> Request:
-    return Request("GET", f"{API}/{file_id}", "info")
+    return Request("GET", file_path(file_id, "info"), "info")
 
 
 def by_key_request(key: str) -> Request:
@@ -265,7 +274,7 @@ def list_request(page: int, page_size: int, category: Optional[str], status: Opt
 
 
 def delete_request(file_id: str) -> Request:
-    return Request("DELETE", f"{API}/{file_id}", "delete")
+    return Request("DELETE", file_path(file_id, "delete"), "delete")
 
 
 # ------------------------------------------------------------------------ answers
@@ -278,6 +287,28 @@ def _error(cls: type, answer: Answer, operation: str, message: str, code: Any = 
         f"{where}{message}", backend=BACKEND, operation=operation, status=answer.status, code=code,
         request_id=request_id, retry_after=parse_retry_after(answer.header("Retry-After")),
     )
+
+
+def fetch_url(url: str, what: str, answer: Optional[Answer] = None, operation: str = "init") -> str:
+    """A URL the server handed out (a part's presigned URL, a file's CDN URL), if it
+    is an absolute http(s) URL; else a ServiceError.  Such URLs get no credentials."""
+    problem = ""
+    if not url.lower().startswith(("http://", "https://")):
+        problem = "it is not an absolute http(s) URL"
+    elif bad_character(url) or any(c.isspace() for c in url):
+        problem = "it holds a control character, space or backslash"
+    else:
+        try:
+            split_authority(url)
+        except BadInput:
+            problem = "its host or port is malformed"
+    if problem:
+        shown = redact_url(url) if "://" in url else url[:40]
+        message = f"the server gave a {what} upclient will not use ({shown!r}): {problem}"
+        if answer is not None:
+            raise _error(ServiceError, answer, operation, message)
+        raise ServiceError(message, backend=BACKEND, operation=operation)
+    return url
 
 
 def _envelope(answer: Answer) -> Dict[str, Any]:
@@ -319,7 +350,7 @@ def read_init(answer: Answer) -> Union[Layout, Deduplicated]:
         raise _error(ServiceError, answer, "init", "the answer names no file_id and no finished file")
     parts = tuple(
         ServerPart(number=int(p["part_number"]), start=int(p["start"]), size=int(p["size"]),
-                   url=str(p["upload_url"]), uploaded=bool(p.get("uploaded")))
+                   url=fetch_url(str(p["upload_url"]), "part URL", answer), uploaded=bool(p.get("uploaded")))
         for p in data.get("parts") or []
     )
     return Layout(file_id=str(data.get("file_id")), status=str(data.get("status") or "pending"), parts=parts)

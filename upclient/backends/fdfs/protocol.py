@@ -56,7 +56,9 @@ _REMOTE_MAX = 128
 _INT = struct.Struct(">Q")
 _EXT_CHARS = re.compile(r"^[A-Za-z0-9._-]*$")
 _B64 = re.compile(r"^[A-Za-z0-9_-]{27}")
-_REMOTE = re.compile(r"^M[0-9A-Fa-f]{2}/[0-9A-Fa-f]{2}/[0-9A-Fa-f]{2}/[^/]+$")
+#: ``M00/00/00/<name>``: a name is 27 base64 characters, then what FastDFS adds (random
+#: digits, a slave's prefix, ``.ext``), all of ``[A-Za-z0-9._-]``: no separator, escape or control character.
+_REMOTE = re.compile(r"^M[0-9A-Fa-f]{2}/[0-9A-Fa-f]{2}/[0-9A-Fa-f]{2}/[A-Za-z0-9._-]+$")
 _GROUP = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 
 _RECORD_SEP = b"\x01"
