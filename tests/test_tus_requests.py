@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import calendar
 import hashlib
+import logging
 
 import pytest
 import responses
@@ -233,3 +234,36 @@ def test_a_file_larger_than_a_part_is_created_before_its_bytes_go():
         client(part_size=4).put(b"0123456789")
         post = rsps.calls[1].request
         assert post.headers.get("Content-Length") == "0" and "Upload-Length" in post.headers
+
+
+def test_a_password_in_the_url_is_basic_auth_and_appears_nowhere_else(caplog):
+    caplog.set_level(logging.DEBUG, logger="upclient")
+    signed = UPLOAD + "?sig=QUERYSECRET"  # an upload URL may carry a token of its own
+    basic = "Basic " + base64.b64encode(b"us@er:P:W0RD").decode()
+    with responses.RequestsMock() as rsps:
+        options(rsps, "creation,checksum", **{"Tus-Checksum-Algorithm": "sha1"})  # parts of 4 bytes
+        rsps.add(responses.POST, URL, status=201, headers={"Location": "/files/abc?sig=QUERYSECRET"})
+        rsps.add(responses.PATCH, signed, status=204, headers={"Upload-Offset": "4"})
+        rsps.add(responses.PATCH, signed, status=404)  # gone after 4 bytes: UploadExpired names the upload
+        c = upclient.Client("tus+http://us%40er:P%3AW0RD@tus.test/files/", store=None, part_size=4,
+                            retry=upclient.RetryPolicy(attempts=2, backoff=0))
+        with pytest.raises(errors.UploadExpired) as info:
+            c.put(b"0123456789")
+        assert [call.request.headers.get("Authorization") for call in rsps.calls] == [basic] * 4
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.POST, URL, status=201, headers={"Location": "/files/abc"})
+        for end in (4, 8, 10):
+            rsps.add(responses.PATCH, UPLOAD, status=204, headers={"Upload-Offset": str(end)})
+        result = c.put(b"0123456789")
+        assert rsps.calls[-1].request.headers["Authorization"] == basic
+    assert result.id == result.url == UPLOAD
+    texts = [str(info.value), repr(info.value), repr(info.value.args), caplog.text, repr(c), repr(c.backend),
+             c.backend.url, c.backend.endpoint, repr(result), repr(vars(c.backend).get("options"))]
+    for text in texts:
+        assert "W0RD" not in text and "QUERYSECRET" not in text, text
+
+
+def test_a_password_in_the_url_and_auth_too_is_bad_input():
+    with pytest.raises(errors.BadInput, match="one way") as info:
+        upclient.Client("tus+http://user:S3CR3T@tus.test/files/", auth=("user", "other"), store=None)
+    assert "S3CR3T" not in str(info.value)

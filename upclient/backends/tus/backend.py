@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import mimetypes
 import threading
-import urllib.parse
 from typing import Any, ClassVar, Dict, FrozenSet, Iterable, Mapping, Optional
 
 from ...errors import BadInput, NotFound, TransportError, Unsupported, UploadExpired
@@ -23,6 +22,8 @@ from ...source import Source
 from ...transfer import UploadSession
 from ...transport import redact_url
 from ..base import Backend, Sink
+from ..urls import shown, userinfo_auth
+from .ids import stored_url_ok, upload_url
 from .protocol import Capabilities, TusRequest, UploadStatus, encode_metadata, error_for, origin, same_origin
 from .uploads import TusUpload, stored_urls
 
@@ -52,11 +53,16 @@ class TusBackend(Backend):
     streams: ClassVar[bool] = True
 
     def __init__(self, url: str, settings: Settings, **options: Any) -> None:
+        # A password in the URL goes to the transport (for the endpoint's origin
+        # only) and nowhere else: no URL of this backend carries it.
+        url, self._auth = userinfo_auth(url, settings.auth, backend=self.name)
         super().__init__(url, settings, **options)
         scheme, _, rest = url.partition("://")
         inner = scheme.split("+", 1)[1] if "+" in scheme else scheme
         if inner not in ("http", "https") or not rest:
-            raise BadInput(f"{url!r}: expected tus+http://host/path or tus+https://host/path")
+            raise BadInput(f"{shown(url)!r}: expected tus+http://host/path or tus+https://host/path")
+        if "#" in rest:
+            raise BadInput(f"{shown(url)!r}: a tus endpoint has no fragment (#...)", backend=self.name)
         self.endpoint = f"{inner}://{rest}"
         self.method_override = bool(options.get("method_override", False))
         self.concat = options.get("concat", True)
@@ -65,6 +71,10 @@ class TusBackend(Backend):
         #: Hosts of stored upload URLs whose HEAD failed on the wire, and how often in a row.
         self._unreachable: Dict[Any, int] = {}
         self._unreachable_lock = threading.Lock()
+
+    def transport_auth(self) -> Any:
+        """The client's ``auth``, or HTTP Basic from a user and password given in the URL."""
+        return self._auth
 
     # -- the wire --------------------------------------------------------------------
 
@@ -98,8 +108,16 @@ class TusBackend(Backend):
         log.debug("tus server %s: %r", redact_url(self.endpoint), caps)
         return caps
 
-    def resolve(self, location: str) -> str:
-        return urllib.parse.urljoin(self.endpoint, location)
+    def resolve(self, id: str, operation: str) -> str:
+        """The upload URL of a caller's ``id``; BadInput unless it stays where it belongs.
+
+        An id is an upload URL on the endpoint's origin (or a trusted one), or
+        a path joined to the endpoint; never ``.`` or ``..`` segments (urllib3
+        would remove them, so ``../admin`` climbs out), a fragment, a
+        backslash, a control character or a user and password.  A query is
+        kept on a whole URL only: a bare name has none.
+        """
+        return upload_url(id, self.endpoint, self.home_origins(), backend=self.name, operation=operation)
 
     def status(self, url: str) -> UploadStatus:
         """HEAD an upload; UploadExpired if the server no longer has it (404, 410, 403)."""
@@ -180,13 +198,13 @@ class TusBackend(Backend):
         header = encode_metadata(meta)  # bad keys fail here, before any request
         upload_url = options.get("upload_url")
         return TusUpload(self, source, meta=meta, header=header, part_size=self.settings.part_size, state=state,
-                         upload_url=self.resolve(upload_url) if upload_url else None,
+                         upload_url=self.resolve(upload_url, "put") if upload_url is not None else None,
                          concat=bool(options.get("concat", self.concat)))
 
     # -- other verbs -----------------------------------------------------------------
 
     def info(self, id: str) -> FileInfo:
-        status = self.status(self.resolve(id))
+        status = self.status(self.resolve(id, "info"))
         length, offset = status.length, status.offset
         return FileInfo(
             id=id,
@@ -201,23 +219,35 @@ class TusBackend(Backend):
         )
 
     def download(self, id: str, sink: Sink, *, offset: int = 0, length: Optional[int] = None) -> int:
+        url = self.resolve(id, "get")
         if length == 0:
             return 0
-        resp = self.send(TusRequest.get(self.resolve(id), offset=offset, length=length))
+        resp = self.send(TusRequest.get(url, offset=offset, length=length))
         return int(self.http.copy_body(resp, sink, offset=offset, length=length, backend=self.name))
 
     def delete(self, id: str) -> None:
+        self._terminate(self.resolve(id, "delete"))
+
+    def _terminate(self, url: str) -> None:
         if not self.capabilities().has("termination"):
             raise Unsupported("the server does not offer termination (delete)", backend=self.name,
                               operation="delete")
-        self.send(TusRequest.delete(self.resolve(id)))
+        self.send(TusRequest.delete(url))
 
     def abort(self, id: str) -> None:
+        self._abort(self.resolve(id, "abort"))
+
+    def _abort(self, url: str) -> None:
         try:
-            self.delete(id)
+            self._terminate(url)
         except NotFound:
             pass  # already gone: what abort wanted
 
     def abort_state(self, state: Dict[str, Any]) -> None:
+        # URLs the server handed out: they may be on another origin (the
+        # transport sends them no credentials), but they are URLs all the same
         for url in stored_urls(state):
-            self.abort(url)
+            if stored_url_ok(url):
+                self._abort(url)
+            else:
+                log.warning("a resume record names an upload URL upclient will not use; not aborting it")

@@ -29,7 +29,9 @@ from ...errors import Conflict, TooLarge, Unsupported, UploadExpired
 from ...result import UploadResult
 from ...settings import Settings
 from ...source import Source
+from ...transport import redact_url
 from ...transfer import Hint, Part, PartIO, Restart, Resync, UploadSession
+from .ids import stored_url_ok
 from .protocol import Capabilities, Created, PatchAnswer, TusRequest, UploadStatus, checksum_header
 
 __all__ = ["Wire", "TusUpload", "SerialUpload", "ConcatUpload", "stored_urls"]
@@ -230,17 +232,18 @@ class SerialUpload(_Plan):
             self._restart(part, exc.message)
             return
         self.offset = status.offset or 0
-        log.info("re-synchronised %s at offset %d", self.url, self.offset)
+        log.info("re-synchronised %s at offset %d", redact_url(self.url), self.offset)
 
     def _restart(self, part: Part, reason: str) -> None:
         """The server forgot the upload: a new one, if nothing before ``part`` is lost with it."""
         if self.explicit or part.offset > 0:
             raise UploadExpired(
-                f"the server no longer has upload {self.url} ({reason}) after {part.offset} bytes had been "
+                f"the server no longer has upload {redact_url(self.url or '')} ({reason}) after {part.offset} "
+                "bytes had been "
                 + ("sent; start it again without upload_url=" if self.explicit
                    else "sent; put the file again: the next upload starts afresh"),
                 backend=self.wire.name, operation="patch")
-        log.info("upload %s is gone (%s); starting a new upload", self.url, reason)
+        log.info("upload %s is gone (%s); starting a new upload", redact_url(self.url or ""), reason)
         self.url, self.offset, self.resumed, self.done_bytes = None, 0, False, 0
         self.length_sent = self.source.size is not None
 
@@ -346,7 +349,7 @@ class ConcatUpload(_Plan):
         if isinstance(cause, Resync) and cause.offset is not None or not entry.get("url"):
             return
         if isinstance(cause, Restart):
-            log.info("partial upload %s is gone (%s); creating it again", entry["url"], cause.reason)
+            log.info("partial upload %s is gone (%s); creating it again", redact_url(entry["url"]), cause.reason)
             self._store(part.index, {"url": None, "offset": None, "done": False})
             return
         try:
@@ -393,6 +396,9 @@ class TusUpload(UploadSession):
         self.meta = meta
         self.header = header
         self.part_size = part_size
+        if state and not all(stored_url_ok(url) for url in stored_urls(state)):
+            log.warning("the resume record names an upload URL upclient will not use; starting afresh")
+            state = None
         self.stored = state
         self.upload_url = upload_url
         self.concat = concat
@@ -413,8 +419,8 @@ class TusUpload(UploadSession):
             given = SerialUpload(*common, self.part_size, checksum, explicit=True)
             status = self.wire.status(self.upload_url)
             if not given.fits(status):
-                raise UploadExpired(f"upload {self.upload_url} is for {status.length} bytes, the source has "
-                                    f"{size}", backend=name, operation="resume")
+                raise UploadExpired(f"upload {redact_url(self.upload_url)} is for {status.length} bytes, "
+                                    f"the source has {size}", backend=name, operation="resume")
             given.resume(self.upload_url, status)
             return given
         resumed = self._resumed(caps, checksum, inline)
@@ -449,5 +455,5 @@ class TusUpload(UploadSession):
                 return serial
             if status is not None:
                 log.info("stored upload %s is for %s bytes, the source has %s; starting a new upload",
-                         state["url"], status.length, self.source.size)
+                         redact_url(state["url"]), status.length, self.source.size)
         return None
