@@ -134,6 +134,57 @@ def test_secrets_stay_out_of_reprs():
         assert SECRET not in text and signing.password_md5(SECRET) not in text
 
 
+def _strings_held(root, depth=8):
+    """Every str reachable from ``root`` through attributes, mappings and sequences."""
+    seen, out, todo = set(), [], [(root, 0)]
+    while todo:
+        obj, level = todo.pop()
+        if id(obj) in seen or level > depth or isinstance(obj, (type, type(os), type(len))):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, str):
+            out.append(obj)
+        elif isinstance(obj, bytes):
+            out.append(obj.decode("latin-1"))
+        elif isinstance(obj, dict):
+            todo.extend((x, level + 1) for kv in obj.items() for x in kv)
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            todo.extend((x, level + 1) for x in obj)
+        else:
+            todo.extend((x, level + 1) for x in getattr(obj, "__dict__", {}).values())
+            for name in getattr(type(obj), "__slots__", ()):
+                todo.append((getattr(obj, name, None), level + 1))
+    return out
+
+
+@pytest.mark.parametrize("how", ["password", "environment"])
+def test_only_the_password_md5_is_kept_and_the_operator_is_not_in_reprs(monkeypatch, how):
+    if how == "environment":
+        monkeypatch.setenv("UPYUN_PASSWORD", SECRET)
+        c = upclient.Client("upyun://operat0r-name@svc", endpoint="127.0.0.1:9", store=None)
+    else:
+        c = upclient.Client("upyun://operat0r-name@svc", endpoint="127.0.0.1:9", store=None, password=SECRET)
+    with c:
+        assert "password" not in c.backend.options and "password_md5" not in c.backend.options
+        held = _strings_held(c)
+        assert not [s for s in held if SECRET in s]
+        assert signing.password_md5(SECRET) in held  # what signing needs, and only that
+        for text in (repr(c), repr(c.backend), repr(c.backend.signer), str(c.backend)):
+            assert "operat0r-name" not in text and SECRET not in text
+    monkeypatch.delenv("UPYUN_PASSWORD", raising=False)
+    with upclient.Client("upyun://op@svc", endpoint="127.0.0.1:9", store=None,
+                         password_md5=signing.password_md5(SECRET)) as c:
+        assert "password_md5" not in c.backend.options
+        assert repr(c.backend.signer).count(signing.password_md5(SECRET)) == 0
+
+
+def test_auth_and_headers_go_only_to_the_upyun_endpoints():
+    c = client(purge_endpoint="http://purge.test", process_endpoint="https://process.test:8443",
+               trusted_origins=["https://cdn.test"], headers={"X-Custom": "v"})
+    assert c.backend.home_origins() == ["http://127.0.0.1:9", "http://purge.test:80", "https://process.test:8443",
+                                        "https://cdn.test:443"]
+
+
 @pytest.mark.parametrize("key", ["../etc/passwd", "a/../../b", "a/./b", "", "/", "a\x00b", "dir/"])
 def test_keys_that_could_escape_are_refused_before_any_request(tmp_path, key):
     src = tmp_path / "f.bin"

@@ -27,8 +27,9 @@ from ...settings import Settings
 from ...source import Source
 from ..base import Backend, Sink, UploadSession
 from . import protocol
-from ..urls import check_url
-from .names import check_key, meta_headers, metadata_from
+from ..urls import check_url, shown
+from ...origins import origin_of
+from .names import check_key, check_service, check_uuid, meta_headers, metadata_from
 from .protocol import Answer, ErrorAnswer, Request
 from .signing import LocalSigner, RemoteSigner, Signer, http_date, quote_path
 from .uploads import cancel_multipart, open_upload
@@ -63,15 +64,19 @@ def _endpoint_base(endpoint: str) -> str:
     local proxy), which is reached over plain HTTP.
     """
     endpoint = endpoint.strip().rstrip("/")
+    wrong = BadInput(f"endpoint {shown(endpoint)!r}: expected host[:port] or http(s)://host[:port]",
+                     backend="upyun")
     if "://" in endpoint:
         scheme, _, host = endpoint.partition("://")
-        if scheme not in ("http", "https") or not host or "/" in host:
-            raise BadInput(f"endpoint {endpoint!r}: expected host[:port] or http(s)://host[:port]", backend="upyun")
-        return f"{scheme}://{host}"
-    if not endpoint or "/" in endpoint:
-        raise BadInput(f"endpoint {endpoint!r}: expected host[:port] or http(s)://host[:port]", backend="upyun")
-    base = f"{'http' if _LOOPBACK.match(endpoint) else 'https'}://{endpoint}"
-    check_url(base)  # a bad port or host fails here, not later as a network error
+        if scheme not in ("http", "https") or not host:
+            raise wrong
+        base = f"{scheme}://{host}"
+    else:
+        host = endpoint
+        base = f"{'http' if _LOOPBACK.match(endpoint) else 'https'}://{endpoint}"
+    if not host or any(c in host for c in "/?#@\\"):  # no path, query, fragment or user: a signature goes there
+        raise wrong
+    check_url(base)  # a bad port or host, or a control character, fails here, not later on the network
     return base
 
 
@@ -119,9 +124,12 @@ class UpyunBackend(Backend):
         operator, at, service = rest.rpartition("@")
         service = service.strip("/")
         if scheme.lower() != "upyun" or not at or not operator or not service or "/" in service:
-            raise BadInput(f"{url!r}: expected upyun://operator@service", backend=self.name)
-        self.service = urllib.parse.unquote(service)
+            raise BadInput(f"{shown(url)!r}: expected upyun://operator@service", backend=self.name)
+        self.service = check_service(urllib.parse.unquote(service))
         self.operator = urllib.parse.unquote(operator)
+        # Only what signing needs is kept (the password's MD5, in the signer):
+        # the plaintext leaves the options, and the MD5 given as an option too.
+        self.options = {k: v for k, v in options.items() if k not in ("password", "password_md5")}
         password = options.get("password")
         key_md5 = options.get("password_md5")
         auth_server = options.get("auth_server")
@@ -153,8 +161,14 @@ class UpyunBackend(Backend):
         self.domain = options.get("domain") or f"{self.service}.b0.upaiyun.com"
         self._sign_lock = threading.Lock()
 
-    def __repr__(self) -> str:
-        return f"<UpyunBackend {self.operator}@{self.service} via {self.base}>"
+    def __repr__(self) -> str:  # no operator: it is half of the credentials
+        return f"<UpyunBackend {self.service} via {self.base}>"
+
+    def home_origins(self) -> Optional[List[str]]:
+        """The REST, purge and processing endpoints, and the trusted origins: the
+        client's ``auth`` and ``headers`` go nowhere else (signatures go only to the endpoints)."""
+        own = [o for o in (origin_of(b) for b in (self.base, self.purge_base, self.process_base)) if o]
+        return list(dict.fromkeys([*own, *self.settings.trusted_origins]))
 
     # -- wire ------------------------------------------------------------------------
 
@@ -251,7 +265,7 @@ class UpyunBackend(Backend):
         if not sep or not uuid:
             raise BadInput("abort takes 'key#uuid' (UploadResult.extra['uuid']) or a local file path",
                            backend=self.name, operation="abort")
-        self.abort_state({"key": key, "uuid": uuid})
+        self.abort_state({"key": check_key(key), "uuid": check_uuid(uuid, "abort")})
 
     # -- reading ---------------------------------------------------------------------
 

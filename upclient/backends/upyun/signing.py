@@ -172,7 +172,7 @@ class LocalSigner(Signer):
         return purge_authorization(service, self.operator, self.__key, purge, date)
 
     def __repr__(self) -> str:
-        return f"<LocalSigner operator={self.operator!r} password=<hidden>>"
+        return "<LocalSigner operator=<hidden> password=<hidden>>"
 
 
 class RemoteSigner(Signer):
@@ -209,7 +209,9 @@ class RemoteSigner(Signer):
         )
 
     def __repr__(self) -> str:
-        return f"<RemoteSigner operator={self.operator!r} url={self.url!r}>"
+        from ...transport import redact_url
+
+        return f"<RemoteSigner operator=<hidden> url={redact_url(self.url)!r}>"
 
 
 def _header(headers: Mapping[str, str], name: str) -> Optional[str]:

@@ -51,7 +51,7 @@ from ...settings import Settings
 from ...source import PartBody, Source
 from ...transfer import Hint, MoreParts, Part, PartIO, Restart, Resync, UploadSession
 from . import protocol
-from .names import check_key, meta_headers
+from .names import check_key, check_uuid, meta_headers
 from .protocol import MAX_PART, MIN_PART, UPLOAD_LIFETIME, Answer, ErrorAnswer, Request
 from .signing import Signer, http_date
 
@@ -138,9 +138,8 @@ def open_upload(
                        operation="put")
     size = source.size or 0
     adopt = options.get("uuid")
-    if adopt is not None and (not isinstance(adopt, str) or not adopt):
-        raise BadInput("uuid must be the X-Upyun-Multi-Uuid of an unfinished upload", backend="upyun",
-                       operation="put")
+    if adopt is not None:
+        check_uuid(adopt, "put")
     if size <= backend.settings.part_size and adopt is None:
         return SinglePut(backend, source, **common)
     return MultipartUpload(backend, source, serial=bool(options.get("serial")), state=state, adopt=adopt,
@@ -536,7 +535,8 @@ def cancel_multipart(backend: UpyunWire, state: Mapping[str, Any]) -> None:
     """Drop an unfinished multipart upload on the server (gone already is fine)."""
     if not state.get("uuid") or not state.get("key"):
         return
-    answer = backend.send(protocol.cancel_request(backend.path(str(state["key"])), str(state["uuid"])))
+    uuid = check_uuid(str(state["uuid"]), "abort")
+    answer = backend.send(protocol.cancel_request(backend.path(str(state["key"])), uuid))
     failure = protocol.read_cancel(answer)
     if failure is not None:
         raise backend.error(answer, "abort", failure)
