@@ -137,12 +137,19 @@ class Evidence:
             node = node.__cause__ or (None if node.__suppress_context__ else node.__context__)
             depth += 1
 
-    def attempt(self, where: str, call: Callable[[], Any], expect: Optional[Type[BaseException]] = None) -> Any:
-        """Run ``call``; an exception it raises is evidence, and must be ``expect`` if that is given."""
+    def attempt(self, where: str, call: Callable[[], Any], expect: Optional[Type[BaseException]] = None,
+                may_fail: bool = False) -> Any:
+        """Run ``call``: its value, or the exception it raises, is evidence.
+
+        With ``expect`` it must raise that (the exception is returned);
+        without, it must succeed, unless ``may_fail`` (then an exception is returned).
+        """
         try:
             value = call()
         except Exception as exc:
             self.exception(where, exc)
+            if expect is None and not may_fail:
+                raise AssertionError(f"{where}: failed: {type(exc).__name__}: {exc}") from exc
             if expect is not None and not isinstance(exc, expect):
                 raise AssertionError(f"{where}: expected {expect.__name__}, got {type(exc).__name__}: {exc}") from exc
             return exc
