@@ -182,3 +182,10 @@ def test_the_hint_for_a_scheme_without_its_backend_keeps_the_password_out():
 def test_a_bad_upyun_endpoint_is_bad_input_at_construction(endpoint, option):
     with pytest.raises(BadInput):
         upclient.Client("upyun://op@svc", password="pw", store=None, **{option: endpoint})
+
+
+@pytest.mark.parametrize("userinfo", ["alice:S3CRET-pw@", "alice@", ":S3CRET-pw@"])
+def test_a_fastdfs_url_with_a_user_or_password_is_bad_input_that_does_not_show_it(userinfo):
+    # FastDFS has no users: a password there would only be carried around (reprs, host names, errors)
+    err = refused(f"fdfs://{userinfo}127.0.0.1:22122,127.0.0.2:22122")
+    assert "S3CRET" not in str(err) and "user" in str(err)

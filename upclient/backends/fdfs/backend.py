@@ -34,6 +34,7 @@ from ...settings import Settings
 from ...source import Source, open_source
 from ...transfer import deadline
 from ..base import Backend, Sink, UploadSession
+from ..urls import shown
 from .connection import Exchange, Pools, Repeat, Silent
 from .protocol import (
     Cmd,
@@ -119,7 +120,10 @@ class FdfsBackend(Backend):
         super().__init__(url, settings, **options)
         scheme, _, rest = url.partition("://")
         if scheme.lower() != "fdfs" or not rest:
-            raise BadInput(f"{url!r} is not a FastDFS URL: fdfs://tracker:22122[,tracker2:22122]")
+            raise BadInput(f"{shown(url)!r} is not a FastDFS URL: fdfs://tracker:22122[,tracker2:22122]")
+        if "@" in rest.split("/", 1)[0]:
+            raise BadInput(f"{shown(url)!r}: FastDFS has no users or passwords; "
+                           "give fdfs://tracker:22122[,tracker2:22122]", backend=self.name)
         self.trackers: Sequence[Tuple[str, int]] = split_addresses(rest.split("/", 1)[0])
         network_timeout = options.get("network_timeout", settings.read_timeout)
         max_conns = options.get("max_conns", 10)
