@@ -369,3 +369,12 @@ def test_a_stream_that_cannot_be_spooled_fails_clearly_before_any_request(monkey
         with pytest.raises(errors.UpClientError, match="TMPDIR") as info:
             client().put(Stream(), key="clip.mp4")
     assert not isinstance(info.value, errors.TransportError)
+
+
+def test_a_part_layout_s_repr_hides_the_presigned_urls():
+    from upclient.backends.community import protocol
+
+    body = json.dumps(ok({"file_id": "f1", "status": "pending", "parts": parts()})).encode()
+    layout = protocol.read_init(protocol.Answer(200, {}, body, "POST", INIT))
+    assert layout.parts[0].url == "http://store.test/p1?sig=s1"  # kept whole: it is sent as signed
+    assert "sig=" not in repr(layout) and "sig=" not in repr(layout.parts[0])

@@ -178,12 +178,13 @@ class Answer:
 
 @dataclasses.dataclass(frozen=True)
 class ServerPart:
-    """One part of the server's layout: ``size`` bytes from ``start``."""
+    """One part of the server's layout: ``size`` bytes from ``start``, PUT to ``url``
+    (presigned: its query is a signature, so the repr leaves it out)."""
 
     number: int
     start: int
     size: int
-    url: str
+    url: str = dataclasses.field(repr=False)
     uploaded: bool
 
 
