@@ -480,3 +480,10 @@ def test_serial_parts_after_a_gap_the_server_names_go_again_in_order_through_the
     assert fake.parts() == [0, 1, 2, 3, 1, 2, 3] and fake.seen[-1][0] == "complete"
     assert result.sent_bytes == 7 * MiB  # no part went outside the engine, uncounted
     assert seen[-1].bytes_done == size and seen[-1].parts_done == 4
+
+
+@pytest.mark.parametrize("token", ["t\r\nX-Injected: 1", "t t", "t\x00"])
+def test_a_listing_token_that_is_not_one_header_value_is_bad_input(token):
+    with responses.RequestsMock():  # nothing registered: a request would be a NetworkError
+        with pytest.raises(errors.BadInput, match="iter"):
+            client().list_page("dir", iter=token)

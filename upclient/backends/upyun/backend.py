@@ -305,6 +305,9 @@ class UpyunBackend(Backend):
         path = quote_path(f"/{self.service}/{prefix}")
         headers = {"X-List-Limit": str(int(limit)), "X-List-Order": order}
         if iter:
+            if not isinstance(iter, str) or not re.fullmatch(r"[!-~]+", iter):
+                raise BadInput(f"iter {iter!r} is not a listing token (x-upyun-list-iter)", backend=self.name,
+                               operation="list")
             headers["X-List-Iter"] = iter
         resp = self.request("GET", path, "list", headers=headers)
         entries = [
