@@ -378,3 +378,10 @@ def test_a_part_layout_s_repr_hides_the_presigned_urls():
     layout = protocol.read_init(protocol.Answer(200, {}, body, "POST", INIT))
     assert layout.parts[0].url == "http://store.test/p1?sig=s1"  # kept whole: it is sent as signed
     assert "sig=" not in repr(layout) and "sig=" not in repr(layout.parts[0])
+
+
+def test_a_user_and_password_in_the_url_is_bad_input_that_does_not_show_it():
+    # HTTP Basic would replace the bearer token; and the password would ride in every URL
+    with pytest.raises(errors.BadInput, match="token=") as info:
+        upclient.Client("community+http://user:S3CRET-pw@api.test", token="t0k", store=None)
+    assert "S3CRET" not in str(info.value)

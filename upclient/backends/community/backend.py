@@ -16,7 +16,7 @@ from ...source import Source
 from ...transfer import UploadSession
 from ..base import Backend, Sink
 from . import protocol
-from ..urls import shown, userinfo_auth
+from ..urls import shown, without_userinfo
 from .protocol import CATEGORIES, Answer, CommunityFile, Request
 
 __all__ = ["CommunityBackend"]
@@ -45,8 +45,9 @@ class CommunityBackend(Backend):
     extra_verbs: ClassVar[FrozenSet[str]] = frozenset({"info_by_key", "iter_files", "md5"})
 
     def __init__(self, url: str, settings: Settings, **options: Any) -> None:
-        # a user and password in the URL (a proxy's, say) go to the transport, for this origin only
-        url, self._auth = userinfo_auth(url, settings.auth, backend=self.name)
+        if without_userinfo(url)[1] is not None:  # Basic auth would replace the bearer token
+            raise BadInput(f"{shown(url)!r}: the community API takes token= or api_key=, not a user and "
+                           "password in the URL", backend=self.name)
         super().__init__(url, settings, **options)
         scheme, _, rest = url.partition("://")
         inner = scheme.split("+", 1)[1] if "+" in scheme else scheme
@@ -63,10 +64,6 @@ class CommunityBackend(Backend):
             raise BadInput("the community backend needs token= (str or callable) or api_key=")
         if self.api_key is not None and not self.user_id:
             raise BadInput("api_key= needs user_id= (and optionally org_id=)")
-
-    def transport_auth(self) -> Any:
-        """The client's ``auth``, or HTTP Basic from a user and password given in the URL."""
-        return self._auth
 
     # -- wire ------------------------------------------------------------------------
 
