@@ -275,17 +275,18 @@ class CommunityRig(Rig):
             assert self.stored_sha256(result) == digest
             ev.attempt("community: info_by_key", lambda: c.info_by_key(result.key))
             ev.attempt("community: iter_files", lambda: list(itertools.islice(c.iter_files(page_size=2), 5)))
-        # a password in the API URL too (sent as Basic auth, beside the API key; a token would clash with it)
+        # a password in the API URL too: refused (BadInput), or sent as Basic auth beside the API key
         url_password = self.secrets.add("community URL password", "cmURLPW-S3CRET-2c3d4e")
         self.secrets.add("Basic credentials of the community URL", basic("gateway", url_password))
         userinfo = "community+" + self.server.url.replace("://", f"://gateway:{url_password}@", 1)
-        with upclient.Client(userinfo, api_key=self.api_key, user_id="svc-1", **kw) as c:
-            ev.objects("community: client of a URL with a password", c, c.backend)
-            result = ev.attempt("community: put through a URL with a password",
-                                lambda: c.put(path.read_bytes() + b"userinfo", key="userinfo.bin"))
-            ev.attempt("community: info through a URL with a password", lambda: c.info(result.id))
-            ev.attempt("community: info of no such file through a URL with a password",
-                       lambda: c.info("f" * 32), expect=errors.NotFound)
+        made = ev.attempt("community: a client of a URL with a password",
+                          lambda: upclient.Client(userinfo, api_key=self.api_key, user_id="svc-1", **kw),
+                          may_fail=True)
+        if isinstance(made, upclient.Client):
+            with made as c:
+                ev.objects("community: client of a URL with a password", c, c.backend)
+                ev.attempt("community: info of no such file through a URL with a password",
+                           lambda: c.info("f" * 32), expect=errors.NotFound)
         with upclient.Client("community+" + self.server.url, api_key="cmWRONGKEY-S3CRET-d0e1", user_id="svc-1",
                              **kw) as c:
             self.secrets.add("community wrong api_key", "cmWRONGKEY-S3CRET-d0e1")
