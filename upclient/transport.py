@@ -142,6 +142,24 @@ def _tls_advice(exc: BaseException) -> str:
     return str(reason)
 
 
+def _forget_query(exc: BaseException, url: str) -> None:
+    """Take ``url``'s query string (a presigned signature) out of ``exc`` and its causes.
+
+    urllib3's MaxRetryError keeps the request target in its message, its
+    args and its ``url``; the error we raise is chained to it, so a
+    traceback would print the signature.
+    """
+    query = url.partition("?")[2].partition("#")[0]
+    if not query:
+        return
+    for node in _chain(exc):
+        if any(isinstance(a, str) and query in a for a in node.args):
+            node.args = tuple(a.replace(query, "<redacted>") if isinstance(a, str) else a for a in node.args)
+        for name, value in list(vars(node).items()):
+            if isinstance(value, str) and query in value:
+                setattr(node, name, value.replace(query, "<redacted>"))
+
+
 def _scrub(text: str) -> str:
     """urllib3's messages name the request target: cut any query string (it may hold a signature)."""
     return _QUERY_IN_TEXT.sub(r"\1", text)
@@ -394,6 +412,7 @@ class HttpTransport:
         cls, exc: BaseException, signal: Any, backend: str, operation: str, method: str, url: str
     ) -> UpClientError:
         """The one place an exception of requests, urllib3 or a socket becomes ours."""
+        _forget_query(exc, url)
         if signal is not None and signal.is_set():
             return signal.error()  # we shut the socket down ourselves
         if isinstance(exc, requests.exceptions.RequestException):
