@@ -143,8 +143,12 @@ def test_an_upload_url_given_by_the_caller_is_never_replaced():
         client = upclient.Client("tus+" + URL, store=None, retry=upclient.RetryPolicy.never())
         with pytest.raises(errors.UploadExpired):
             client.put(b"0123456789", upload_url=UPLOAD)
-        with pytest.raises(errors.NetworkError):  # nothing registered for it: connection refused
+        with pytest.raises(errors.BadInput, match="trusted_origins"):  # another origin: refused before any request
             client.put(b"0123456789", upload_url="http://elsewhere.test/files/x")
+        trusting = upclient.Client("tus+" + URL, store=None, retry=upclient.RetryPolicy.never(),
+                                   trusted_origins=["http://elsewhere.test"])
+        with pytest.raises(errors.NetworkError):  # nothing registered for it: connection refused
+            trusting.put(b"0123456789", upload_url="http://elsewhere.test/files/x")
         assert not any(c.request.method == "POST" for c in rsps.calls)
 
 
