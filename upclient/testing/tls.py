@@ -14,7 +14,7 @@ the CA (``verify=certs.ca_pem``) and a server process can load its key::
         client = upclient.Client(..., verify=str(certs.ca_pem), cert=certs.client_cert_pair)
 
 Nothing here is secret: the keys exist only for a test run. ``trustme`` is
-in upclient's ``test`` extra.
+in upclient's ``testing`` extra.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class TLSCertificates:
         try:
             import trustme
         except ImportError as exc:  # pragma: no cover - the test extra installs it
-            raise RuntimeError("TLSCertificates needs trustme: pip install 'upclient[test]'") from exc
+            raise RuntimeError("TLSCertificates needs trustme: pip install 'upclient[testing]'") from exc
         self._owns_directory = directory is None
         self.directory = Path(directory if directory is not None else tempfile.mkdtemp(prefix="upclient-tls-"))
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -4,10 +4,13 @@ Two servers are supported:
 
 :class:`TusNodeServer`
     The reference Node.js implementation, ``@tus/server`` 2.4.5 with
-    ``@tus/file-store`` 2.1.1, started through ``tests/servers/tus-node-server.mjs``
-    (needs ``node`` >= 20.19 and ``npm ci --prefix tests/servers``; the
-    harness runs ``npm ci`` itself the first time if ``node_modules`` is
-    missing).
+    ``@tus/file-store`` 2.1.1, started through ``tus-node-server.mjs`` (in
+    this package). It needs ``node`` >= 20.19 and the two npm packages,
+    which pip cannot install: :mod:`.nodepackages` says where they are
+    looked for (``$UPCLIENT_TUS_NODE_MODULES``, a source checkout's
+    ``tests/servers``, ``NODE_PATH``, the user cache) and names the
+    ``npm install`` command when they are missing. In a source checkout the
+    harness runs ``npm ci --prefix tests/servers`` itself the first time.
 
 :class:`ResumableUploadServer`
     The ``resumable-upload`` 0.3.0 package from PyPI (``resumable-upload serve``),
@@ -64,7 +67,7 @@ What the servers do (as observed with these exact versions):
   is accepted; stopping takes about 0.5 s (its accept loop polls).
 """
 
-from upclient.testing.servers.node import MIN_NODE_VERSION, NODE_BIN_ENV, NODE_DIR_ENV, TusNodeServer
+from upclient.testing.servers.node import MIN_NODE_VERSION, NODE_BIN_ENV, NODE_DIR_ENV, NODE_MODULES_ENV, TusNodeServer
 from upclient.testing.servers.process import ServerStartError, free_port
 from upclient.testing.servers.rus import ResumableUploadServer
 
@@ -74,6 +77,7 @@ __all__ = [
     "ResumableUploadServer",
     "free_port",
     "NODE_DIR_ENV",
+    "NODE_MODULES_ENV",
     "NODE_BIN_ENV",
     "MIN_NODE_VERSION",
 ]

@@ -1,4 +1,8 @@
-"""The reference tus server, ``@tus/server`` with ``@tus/file-store`` on Node.js."""
+"""The reference tus server, ``@tus/server`` with ``@tus/file-store`` on Node.js.
+
+The script that runs it ships in this package; where its npm packages are
+found, or how to install them, is :mod:`.nodepackages`'s job.
+"""
 
 from __future__ import annotations
 
@@ -15,27 +19,21 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from upclient.testing.servers.nodepackages import (
+    NODE_DIR_ENV,
+    NODE_MODULES_ENV,
+    SCRIPT,
+    find_node_modules,
+)
 from upclient.testing.servers.process import PathLike, ServerStartError, _ServerProcess, log
 from upclient.testing.tls import TLSCertificates
 
-__all__ = ["TusNodeServer"]
+__all__ = ["TusNodeServer", "NODE_DIR_ENV", "NODE_MODULES_ENV", "NODE_BIN_ENV", "MIN_NODE_VERSION"]
 
-#: Environment variable naming the directory that holds tus-node-server.mjs,
-#: package.json and node_modules.
-NODE_DIR_ENV = "UPCLIENT_TUS_NODE_DIR"
 #: Environment variable naming the ``node`` executable to use.
 NODE_BIN_ENV = "UPCLIENT_NODE"
 #: Oldest Node.js that @tus/server 2.4.5 supports.
 MIN_NODE_VERSION = (20, 19, 0)
-
-
-def _default_node_dir() -> Path:
-    env = os.environ.get(NODE_DIR_ENV)
-    if env:
-        return Path(env)
-    # upclient/testing/servers/node.py -> <repo>/tests/servers
-    return Path(__file__).resolve().parents[3] / "tests" / "servers"
-
 
 
 _install_lock = threading.Lock()
@@ -62,9 +60,16 @@ class TusNodeServer(_ServerProcess):
 
     :param directory: where the file store keeps uploads (created if needed).
         ``None`` makes a temporary directory that :meth:`close` removes.
-    :param node_dir: the directory holding ``tus-node-server.mjs``,
-        ``package.json`` and ``node_modules``; default: the environment
-        variable ``UPCLIENT_TUS_NODE_DIR``, else ``<repo>/tests/servers``.
+    :param node_modules: the ``node_modules`` directory holding
+        ``@tus/server`` and ``@tus/file-store``; default: the environment
+        variable ``UPCLIENT_TUS_NODE_MODULES``, else the first of the places
+        :mod:`upclient.testing.servers.nodepackages` lists (a source
+        checkout's ``tests/servers``, ``NODE_PATH``, the user cache). When
+        they are nowhere, :meth:`start` raises :class:`ServerStartError`
+        naming the ``npm install`` command that puts them in the user cache.
+    :param node_dir: a directory with ``package.json``, ``package-lock.json``
+        and ``node_modules`` (default ``$UPCLIENT_TUS_NODE_DIR``): its
+        ``node_modules`` is used, and installed with ``npm ci`` if missing.
     :param node: the ``node`` executable (default: ``$UPCLIENT_NODE`` or
         ``node`` on ``PATH``).
     :param expiration: seconds after creation when an unfinished upload
@@ -72,8 +77,9 @@ class TusNodeServer(_ServerProcess):
     :param max_size: ``Tus-Max-Size`` in bytes (``None``: no limit).
     :param relative_location: send a relative ``Location`` instead of an
         absolute one built from the request's ``Host`` header.
-    :param auto_install: run ``npm ci`` in ``node_dir`` if ``node_modules``
-        lacks ``@tus/server``.
+    :param auto_install: run ``npm ci`` in ``node_dir`` (or in the source
+        checkout's ``tests/servers``) when its ``node_modules`` lacks the
+        packages; never anywhere else.
     :param tls: serve HTTPS (node's ``https`` module) with the server
         certificate of these :class:`~upclient.testing.tls.TLSCertificates`;
         :attr:`url` and an absolute ``Location`` are then ``https://``.
@@ -96,6 +102,7 @@ class TusNodeServer(_ServerProcess):
         self,
         directory: Optional[PathLike] = None,
         *,
+        node_modules: Optional[PathLike] = None,
         node_dir: Optional[PathLike] = None,
         node: Optional[str] = None,
         expiration: float = 3600.0,
@@ -118,7 +125,10 @@ class TusNodeServer(_ServerProcess):
             stop_timeout=stop_timeout,
             env=env,
         )
-        self.node_dir = Path(node_dir) if node_dir is not None else _default_node_dir()
+        self._node_modules_arg = node_modules
+        self._node_dir_arg = node_dir
+        #: The ``node_modules`` directory in use (known once started).
+        self.node_modules: Optional[Path] = None
         self.node = node or os.environ.get(NODE_BIN_ENV) or "node"
         self.expiration = float(expiration)
         self.max_size = max_size
@@ -130,12 +140,26 @@ class TusNodeServer(_ServerProcess):
         self.require_client_cert = require_client_cert
 
     @classmethod
-    def unavailable_reason(cls, node: Optional[str] = None) -> Optional[str]:
+    def unavailable_reason(
+        cls,
+        node: Optional[str] = None,
+        *,
+        installed: bool = False,
+        node_modules: Optional[PathLike] = None,
+        node_dir: Optional[PathLike] = None,
+    ) -> Optional[str]:
         """Why this server cannot run here (no suitable ``node``), or ``None``.
 
-        Meant for ``pytest.skip``; it does not check ``node_modules``, which
-        :meth:`start` installs when missing.
+        Meant for ``pytest.skip``. It does not check the npm packages, which
+        :meth:`start` may install in a source checkout, unless
+        ``installed=True``: then they must already be where
+        :meth:`start` would look (``node_modules``, ``node_dir`` as for the
+        constructor).
         """
+        if installed:
+            search = find_node_modules(node_modules, node_dir)
+            if search.found is None:
+                return search.missing_message()
         node = node or os.environ.get(NODE_BIN_ENV) or "node"
         if shutil.which(node) is None:
             return f"{node!r} not found"
@@ -151,15 +175,12 @@ class TusNodeServer(_ServerProcess):
         return None
 
     def _script(self) -> Path:
-        return self.node_dir / self.script_name
+        return SCRIPT
 
     def _prepare(self) -> None:
         script = self._script()
-        if not script.is_file():
-            raise ServerStartError(
-                f"{script} not found; set {NODE_DIR_ENV} to the directory holding "
-                f"{self.script_name}, package.json and package-lock.json"
-            )
+        if not script.is_file():  # pragma: no cover - a broken installation
+            raise ServerStartError(f"{script} not found: upclient was installed without its package data")
         node_path = shutil.which(self.node)
         if node_path is None:
             raise ServerStartError(f"{self.node!r} not found; @tus/server needs Node.js >= 20.19")
@@ -171,22 +192,28 @@ class TusNodeServer(_ServerProcess):
         self._ensure_installed()
 
     def _ensure_installed(self) -> None:
-        marker = self.node_dir / "node_modules" / "@tus" / "server" / "package.json"
-        if marker.is_file():
+        if self.node_modules is not None:
             return
-        if not self.auto_install:
-            raise ServerStartError(
-                f"@tus/server is not installed in {self.node_dir}; run: npm ci --prefix {self.node_dir}"
-            )
+        search = find_node_modules(self._node_modules_arg, self._node_dir_arg)
+        if search.found is None and search.installable is not None and self.auto_install:
+            self._npm_ci(search.installable)
+            search = find_node_modules(self._node_modules_arg, self._node_dir_arg)
+        if search.found is None:
+            raise ServerStartError(search.missing_message())
+        self.node_modules = search.found
+
+    @staticmethod
+    def _npm_ci(node_dir: Path) -> None:
         npm = shutil.which("npm")
         if npm is None:
-            raise ServerStartError(f"@tus/server is not installed in {self.node_dir} and npm is not available")
-        with _install_lock, _interprocess_lock(self.node_dir):
+            raise ServerStartError(f"@tus/server is not installed in {node_dir} and npm is not available")
+        marker = node_dir / "node_modules" / "@tus" / "server" / "package.json"
+        with _install_lock, _interprocess_lock(node_dir):
             if marker.is_file():
                 return
-            log.info("installing the Node test servers: npm ci --prefix %s", self.node_dir)
+            log.info("installing the Node test servers: npm ci --prefix %s", node_dir)
             result = subprocess.run(
-                [npm, "ci", "--prefix", str(self.node_dir), "--no-audit", "--no-fund"],
+                [npm, "ci", "--prefix", str(node_dir), "--no-audit", "--no-fund"],
                 capture_output=True,
                 text=True,
                 timeout=600,
@@ -194,7 +221,7 @@ class TusNodeServer(_ServerProcess):
             )
             if result.returncode != 0 or not marker.is_file():
                 raise ServerStartError(
-                    f"npm ci --prefix {self.node_dir} failed with status {result.returncode}",
+                    f"npm ci --prefix {node_dir} failed with status {result.returncode}",
                     result.stdout + result.stderr,
                     result.returncode,
                 )
@@ -203,7 +230,7 @@ class TusNodeServer(_ServerProcess):
         return True
 
     def _cwd(self) -> Optional[Path]:
-        return self.node_dir
+        return self.directory
 
     def _command(self, port: int) -> List[str]:
         cmd = [
@@ -218,6 +245,8 @@ class TusNodeServer(_ServerProcess):
             "--expiration-ms",
             str(int(round(self.expiration * 1000))),
         ]
+        if self.node_modules is not None:
+            cmd += ["--node-modules", str(self.node_modules)]
         if self.max_size:
             cmd += ["--max-size", str(int(self.max_size))]
         if self.relative_location:

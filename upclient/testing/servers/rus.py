@@ -101,7 +101,7 @@ class ResumableUploadServer(_ServerProcess):
             import importlib.util
 
             if importlib.util.find_spec("resumable_upload") is None:
-                return "resumable-upload is not installed (pip install resumable-upload==0.3.0)"
+                return "resumable-upload is not installed: pip install 'upclient[testing]' (or resumable-upload==0.3.0)"
         return None
 
     def _prepare(self) -> None:

@@ -1,17 +1,23 @@
 #!/usr/bin/env node
 // Runs the reference tus server (@tus/server + @tus/file-store) for upclient's
-// test harness (upclient.testing.TusNodeServer).
+// test harness (upclient.testing.TusNodeServer). It ships inside the upclient
+// package; the two npm packages do not, so it is told where they are.
 //
 // Usage:
 //   node tus-node-server.mjs [--dir DIR] [--port N] [--host H] [--path /files]
 //                            [--expiration-ms MS] [--max-size BYTES]
 //                            [--relative-location]
 //                            [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
+//                            [--node-modules DIR]
 //   node tus-node-server.mjs DIR [PORT]
 //
 // Every option may also come from the environment: TUS_DIR, TUS_PORT,
 // TUS_HOST, TUS_PATH, TUS_EXPIRATION_MS, TUS_MAX_SIZE, TUS_RELATIVE_LOCATION=1,
-// TUS_TLS_CERT, TUS_TLS_KEY, TUS_TLS_CLIENT_CA.
+// TUS_TLS_CERT, TUS_TLS_KEY, TUS_TLS_CLIENT_CA, TUS_NODE_MODULES.
+//
+// --node-modules names the node_modules directory that holds @tus/server and
+// @tus/file-store (ES modules ignore NODE_PATH, so the packages are loaded
+// from there by path); without it they resolve from this script's own place.
 // Defaults: port 0 (a free port), host 127.0.0.1, path /files, expiration one
 // hour (so Upload-Expires is sent; 0 disables it), no maximum size, plain HTTP.
 //
@@ -29,9 +35,8 @@ import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
 import process from 'node:process';
-
-import { FileStore } from '@tus/file-store';
-import { Server } from '@tus/server';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 
 function fail(message) {
   process.stderr.write(`tus-node-server: ${message}\n`);
@@ -49,6 +54,7 @@ function parseArgs(argv) {
     tlsCert: process.env.TUS_TLS_CERT,
     tlsKey: process.env.TUS_TLS_KEY,
     tlsClientCa: process.env.TUS_TLS_CLIENT_CA,
+    nodeModules: process.env.TUS_NODE_MODULES,
     relativeLocation: ['1', 'true', 'yes'].includes(
       (process.env.TUS_RELATIVE_LOCATION || '').toLowerCase(),
     ),
@@ -64,6 +70,7 @@ function parseArgs(argv) {
     '--tls-cert': 'tlsCert',
     '--tls-key': 'tlsKey',
     '--tls-client-ca': 'tlsClientCa',
+    '--node-modules': 'nodeModules',
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -75,7 +82,7 @@ function parseArgs(argv) {
       process.stdout.write(
         'usage: tus-node-server.mjs [--dir DIR] [--port N] [--host H] [--path /files] ' +
           '[--expiration-ms MS] [--max-size BYTES] [--relative-location] ' +
-          '[--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n',
+          '[--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]] [--node-modules DIR]\n',
       );
       process.exit(0);
     }
@@ -141,6 +148,22 @@ process.on('uncaughtException', (err) => {
 });
 
 const opts = parseArgs(process.argv.slice(2));
+
+// A package of the given node_modules directory, or resolved from here.
+async function load(name) {
+  if (!opts.nodeModules) return import(name);
+  const from = createRequire(path.join(path.resolve(opts.nodeModules), 'noop.js'));
+  let file;
+  try {
+    file = from.resolve(name);
+  } catch (err) {
+    return fail(`${name} is not in ${opts.nodeModules} (${err.message})`);
+  }
+  return import(pathToFileURL(file).href);
+}
+
+const { FileStore } = await load('@tus/file-store');
+const { Server } = await load('@tus/server');
 
 const datastore = new FileStore({
   directory: opts.dir,
