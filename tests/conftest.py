@@ -1,4 +1,10 @@
-"""Shared fixtures: real tus servers on 127.0.0.1, random files, clients."""
+"""Shared fixtures: real tus servers on 127.0.0.1, random files, clients.
+
+upclient's own pytest plugin (upclient.testing.plugin: the upclient_*
+fixtures users get) is loaded through its entry point once upclient is
+installed with it; :func:`pytest_configure` registers it here when it is not
+(an editable install that predates the entry point), never a second time.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +15,23 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Iterator, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
 import upclient
+import upclient.testing.plugin
 from upclient.testing.servers import ResumableUploadServer, TusNodeServer
 
 KiB = 1024
 MiB = 1024 * KiB
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    manager = config.pluginmanager
+    name = upclient.testing.plugin.__name__  # the entry point's name too
+    if not manager.is_registered(upclient.testing.plugin) and not manager.is_blocked(name):
+        manager.register(upclient.testing.plugin, name)
 
 
 def sha256_file(path: os.PathLike) -> str:
@@ -76,11 +90,25 @@ def store(tmp_path: Path) -> upclient.FileStore:
     return upclient.FileStore(tmp_path / "resume")
 
 
-@contextlib.contextmanager
-def emulator_process(*args: str, timeout: float = 15.0) -> Iterator[Tuple["subprocess.Popen[bytes]", str]]:
-    """``python -m upclient.testing ARGS`` as a child: yields (process, first stdout line).
+#: The last line ``python -m upclient.testing`` prints before serving.
+SERVING = "serving until Ctrl-C"
 
-    The process is killed if its first line takes longer than ``timeout``,
+
+def parse_announcement(lines: List[str]) -> Dict[str, str]:
+    """What ``python -m upclient.testing`` printed: ``url`` (the first line) and each ``label: value`` line."""
+    fields = {"url": lines[0]}
+    for line in lines[1:]:
+        label, sep, value = line.partition(": ")
+        if sep:
+            fields[label] = value
+    return fields
+
+
+@contextlib.contextmanager
+def emulator_process(*args: str, timeout: float = 15.0) -> Iterator[Tuple["subprocess.Popen[bytes]", Dict[str, str]]]:
+    """``python -m upclient.testing ARGS`` as a child: yields (process, :func:`parse_announcement` of its output).
+
+    The process is killed if its announcement takes longer than ``timeout``,
     and at the end if it still runs, whatever happened.
     """
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
@@ -90,11 +118,17 @@ def emulator_process(*args: str, timeout: float = 15.0) -> Iterator[Tuple["subpr
             assert proc.stdout is not None
             watchdog = threading.Timer(timeout, proc.kill)
             watchdog.start()
+            lines: List[str] = []
             try:
-                first = proc.stdout.readline().decode().strip()
+                while not lines or lines[-1] != SERVING:
+                    line = proc.stdout.readline().decode()
+                    if not line:
+                        break
+                    lines.append(line.strip())
             finally:
                 watchdog.cancel()
-            yield proc, first
+            assert lines and lines[-1] == SERVING, f"{command}: printed {lines}, status {proc.poll()}"
+            yield proc, parse_announcement(lines)
         finally:
             if proc.poll() is None:
                 proc.kill()

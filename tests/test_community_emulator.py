@@ -866,8 +866,9 @@ def test_command_line_server(tmp_path: Path) -> None:
         env=env,
     )
     try:
-        url = first_line(proc)
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
+        printed = first_line(proc)
+        assert re.fullmatch(r"community\+http://127\.0\.0\.1:\d+", printed)
+        url = printed.removeprefix("community+")
         with requests.Session() as http:
             listed = http.get(url + API, headers={"Authorization": "Bearer cli-token"}, timeout=TIMEOUT)
             assert listed.status_code == 200 and listed.json()["code"] == 0
@@ -900,7 +901,7 @@ def test_command_line_sigint_and_usage(tmp_path: Path) -> None:
         env=env,
     )
     try:
-        assert first_line(proc).startswith("http://127.0.0.1:")
+        assert first_line(proc).startswith("community+http://127.0.0.1:")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     finally:
@@ -909,9 +910,9 @@ def test_command_line_sigint_and_usage(tmp_path: Path) -> None:
             proc.wait(timeout=10)
         proc.stdout.close()  # type: ignore[union-attr]
     usage = subprocess.run(
-        [sys.executable, "-m", "upclient.testing", "community", "--dir", str(tmp_path / "u")],
+        [sys.executable, "-m", "upclient.testing", "community", "--part-size", "0"],
         capture_output=True,
         env=env,
         timeout=30,
     )
-    assert usage.returncode != 0 and b"--token" in usage.stderr
+    assert usage.returncode == 2 and b"--part-size" in usage.stderr

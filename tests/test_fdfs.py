@@ -650,7 +650,7 @@ def hung(tmp_path, make_file):
     from .conftest import emulator_process
 
     path, digest = make_file(64 * PART, name="hung.bin")
-    with emulator_process("fdfs", "--port", "0", "--dir", str(tmp_path / "srv")) as (proc, address):
+    with emulator_process("fdfs", "--port", "0", "--dir", str(tmp_path / "srv")) as (proc, printed):
         stopped: list = []
 
         def hook(offset: int) -> None:
@@ -659,7 +659,7 @@ def hung(tmp_path, make_file):
                 stopped.append(time.monotonic())
 
         class Hung:
-            url = f"fdfs://{address}"
+            url = printed["url"]
             file, sha256 = path, digest
 
             @staticmethod

@@ -892,8 +892,9 @@ def test_temporary_root_is_removed(tmp_path: Path) -> None:
 def test_command_line(tmp_path: Path) -> None:
     directory = tmp_path / "cli"
     args = ["fdfs", "--port", "0", "--dir", str(directory), "--ip-size", "45", "--group", "media"]
-    with emulator_process(*args) as (proc, tracker):
-        assert re.fullmatch(r"127\.0\.0\.1:\d+", tracker), tracker
+    with emulator_process(*args) as (proc, printed):
+        assert re.fullmatch(r"fdfs://127\.0\.0\.1:\d+", printed["url"]), printed
+        tracker = printed["url"].removeprefix("fdfs://")
         status, body = call(tracker, STORE_ANY)
         assert status == 0 and len(body) == 70
         group, ip, port, _ = parse_query_store(body, 45)

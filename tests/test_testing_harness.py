@@ -6,18 +6,29 @@ upclient's own client.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.server
+import json
 import os
+import re
+import shlex
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterator, Optional, Tuple, Type, Union
 from urllib.parse import urljoin
 
 import pytest
 import requests
 
+import upclient
+import upclient.testing.servers
 from upclient.testing import (
     FaultProxy,
     ResumableUploadServer,
@@ -26,6 +37,8 @@ from upclient.testing import (
     TusNodeServer,
     free_port,
 )
+
+from .conftest import KiB, emulator_process
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTETS = "application/offset+octet-stream"
@@ -522,3 +535,190 @@ def test_shaping_proxy_carries_a_tus_upload_intact(upstream: AnyServer) -> None:
         assert _patch(session, upload_url, 0, data).status_code == 204
         session.close()
     assert upstream.stored_sha256(upload_url) == hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------- python -m upclient.testing
+
+#: Where each command's server keeps the files it stored, under its --dir.
+STORED_UNDER = {"tus": ".", "community": "objects", "upyun": "files", "fdfs": "."}
+
+
+def _stored_digests(directory: Path) -> set:
+    return {hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.rglob("*") if p.is_file()}
+
+
+def _run_cli_line(line: str, path: Path, env: Optional[dict] = None) -> dict:
+    """Run the ``cli:`` line the command printed, with FILE replaced by ``path``: its JSON answer."""
+    words = shlex.split(line.replace("FILE", shlex.quote(str(path))))
+    assignments = dict(w.split("=", 1) for w in words if re.fullmatch(r"[A-Z_]+=.*", w))
+    words = [w for w in words if not re.fullmatch(r"[A-Z_]+=.*", w)]
+    assert words[:2] == ["upclient", "put"], line
+    run = subprocess.run(
+        [sys.executable, "-m", "upclient", *words[1:], "--json", "--no-resume", "--no-progress"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {}), **assignments},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+def _client_of_python_line(line: str) -> upclient.Client:
+    """The client the ``python:`` line makes (with store=None, so no resume point is left behind)."""
+    assert line.startswith("upclient.Client(") and line.endswith(")"), line
+    return eval(line, {"upclient": SimpleNamespace(Client=functools.partial(upclient.Client, store=None))})
+
+
+@pytest.mark.parametrize("backend", ["tus", "community", "upyun", "fdfs"])
+def test_the_command_prints_the_url_and_what_a_client_needs(backend, tmp_path, make_file) -> None:
+    """First line: the URL for Client / --to; then the flags, a Python line and a CLI line that work as printed."""
+    directory = tmp_path / "served"
+    with emulator_process(backend, "--port", "0", "--dir", str(directory)) as (proc, printed):
+        url = printed["url"]
+        assert url.startswith({"tus": "tus+http://127.0.0.1:", "community": "community+http://127.0.0.1:",
+                               "upyun": "upyun://op@svc", "fdfs": "fdfs://127.0.0.1:"}[backend]), printed
+        assert printed["cli"].startswith(f"upclient put FILE --to {url}")
+        assert printed["cli"].endswith(printed.get("flags", "").strip())
+        assert printed["files"] == str(directory.resolve() if backend == "tus" else directory)
+        stored = directory / STORED_UNDER[backend]
+
+        path, digest = make_file(200 * KiB + 3)
+        with _client_of_python_line(printed["python"]) as client:
+            result = client.put(path)
+        assert result.backend == backend and digest in _stored_digests(stored)
+
+        path, digest = make_file(100 * KiB + 1)
+        answer = _run_cli_line(printed["cli"], path)
+        assert answer["ok"] and answer["size"] == 100 * KiB + 1
+        assert digest in _stored_digests(stored)
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_the_command_over_https_prints_the_ca_to_trust(tmp_path, make_file) -> None:
+    with emulator_process("community", "--port", "0", "--tls", "--dir", str(tmp_path / "c")) as (proc, printed):
+        assert printed["url"].startswith("community+https://127.0.0.1:")
+        ca = printed["ca"]
+        assert f"verify={ca!r}" in printed["python"]
+        assert printed["cli"].startswith(f"REQUESTS_CA_BUNDLE={ca} upclient put FILE")
+        path, digest = make_file(50 * KiB)
+        with _client_of_python_line(printed["python"]) as client:
+            client.put(path)
+        assert digest in _stored_digests(tmp_path / "c" / "objects")
+        path, digest = make_file(60 * KiB)
+        _run_cli_line(printed["cli"], path, env={"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""})
+        assert digest in _stored_digests(tmp_path / "c" / "objects")
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+    assert not Path(ca).exists()  # the throwaway CA went with the server
+
+
+def test_tus_without_the_npm_packages_is_the_python_server(tmp_path, make_file) -> None:
+    empty = tmp_path / "no-node-modules"
+    empty.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), UPCLIENT_TUS_NODE_MODULES=str(empty))
+    command = [sys.executable, "-m", "upclient.testing", "tus", "--port", "0", "--dir", str(tmp_path / "t")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            url = proc.stdout.readline().strip()
+            assert url.startswith("tus+http://127.0.0.1:") and url.endswith("/files/")
+            note = proc.stderr.readline()
+            assert "resumable-upload" in note and str(empty) in note and "npm install --prefix" in note
+            path, digest = make_file(70 * KiB)
+            with upclient.Client(url, store=None) as client:
+                result = client.put(path)
+            assert (tmp_path / "t" / result.id.rsplit("/", 1)[1]).read_bytes() == path.read_bytes()
+            assert "concatenation" in requests.options(url.removeprefix("tus+"), timeout=10).headers["Tus-Extension"]
+        finally:
+            proc.kill()
+            proc.wait()
+    https = subprocess.run([*command, "--tls", "--server", "python"], capture_output=True, text=True, env=env,
+                           timeout=60)
+    assert https.returncode != 0 and "no TLS" in https.stderr
+
+
+def test_tus_listens_on_1080_when_it_is_free() -> None:
+    from upclient.testing.__main__ import TUS_PORT
+    from upclient.testing.running import port_or_free
+
+    assert TUS_PORT == 1080
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert port_or_free(port) == 0  # busy: a free port instead
+    assert port_or_free(port) == port
+
+
+# ----------------------------------------------- @tus/server's npm packages
+
+
+def test_the_npm_packages_named_are_the_ones_the_checkout_pins() -> None:
+    from upclient.testing.servers.nodepackages import TUS_NODE_PACKAGES, install_command
+
+    pinned = json.loads((Path(__file__).parent / "servers" / "package.json").read_text())["dependencies"]
+    assert pinned == TUS_NODE_PACKAGES
+    assert install_command(Path("/x")).endswith("@tus/server@2.4.5 @tus/file-store@2.1.1")
+
+
+def test_the_npm_packages_are_looked_for_in_order(tmp_path, monkeypatch) -> None:
+    from upclient.testing.servers import nodepackages
+
+    checkout_modules = Path(__file__).parent / "servers" / "node_modules"
+    if not nodepackages.holds_packages(checkout_modules):
+        pytest.skip("npm ci --prefix tests/servers has not run")
+    for name in ("UPCLIENT_TUS_NODE_MODULES", "UPCLIENT_TUS_NODE_DIR", "NODE_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert nodepackages.find_node_modules().found == checkout_modules.resolve()
+
+    monkeypatch.setattr(nodepackages, "checkout_node_dir", lambda: None)  # as from a wheel
+    search = nodepackages.find_node_modules()
+    assert search.found is None and search.installable is None
+    message = search.missing_message()
+    assert nodepackages.install_command() in message and "UPCLIENT_TUS_NODE_MODULES" in message
+    assert str(tmp_path / "cache" / "upclient" / "tus-node") in nodepackages.install_command()
+
+    monkeypatch.setenv("NODE_PATH", f"{tmp_path / 'nothing'}{os.pathsep}{checkout_modules}")
+    assert nodepackages.find_node_modules().found == checkout_modules
+    monkeypatch.delenv("NODE_PATH")
+
+    cached = tmp_path / "cache" / "upclient" / "tus-node" / "node_modules"
+    cached.parent.mkdir(parents=True)
+    cached.symlink_to(checkout_modules.resolve())
+    assert nodepackages.find_node_modules().found == cached
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("UPCLIENT_TUS_NODE_MODULES", str(empty))  # when given, the only place looked at
+    assert nodepackages.find_node_modules().found is None
+    assert nodepackages.find_node_modules(node_modules=cached).found == cached
+
+
+def test_tus_node_server_without_its_packages_says_how_to_get_them(tmp_path) -> None:
+    _require_node()
+    server = TusNodeServer(tmp_path / "up", node_modules=tmp_path)
+    with pytest.raises(ServerStartError) as info:
+        server.start()
+    message = str(info.value)
+    assert "npm install --prefix" in message and "@tus/server@2.4.5" in message and str(tmp_path) in message
+    assert not server.running
+    server.close()
+    reason = TusNodeServer.unavailable_reason(installed=True, node_modules=tmp_path)
+    assert reason is not None and "npm install" in reason
+
+
+def test_tus_node_server_runs_its_packaged_script_with_the_packages_given(tmp_path) -> None:
+    _require_node()
+    from upclient.testing.servers.nodepackages import SCRIPT
+
+    modules = Path(__file__).parent / "servers" / "node_modules"
+    assert SCRIPT.is_file() and SCRIPT.parent == Path(upclient.testing.servers.__file__).parent
+    data = os.urandom(3000)
+    with TusNodeServer(tmp_path / "up", node_modules=modules) as server:
+        assert server.node_modules == modules
+        session = requests.Session()
+        upload_url = _create(session, server.url, len(data))
+        assert _patch(session, upload_url, 0, data).status_code == 204
+        session.close()
+        assert server.stored_sha256(upload_url) == hashlib.sha256(data).hexdigest()

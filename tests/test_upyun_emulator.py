@@ -1090,8 +1090,10 @@ def test_command_line_server(tmp_path: Path) -> None:
     storage = tmp_path / "cli"
     args = ["upyun", "--host", "127.0.0.1", "--port", "0", "--dir", str(storage), "--service", "clisvc",
             "--operator", "cliop", "--password", "clipw"]
-    with emulator_process(*args) as (proc, endpoint):
-        assert re.fullmatch(r"127\.0\.0\.1:\d+", endpoint), endpoint
+    with emulator_process(*args) as (proc, printed):
+        assert printed["url"] == "upyun://cliop@clisvc"
+        assert re.fullmatch(r"--endpoint 127\.0\.0\.1:\d+ --password clipw", printed["flags"]), printed
+        endpoint = printed["flags"].split()[1]
         date = signing.http_date()
         auth = signing.authorization("cliop", signing.password_md5("clipw"), "PUT", "/clisvc/hello.txt", date)
         headers = {"Date": date, "Authorization": auth}

@@ -28,17 +28,43 @@
   ``UpyunServer`` and ``TusNodeServer`` take ``tls=`` and terminate TLS
   themselves (mutual TLS too).
 
+* :mod:`upclient.testing.plugin`: the pytest plugin (``upclient_tus_server``,
+  ``upclient_community_server``, ... fixtures), loaded by pytest once
+  ``upclient[testing]`` is installed; :mod:`upclient.testing.running`: a
+  server with the URL and settings a client needs.
+
 Nothing here prints; diagnostics go to the ``upclient.testing`` loggers.
+Names are imported when first used, so pytest loading the plugin does not
+import every emulator.
 """
 
-from upclient.testing.community import CommunityServer
-from upclient.testing.faultproxy import FaultProxy
-from upclient.testing.fdfs import FdfsServer
-from upclient.testing.servers import ResumableUploadServer, ServerStartError, TusNodeServer, free_port
-from upclient.testing.shaping import ShapingProxy
-from upclient.testing.silent import SilentServer
-from upclient.testing.tls import TLSCertificates
-from upclient.testing.upyun import UpyunServer
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from upclient.testing.community import CommunityServer
+    from upclient.testing.faultproxy import FaultProxy
+    from upclient.testing.fdfs import FdfsServer
+    from upclient.testing.servers import ResumableUploadServer, ServerStartError, TusNodeServer, free_port
+    from upclient.testing.shaping import ShapingProxy
+    from upclient.testing.silent import SilentServer
+    from upclient.testing.tls import TLSCertificates
+    from upclient.testing.upyun import UpyunServer
+
+#: Where each public name lives.
+_HOMES = {
+    "CommunityServer": "upclient.testing.community",
+    "FaultProxy": "upclient.testing.faultproxy",
+    "FdfsServer": "upclient.testing.fdfs",
+    "ResumableUploadServer": "upclient.testing.servers",
+    "ServerStartError": "upclient.testing.servers",
+    "TusNodeServer": "upclient.testing.servers",
+    "free_port": "upclient.testing.servers",
+    "ShapingProxy": "upclient.testing.shaping",
+    "SilentServer": "upclient.testing.silent",
+    "TLSCertificates": "upclient.testing.tls",
+    "UpyunServer": "upclient.testing.upyun",
+}
 
 __all__ = [
     "TusNodeServer",
@@ -53,3 +79,16 @@ __all__ = [
     "SilentServer",
     "TLSCertificates",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> Any:
+    return sorted(set(globals()) | set(__all__))
