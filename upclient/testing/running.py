@@ -189,9 +189,14 @@ class RunningServer:
     def stored_sha256(self, upload_id: str) -> str:
         """Hex SHA-256 of the bytes the server stored for an ``UploadResult.id``.
 
-        Raises :class:`FileNotFoundError` when it stored nothing under it.
+        Raises :class:`FileNotFoundError` when it stored nothing under it
+        (whatever the server's own lookup raises: a community emulator a
+        ``KeyError``, FastDFS's a ``ValueError`` for an id of no group).
         """
-        return str(self.server.stored_sha256(upload_id))
+        try:
+            return str(self.server.stored_sha256(upload_id))
+        except (KeyError, ValueError) as exc:
+            raise FileNotFoundError(f"the {self.backend} server stored nothing as {upload_id!r}: {exc}") from exc
 
 
 def _proxy_port(proxy: Any) -> int:
@@ -293,10 +298,6 @@ class RunningUpyun(RunningServer):
 
     def _through(self, proxy: Any) -> Tuple[str, Dict[str, Any]]:
         return self.url, {**self.settings, "endpoint": f"127.0.0.1:{_proxy_port(proxy)}"}
-
-    def stored_sha256(self, upload_id: str) -> str:
-        """Hex SHA-256 of the file stored under the key ``upload_id`` (what a put's ``id`` is)."""
-        return str(self.server.stored_sha256(upload_id))
 
 
 class RunningFdfs(RunningServer):
