@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from upclient.store import FileStore, MemoryStore, default_store_dir, resume_key
+from upclient.store import BaseStore, FileStore, MemoryStore, default_store_dir, resume_key
 
 
 @pytest.fixture(params=["memory", "file"])
@@ -44,9 +44,9 @@ def test_secrets_are_refused(any_store):
 def test_prune_forgets_old_records(any_store):
     any_store.save("old", {"x": 1})
     any_store.save("new", {"x": 2})
-    raw = any_store._read("old")
+    raw = any_store.get("old")
     raw["updated"] = time.time() - 100
-    any_store._write("old", raw)
+    any_store.set("old", raw)
     assert any_store.prune(older_than=50) == 1
     assert list(any_store.keys()) == ["new"]
 
@@ -129,3 +129,89 @@ def test_two_processes_writing_at_once_never_leave_a_torn_record(tmp_path):
             reads += 1
     assert all(p.wait(30) == 0 for p in procs)
     assert store.load("k")["i"] == 299
+
+
+# -- the public interface a store implements ------------------------------------------
+
+
+def test_a_record_written_before_the_public_interface_still_loads(tmp_path):
+    """The on-disk format is unchanged: a resume point left by an older upclient resumes."""
+    record = {"backend": "tus", "id": "http://127.0.0.1:1080/files/abc", "identity": {"path": "/a", "size": 3},
+              "expires": None, "state": {"mode": "serial", "url": "http://127.0.0.1:1080/files/abc"},
+              "updated": time.time()}
+    (tmp_path / "k1.json").write_text(json.dumps(record, separators=(",", ":")))
+    store = FileStore(tmp_path)
+    assert store.load("k1") == record
+    store.save("k2", {"a": 1})
+    assert json.loads((tmp_path / "k2.json").read_text())["a"] == 1  # still one plain JSON object a file
+
+
+def test_get_hands_out_a_copy(any_store):
+    any_store.set("k", {"state": {"n": 1}})
+    any_store.get("k")["state"]["n"] = 2
+    assert any_store.get("k") == {"state": {"n": 1}}
+
+
+def test_memory_store_forgets_a_record_after_its_ttl():
+    store = MemoryStore()
+    store.set("gone", {"a": 1}, ttl=0)
+    store.set("kept", {"a": 2}, ttl=3600)
+    assert store.get("gone") is None and store.get("kept") == {"a": 2}
+    assert list(store.keys()) == ["kept"]
+
+
+def test_save_gives_the_store_a_ttl_up_to_the_servers_expiry():
+    seen = {}
+
+    class Recording(MemoryStore):
+        def set(self, key, record, ttl=None):
+            seen[key] = ttl
+            super().set(key, record, ttl)
+
+    store = Recording()
+    store.save("no-expiry", {"a": 1})
+    store.save("expiring", {"expires": time.time() + 600})
+    store.save("explicit", {"expires": time.time() + 600}, ttl=5)
+    assert seen["no-expiry"] is None
+    assert 0 < seen["expiring"] <= 600
+    assert seen["explicit"] == 5
+
+
+def test_a_store_must_implement_the_primitives():
+    class Half(BaseStore):
+        def get(self, key):
+            return None
+
+    with pytest.raises(TypeError, match="abstract"):
+        Half()
+
+
+def test_a_minimal_store_gets_a_thread_lock_and_everything_built_on_the_primitives():
+    class DictStore(BaseStore):
+        def __init__(self):  # no super().__init__(): the base class needs none
+            self.records = {}
+
+        def get(self, key):
+            record = self.records.get(key)
+            return None if record is None else dict(record)
+
+        def set(self, key, record, ttl=None):
+            self.records[key] = dict(record)
+
+        def delete(self, key):
+            self.records.pop(key, None)
+
+        def keys(self):
+            return iter(list(self.records))
+
+    store = DictStore()
+    store.save("k", {"a": 1, "expires": time.time() + 60})
+    assert store.load("k")["a"] == 1 and "updated" in store.load("k")
+    with pytest.raises(ValueError, match="secret"):
+        store.save("k", {"token": "x"})
+    with store.lock("k") as first, store.lock("k") as second:
+        assert (first, second) == (True, False)
+    with store.lock("k") as again:
+        assert again
+    store.save("old", {"expires": time.time() - 1})
+    assert store.load("old") is None and "old" not in store.records
