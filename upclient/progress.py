@@ -20,7 +20,12 @@ __all__ = ["Progress", "ProgressTracker"]
 
 @dataclasses.dataclass(frozen=True)
 class Progress:
-    """A snapshot: bytes done of total (None if unknown), rate in bytes/s, ETA in s."""
+    """A snapshot: bytes done of total (None if unknown), rate in bytes/s, ETA in s.
+
+    ``bytes_done`` includes what the server held before this run (a resume);
+    ``rate`` counts only bytes sent in this run, over the last few seconds,
+    and is 0.0 until it can be measured (see :class:`ProgressTracker`).
+    """
 
     name: str
     bytes_done: int
@@ -39,9 +44,21 @@ class Progress:
 
 
 class ProgressTracker:
-    """Thread-safe counters behind :class:`Progress`."""
+    """Thread-safe counters behind :class:`Progress`.
+
+    The rate is measured on the bytes read for sending in this run only:
+    never the bytes a resume found on the server, nor the ones of a part the
+    server confirmed before a try (``base``), which count as done but were
+    not sent at this speed.  It is measured between snapshots, not from the
+    start: the first bytes of a transfer fill the kernel's socket buffers far
+    faster than the link drains them, and a rate taken from the start showed
+    several times the link's speed.  Until two snapshots lie ``MIN_SPAN``
+    apart the rate is 0.0 (unknown), unless nothing is in flight: then every
+    byte sent is on the server, and the average since the start holds.
+    """
 
     WINDOW = 3.0  # seconds of history for the rate
+    MIN_SPAN = 0.1  # seconds between two snapshots for a rate
 
     def __init__(
         self,
@@ -51,17 +68,18 @@ class ProgressTracker:
         parts_total: Optional[int] = None,
         done_bytes: int = 0,
         done_parts: int = 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.total = total
         self.parts_total = parts_total
         self._done = done_bytes
-        self._start_bytes = done_bytes  # a resume's bytes were not sent at this rate
         self._parts_done = done_parts
         self._live: Dict[int, int] = {}
         self._sent = 0
         self._lock = threading.Lock()
-        self._start = time.monotonic()
+        self._clock = clock
+        self._start = clock()
         self._samples: Deque[Tuple[float, int]] = collections.deque()
         #: Called after each block is counted; set when the part runs in the
         #: caller's thread, so progress can be reported from there.
@@ -113,18 +131,23 @@ class ProgressTracker:
             return self._sent
 
     def snapshot(self) -> Progress:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             done = self._done + sum(self._live.values())
             parts_done = self._parts_done
+            sent = self._sent
+            settled = not self._live
         samples = self._samples
-        samples.append((now, done))
+        samples.append((now, sent))
         while len(samples) > 2 and now - samples[0][0] > self.WINDOW:
             samples.popleft()
-        t0, b0 = samples[0]
-        if now - t0 < 0.05:  # too little history: the average since the start
-            t0, b0 = self._start, self._start_bytes
-        rate = (done - b0) / (now - t0) if now > t0 else 0.0
+        t0, sent0 = samples[0]
+        if now - t0 >= self.MIN_SPAN:
+            rate = (sent - sent0) / (now - t0)
+        elif settled and now > self._start:
+            rate = sent / (now - self._start)
+        else:
+            rate = 0.0  # too little history to tell
         eta = None
         if self.total is not None and rate > 0:
             eta = max(0.0, (self.total - done) / rate)

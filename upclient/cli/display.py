@@ -124,8 +124,8 @@ class ProgressDisplay:
         self._done[key] = n
         if self._bar is None:
             return
-        # The library's rate (a 3 s window) rather than tqdm's: a resumed
-        # upload starts with a jump that is not this run's speed.
+        # The library's rate (bytes sent in this run, between snapshots) rather
+        # than tqdm's: a resumed upload starts with a jump that is not this run's speed.
         self._bar.set_postfix_str(self._stats(), refresh=False)
         if n != before:
             self._bar.update(n - before)  # may go back: a failed try takes its bytes back
@@ -135,7 +135,7 @@ class ProgressDisplay:
         done = sum(self._done.values())
         rate = sum(self._rates.values())
         parts = [format_bytes(done) + (f"/{format_bytes(self.total)}" if self.total is not None else "")]
-        if self._rates:  # nothing in flight: no rate to speak of
+        if rate > 0:  # nothing in flight, or too soon to measure: no rate to speak of
             parts.append(f"{format_bytes(rate)}/s")
             if self.total is not None and rate > 0:
                 parts.append(f"eta {format_seconds(max(0, self.total - done) / rate)}")
