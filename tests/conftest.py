@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -104,12 +105,25 @@ def parse_announcement(lines: List[str]) -> Dict[str, str]:
     return fields
 
 
+def stop_process(proc: "subprocess.Popen[Any]", timeout: float = 20.0) -> None:
+    """Stop a ``python -m upclient.testing`` child as Ctrl-C does, so it stops its own server
+    process too (a tus server runs in its own session: SIGKILL to the parent would orphan it);
+    SIGKILL only if it does not exit within ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @contextlib.contextmanager
 def emulator_process(*args: str, timeout: float = 15.0) -> Iterator[Tuple["subprocess.Popen[bytes]", Dict[str, str]]]:
     """``python -m upclient.testing ARGS`` as a child: yields (process, :func:`parse_announcement` of its output).
 
     The process is killed if its announcement takes longer than ``timeout``,
-    and at the end if it still runs, whatever happened.
+    and stopped (:func:`stop_process`) at the end if it still runs, whatever happened.
     """
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     command = [sys.executable, "-m", "upclient.testing", *args]
@@ -130,6 +144,4 @@ def emulator_process(*args: str, timeout: float = 15.0) -> Iterator[Tuple["subpr
             assert lines and lines[-1] == SERVING, f"{command}: printed {lines}, status {proc.poll()}"
             yield proc, parse_announcement(lines)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator, Optional, Tuple, Type, Union
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
@@ -38,7 +38,7 @@ from upclient.testing import (
     free_port,
 )
 
-from .conftest import KiB, emulator_process
+from .conftest import KiB, emulator_process, stop_process
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTETS = "application/offset+octet-stream"
@@ -543,6 +543,16 @@ def test_shaping_proxy_carries_a_tus_upload_intact(upstream: AnyServer) -> None:
 STORED_UNDER = {"tus": ".", "community": "objects", "upyun": "files", "fdfs": "."}
 
 
+def _refused(url: str) -> bool:
+    """Whether nothing listens any more on the host and port of ``url``."""
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 def _stored_digests(directory: Path) -> set:
     return {hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.rglob("*") if p.is_file()}
 
@@ -592,6 +602,8 @@ def test_the_command_prints_the_url_and_what_a_client_needs(backend, tmp_path, m
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
+        listener = "//" + printed["flags"].split()[1] if backend == "upyun" else url  # upyun: its --endpoint
+        assert _refused(listener)  # the server went with the command (tus: its own process too)
 
 
 def test_the_command_over_https_prints_the_ca_to_trust(tmp_path, make_file) -> None:
@@ -630,8 +642,8 @@ def test_tus_without_the_npm_packages_is_the_python_server(tmp_path, make_file) 
             assert (tmp_path / "t" / result.id.rsplit("/", 1)[1]).read_bytes() == path.read_bytes()
             assert "concatenation" in requests.options(url.removeprefix("tus+"), timeout=10).headers["Tus-Extension"]
         finally:
-            proc.kill()
-            proc.wait()
+            stop_process(proc)
+    assert proc.returncode == 0 and _refused(url)  # its server process went with it
     https = subprocess.run([*command, "--tls", "--server", "python"], capture_output=True, text=True, env=env,
                            timeout=60)
     assert https.returncode != 0 and "no TLS" in https.stderr

@@ -25,7 +25,7 @@ import pytest
 
 import upclient
 
-from .conftest import KiB, SERVING, parse_announcement
+from .conftest import KiB, SERVING, parse_announcement, stop_process
 from .test_plugin import USER_TESTS
 
 # Building the wheel and filling a virtualenv take tens of seconds, within the first test's time.
@@ -129,9 +129,7 @@ def _serve_tus(installed: Installed, directory: Path, env: Dict[str, str]) -> It
             proc.send_signal(signal.SIGINT)
             assert proc.wait(timeout=30) == 0
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)  # Ctrl-C, so its server process goes too
 
 
 def _put_and_check(url: str, directory: Path, size: int) -> None:
