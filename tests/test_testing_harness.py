@@ -600,7 +600,7 @@ def test_the_command_prints_the_url_and_what_a_client_needs(backend, tmp_path, m
         assert answer["ok"] and answer["size"] == 100 * KiB + 1
         assert digest in _stored_digests(stored)
 
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGHUP if backend == "tus" else signal.SIGINT)  # a closed terminal, or Ctrl-C
         assert proc.wait(timeout=20) == 0
         listener = "//" + printed["flags"].split()[1] if backend == "upyun" else url  # upyun: its --endpoint
         assert _refused(listener)  # the server went with the command (tus: its own process too)

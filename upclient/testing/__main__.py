@@ -26,7 +26,7 @@ that is free (the README's Quick start), else on a free port. ``--tls``
 throwaway CA, whose file the output names (``verify=`` in Python,
 ``REQUESTS_CA_BUNDLE`` for the CLI).
 
-Each server then runs until SIGTERM or SIGINT and exits with status 0.
+Each server then runs until SIGTERM, SIGINT (Ctrl-C) or SIGHUP and exits with status 0.
 Diagnostics go to stderr (``--log-level``).
 """
 
@@ -194,14 +194,16 @@ def _certificates(wanted: bool) -> Iterator[Optional[TLSCertificates]]:
 
 
 def _serve_until_signalled(running: RunningServer, files: Any, describe: str = "") -> int:
-    """Start the server, print :func:`announcement`, serve until SIGTERM/SIGINT."""
+    """Start the server, print :func:`announcement`, serve until SIGTERM, SIGINT or SIGHUP."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
         logging.getLogger(__name__).info("signal %d: stopping", signum)
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # SIGHUP too: a closed terminal must not leave a tus server's own process behind.
+    signals = [signal.SIGTERM, signal.SIGINT, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
     try:
         with running:
             sys.stdout.write("\n".join(announcement(running, files(), describe=describe)) + "\n")
