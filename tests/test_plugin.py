@@ -23,49 +23,22 @@ from upclient.testing.running import RunningServer
 
 from .conftest import KiB
 
-#: A user's test file: what README's "Testing your own code" shows.
-USER_TESTS = '''
-import hashlib
-import os
+README = Path(__file__).resolve().parent.parent / "README.rst"
 
 
-def sha256(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _readme_user_tests() -> str:
+    """The test file README's "Testing your own code" shows, exactly as it is there."""
+    section = README.read_text(encoding="utf-8").split("\nTesting your own code\n", 1)[1]
+    lines = []
+    for line in section.split(".. code-block:: python\n\n", 1)[1].splitlines():
+        if line and not line.startswith("   "):
+            break
+        lines.append(line[3:])
+    return "\n".join(lines) + "\n"
 
 
-def test_upload_lands_intact(upclient_tus_server, tmp_path):
-    report = tmp_path / "report.csv"
-    report.write_bytes(b"id,total\\n" + b"1,42\\n" * 100_000)
-
-    with upclient_tus_server.client() as client:
-        result = client.put(report)
-
-    assert upclient_tus_server.stored_sha256(result.id) == sha256(report)
-
-
-def test_upload_survives_a_dropped_connection(upclient_tus_server, upclient_fault_proxy, tmp_path):
-    proxy = upclient_fault_proxy(upclient_tus_server)
-    proxy.reset_after(200_000, method="PATCH")  # the first PATCH is cut off mid-body
-    video = tmp_path / "video.bin"
-    video.write_bytes(os.urandom(1_000_000))
-
-    with upclient_tus_server.client(via=proxy, part_size=256 * 1024) as client:
-        result = client.put(video)  # resumes where the server says the cut-off PATCH ended
-
-    assert proxy.faults_fired == {"reset": 1}
-    assert upclient_tus_server.stored_sha256(result.id) == sha256(video)
-
-
-def test_a_failed_part_is_sent_again(upclient_community_server, tmp_path):
-    upclient_community_server.fail_part(2, status=500)  # the emulator's own fault hook
-    photo = tmp_path / "photo.jpg"
-    photo.write_bytes(os.urandom(300_000))
-
-    with upclient_community_server.client(part_size=64 * 1024) as client:
-        result = client.put(photo)
-
-    assert upclient_community_server.stored_sha256(result.id) == sha256(photo)
-'''
+#: A user's test file: the one README's "Testing your own code" shows.
+USER_TESTS = _readme_user_tests()
 
 
 def run_pytest(directory: Path, files: Dict[str, str], *args: str, env: Dict[str, str] = None

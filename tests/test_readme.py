@@ -32,3 +32,33 @@ def test_the_fastdfs_example_runs_against_the_emulator(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.rst (FastDFS)", "exec"), {})
     assert (tmp_path / "copy.jpg").read_bytes() == (tmp_path / "photo.jpg").read_bytes()
+
+
+def _python_block(section: str) -> str:
+    """The first Python code block of ``section``, dedented."""
+    lines = []
+    for line in section.split(".. code-block:: python\n\n", 1)[1].splitlines():
+        if line and not line.startswith("   "):
+            break
+        lines.append(line[3:])
+    return "\n".join(lines)
+
+
+def test_the_quick_start_runs_as_it_stands(tmp_path, monkeypatch, capsys):
+    """The Quick start, pasted, against the tus server its console block starts (on another port here)."""
+    from upclient.testing import ResumableUploadServer
+
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\nQuick start\n-----------\n", 1)[1].split("\n------", 1)[0]
+    assert "$ python -m upclient.testing tus" in section
+    code = _python_block(section)
+    assert "tus+http://127.0.0.1:1080/files/" in code
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with ResumableUploadServer(tmp_path / "server") as server:
+        exec(compile(code.replace("tus+http://127.0.0.1:1080/files/", "tus+" + server.url),
+                     "README.rst (Quick start)", "exec"), {})
+    assert (work / "copy.tar.gz").read_bytes() == (work / "backup.tar.gz").read_bytes()
+    out = capsys.readouterr().out
+    assert "missing.bin" in out and "100%" in out
