@@ -222,7 +222,7 @@ def test_key_metadata_info_and_rm_with_env_url(url, env, make_file):
 
     assert run_cli("rm", upload_id, env=env).returncode == 0
     gone = run_cli("info", upload_id, env=env)
-    assert gone.returncode == 1
+    assert gone.returncode == 4  # not found
     assert b"NotFound" in gone.stderr or b"UploadExpired" in gone.stderr
 
 
@@ -270,15 +270,16 @@ def test_usage_errors_exit_2(args, url, env, make_file):
     assert b"Traceback" not in r.stderr
 
 
-def test_missing_file_exits_2_and_sends_nothing(url, env, make_file, server):
-    path, _ = make_file(10, "there.bin")
-    before = stored_bytes(server)
+def test_a_missing_file_is_reported_and_the_others_go_on(url, env, make_file, tmp_path):
+    """Issue 12, item 3: one missing file stops nothing, and the exit status says "not found"."""
+    path, digest = make_file(10, "there.bin")
     r = run_cli("put", str(path), "/no/such/file.bin", "--to", url, "--json", env=env)
-    assert r.returncode == 2
+    assert r.returncode == 4, r.stderr.decode()
     assert b"no such file: /no/such/file.bin" in r.stderr
-    [line] = json_lines(r.stdout)
-    assert line["ok"] is False and line["error"]["type"] == "BadInput"
-    assert stored_bytes(server) == before  # checked before any upload
+    lines = {line["file"]: line for line in json_lines(r.stdout)}
+    assert lines["/no/such/file.bin"]["ok"] is False
+    assert lines[str(path)]["ok"] is True
+    assert server_sha256(url, lines[str(path)]["id"], tmp_path) == digest
 
 
 def test_bad_header_value_is_not_echoed(url, env, make_file):
@@ -288,12 +289,12 @@ def test_bad_header_value_is_not_echoed(url, env, make_file):
     assert SECRET.encode() not in r.stderr + r.stdout
 
 
-def test_unreachable_server_exits_1(env, make_file):
+def test_unreachable_server_exits_5(env, make_file):
     path, _ = make_file(10, "n.bin")
     closed = f"tus+http://127.0.0.1:{free_port()}/files/"  # nothing listens there
     r = run_cli("put", str(path), "--to", closed, "--json", "--retries", "0", "-vv",
                 "-H", f"Authorization: {SECRET}", env=env)
-    assert r.returncode == 1, r.stderr.decode()
+    assert r.returncode == 5, r.stderr.decode()  # a retry may help
     [line] = json_lines(r.stdout)
     assert line["ok"] is False
     assert line["error"]["type"] == "NetworkError"
@@ -404,7 +405,7 @@ def test_sigint_exits_130_and_the_next_run_resumes(url, env, make_file, server, 
     assert server_sha256(url, line["id"], tmp_path) == digest
 
 
-def test_rm_of_a_local_file_gives_up_its_interrupted_upload(url, env, make_file, tmp_path):
+def test_abort_of_a_local_file_gives_up_its_interrupted_upload(url, env, make_file, tmp_path):
     import threading
 
     import upclient
@@ -420,7 +421,7 @@ def test_rm_of_a_local_file_gives_up_its_interrupted_upload(url, env, make_file,
             with pytest.raises(errors.Cancelled):
                 client.put(src, cancel=cancel)
     assert list(upclient.FileStore(store_dir).keys())
-    proc = run_cli("rm", str(path), "--from", url, "--store", str(store_dir), "--json", env=env)
+    proc = run_cli("abort", str(path), "--from", url, "--store", str(store_dir), "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.decode().splitlines()[0]) == {"file": str(path), "ok": True, "aborted": 1}
     assert not list(upclient.FileStore(store_dir).keys())

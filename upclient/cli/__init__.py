@@ -1,4 +1,4 @@
-"""The ``upclient`` command: put, get, info, rm, ls, mkdir, mv, cp and purge from a shell.
+"""The ``upclient`` command: put, get, info, rm, abort, ls, mkdir, mv, cp and purge from a shell.
 
 ::
 
@@ -7,6 +7,9 @@
     tar c dir | upclient put - --key dir.tar --to "$URL"
     upclient get ID out.bin --from "$URL"
     upclient info ID --from "$URL"
+    upclient info http://127.0.0.1:1080/files/ID      # a tus upload URL names its server
+    upclient rm ID --from "$URL"                      # always on the server
+    upclient abort big.bin --from "$URL"              # give up big.bin's interrupted upload
     upclient put photo.png --key a/b/photo.png --to upyun://operator@service   # password: $UPYUN_PASSWORD
     upclient mv a/b/photo.png a/c.png --from upyun://operator@service
     upclient put photo.jpg --to fdfs://10.0.0.1:22122,10.0.0.2:22122 -o group=group2
@@ -16,20 +19,31 @@
 interrupted ``put`` resumes when the same command is run again (resume points
 live in the user state directory, or in ``--store DIR``).
 
-Exit status: 0 when everything worked, 1 when anything failed, 2 for a usage
-error (bad arguments, a missing file), 130 after Ctrl-C.
+Exit statuses tell a wrapper whether a retry can help (:mod:`.exits`, also
+in ``--help``): 0 all done, 1 failed, 2 usage, 3 credentials refused, 4 not
+found, 5 a retry may help, 6 locked, 130 interrupted.
 
 The package, one job a module: :mod:`.args` (the grammar), :mod:`.command`
-(one run: output, logging, the client, exit status), :mod:`.put` (``put`` on
-:meth:`upclient.Client.put_many`), :mod:`.verbs` (the other verbs),
-:mod:`.display` (the progress line), :mod:`.redact` (secrets kept out of the
-output) and :mod:`.main` (the entry point).
+(one run: output, logging, the client, exit status), :mod:`.exits` (the exit
+statuses), :mod:`.put` (``put`` on :meth:`upclient.Client.put_many`),
+:mod:`.verbs` (the other verbs), :mod:`.display` (the progress line),
+:mod:`.redact` (secrets kept out of the output) and :mod:`.main` (the entry
+point).
 """
 
 from __future__ import annotations
 
 from .args import build_parser, parse_size
-from .command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from .exits import (
+    EXIT_AUTH,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_RETRY,
+    EXIT_USAGE,
+)
 from .display import ProgressDisplay, format_bytes
 from .main import main
 
@@ -42,5 +56,9 @@ __all__ = [
     "EXIT_OK",
     "EXIT_FAILED",
     "EXIT_USAGE",
+    "EXIT_AUTH",
+    "EXIT_NOT_FOUND",
+    "EXIT_RETRY",
+    "EXIT_LOCKED",
     "EXIT_INTERRUPTED",
 ]

@@ -8,6 +8,7 @@ import re
 from typing import Any, Dict, Sequence, Tuple
 
 from .. import __version__
+from .exits import EPILOG
 
 __all__ = ["build_parser", "parse_size", "put_options", "UsageError", "URL_ENV"]
 
@@ -17,6 +18,18 @@ URL_ENV = "UPCLIENT_URL"
 class UsageError(Exception):
     """A problem with the command line found after parsing: exit status 2."""
 
+
+class _VerbParser(argparse.ArgumentParser):
+    """A verb's parser: its ``--help`` ends with the exit statuses, as the command's does."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("epilog", EPILOG)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+#: How an id that is a URL finds its server, for the help of get, info and rm.
+_URL_ID = "without --from, an http(s) URL names its own tus server when no credentials are given"
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -138,11 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="upclient",
         description="Reliable, resumable uploads to tus, UPYUN, FastDFS and community multipart storage.",
-        epilog=f"The server URL defaults to ${URL_ENV}. Exit status: 0 ok, 1 failure, "
-        "2 usage error, 130 interrupted.",
+        epilog=f"The server URL defaults to ${URL_ENV}.\n\n{EPILOG}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"upclient {__version__}")
-    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub: "argparse._SubParsersAction[argparse.ArgumentParser]" = parser.add_subparsers(
+        dest="verb", metavar="VERB", parser_class=_VerbParser)
     sub.required = True
     parser.set_defaults(verb_parsers=sub.choices)
 
@@ -168,22 +182,32 @@ def build_parser() -> argparse.ArgumentParser:
                    "KEY fills a mapping: -o form=true -o policy.notify-url=URL -o headers.x-gmkerl-rotate=90")
 
     p = sub.add_parser("get", parents=[common], help="download a file",
-                       description="Download a stored file (to stdout if DEST is - or missing).")
-    p.add_argument("id", metavar="ID", help="what put printed (the upload URL for tus)")
-    p.add_argument("dest", nargs="?", metavar="DEST", help="file to write; - or missing for stdout")
+                       description="Download a stored file (to stdout if DEST is - or missing; "
+                       "missing is refused when stdout is a terminal).")
+    p.add_argument("id", metavar="ID", help=f"what put printed (the upload URL for tus: {_URL_ID})")
+    p.add_argument("dest", nargs="?", metavar="DEST",
+                   help="file to write; - for stdout; missing: stdout unless it is a terminal")
     p.add_argument("--from", dest="url", metavar="URL", help=f"server URL (default ${URL_ENV})")
     p.add_argument("--offset", type=_size_arg, default=0, metavar="BYTES", help="start at this byte")
     p.add_argument("--length", type=_size_arg, metavar="BYTES", help="at most this many bytes")
 
     p = sub.add_parser("info", parents=[common], help="show what the server knows about a file")
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help=f"what put printed (the upload URL for tus: {_URL_ID})")
     p.add_argument("--from", dest="url", metavar="URL", help=f"server URL (default ${URL_ENV})")
 
-    p = sub.add_parser("rm", parents=[common], help="delete a file or an unfinished upload")
-    p.add_argument("id", metavar="ID|FILE",
-                   help="an id to delete, or a local FILE whose interrupted upload to give up")
+    p = sub.add_parser("rm", parents=[common], help="delete a stored file (never a local one)",
+                       description="Delete a stored file or upload on the server. ID is always the "
+                       "server's: a local file of the same name changes nothing (see abort).")
+    p.add_argument("id", metavar="ID", help=f"what put printed (the upload URL for tus: {_URL_ID})")
     p.add_argument("--from", dest="url", metavar="URL", help=f"server URL (default ${URL_ENV})")
-    p.add_argument("--store", metavar="DIR", help="directory of resume points, for a FILE (default: user state dir)")
+
+    p = sub.add_parser("abort", parents=[common], help="give up the interrupted upload of a local file",
+                       description="Give up the interrupted upload of a local FILE to the server: "
+                       "the server frees what it holds of it and the resume point is forgotten, so "
+                       "the next put starts afresh. The local file is not touched.")
+    p.add_argument("file", metavar="FILE", help="the local file whose interrupted upload to give up")
+    p.add_argument("--from", dest="url", metavar="URL", help=f"server URL (default ${URL_ENV})")
+    p.add_argument("--store", metavar="DIR", help="directory of resume points (default: user state dir)")
 
     p = sub.add_parser("ls", parents=[common], help="list stored files (where the backend can); FastDFS: groups",
                        description="List stored files under PREFIX. For fdfs:// URLs: the groups, or with "

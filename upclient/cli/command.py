@@ -1,4 +1,7 @@
-"""One run of the command: its arguments, its output, its client, and the exit status of a verb."""
+"""One run of the command: its arguments, its output, its client, and the exit status of a verb.
+
+The exit statuses are :mod:`.exits`'s; their names are importable from here too.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +10,43 @@ import json
 import logging
 import os
 import sys
+import urllib.parse
 from typing import Any, Callable, Dict, Optional
 
 from ..client import Client
-from ..errors import BadInput, UpClientError
+from ..errors import UpClientError
 from ..retry import RetryPolicy
 from .args import URL_ENV, UsageError
 from .display import DisplayHandler, ProgressDisplay
+from .exits import (
+    EXIT_AUTH,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_RETRY,
+    EXIT_USAGE,
+    exit_status,
+)
 from .redact import RedactingFormatter, Redactor
 
-__all__ = ["Command", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "INTERRUPTED_MESSAGE"]
+__all__ = [
+    "Command",
+    "server_of_id",
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "EXIT_AUTH",
+    "EXIT_NOT_FOUND",
+    "EXIT_RETRY",
+    "EXIT_LOCKED",
+    "EXIT_INTERRUPTED",
+    "INTERRUPTED_MESSAGE",
+]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+#: The verbs whose ID may be a tus upload URL that names its own server.
+_URL_ID_VERBS = ("get", "info", "rm")
 
 INTERRUPTED_MESSAGE = "interrupted; run the same command again to resume"
 
@@ -101,11 +126,30 @@ class Command:
     def url(self) -> str:
         url = getattr(self.args, "to", None) if self.args.verb == "put" else self.args.url
         url = url or os.environ.get(URL_ENV)
+        if not url and self.args.verb in _URL_ID_VERBS:
+            url = self._server_from_id()
         if not url:
             flag = "--to" if self.args.verb == "put" else "--from"
             raise UsageError(f"no server URL: pass {flag} URL or set {URL_ENV}")
         self.redact.add_url(url)
         return url
+
+    def _server_from_id(self) -> Optional[str]:
+        """The tus server an ID that is an upload URL names, when no server was given.
+
+        Only without credentials: they go to a server the user named (``--from``,
+        ``$UPCLIENT_URL``), never to one an id picked, which may have come from anywhere.
+        """
+        server = server_of_id(self.args.id)
+        if server is None:
+            return None
+        a = self.args
+        if a.header or any(getattr(a, name, None) for name in ("token", "api_key", "password")):
+            raise UsageError(
+                f"no server URL: pass --from URL or set {URL_ENV}. An ID that is a URL names its server "
+                f"only when no credentials are given (they go only to a server you name): --from {server}"
+            )
+        return server
 
     def client(self, **extra: Any) -> Client:
         a = self.args
@@ -135,15 +179,9 @@ class Command:
         except UsageError as exc:
             self.args.verb_parsers.get(self.args.verb, self.parser).error(str(exc))  # exits with 2
             return EXIT_USAGE  # pragma: no cover
-        except BadInput as exc:
+        except (UpClientError, OSError) as exc:  # OSError: a local file that cannot be read or written
             self.report_failure(exc)
-            return EXIT_USAGE
-        except UpClientError as exc:
-            self.report_failure(exc)
-            return EXIT_FAILED
-        except OSError as exc:  # local files: a destination that cannot be written, a closed pipe
-            self.report_failure(exc)
-            return EXIT_FAILED
+            return exit_status(exc)
         except KeyboardInterrupt:
             self.display.close()
             if self.args.json and self.args.verb != "get":  # get may be writing bytes to stdout
@@ -162,3 +200,25 @@ class Command:
             self.emit_json(obj)
         where = f"{file}: " if file is not None else ""
         self.err(f"error: {where}{exc} [{type(exc).__name__}]")
+
+
+def server_of_id(id: str) -> Optional[str]:
+    """``tus+<scheme>://<host>/<collection>/`` for an id that is an http(s) upload URL, else None.
+
+    A tus id is the upload's URL: its origin is the server, and the path up to
+    its last segment the collection uploads are created in.  An id with a user
+    or password in it names no server: it is a usage error (masked).
+    """
+    if not id.lower().startswith(("http://", "https://")):
+        return None
+    try:
+        parts = urllib.parse.urlsplit(id)
+        host = parts.hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    if "@" in parts.netloc:
+        raise UsageError("an ID with a user or password in it (masked here) names no server: pass --from URL")
+    collection = parts.path.rstrip("/").rsplit("/", 1)[0] + "/"
+    return "tus+" + urllib.parse.urlunsplit((parts.scheme.lower(), parts.netloc, collection, "", ""))

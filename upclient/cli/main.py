@@ -7,7 +7,8 @@ from typing import Dict, Optional, Sequence
 
 from . import verbs
 from .args import build_parser
-from .command import EXIT_INTERRUPTED, EXIT_USAGE, Command, Verb
+from .command import Command, Verb
+from .exits import EXIT_INTERRUPTED, EXIT_USAGE
 from .put import put
 
 __all__ = ["main", "VERBS"]
@@ -18,6 +19,7 @@ VERBS: Dict[str, Verb] = {
     "get": verbs.get,
     "info": verbs.info,
     "rm": verbs.rm,
+    "abort": verbs.abort,
     "ls": verbs.ls,
     "mkdir": verbs.mkdir,
     "mv": verbs.mv,

@@ -1,4 +1,10 @@
-"""The verbs besides put: get, info, rm, ls, and the storage verbs mkdir, mv, cp, purge."""
+"""The verbs besides put: get, info, rm, abort, ls, and the storage verbs mkdir, mv, cp, purge.
+
+Each returns an exit status of :mod:`.exits`; what a verb raises becomes one
+in :meth:`.Command.run`.  ``rm`` deletes on the server, always; ``abort``
+gives up a local file's interrupted upload: neither guesses from what the
+working directory holds.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +15,21 @@ import sys
 from typing import Any, Callable, Dict, List
 
 from ..client import Client
-from ..errors import UpClientError, Unsupported
+from ..errors import BadInput, NotFound, UpClientError, Unsupported
 from ..store import FileStore
+from .args import UsageError
 from .command import EXIT_FAILED, EXIT_OK, Command
 from .display import ProgressDisplay, format_bytes
+from .exits import exit_status
 
-__all__ = ["get", "info", "rm", "ls", "mkdir", "mv", "cp", "purge"]
+__all__ = ["get", "info", "rm", "abort", "ls", "mkdir", "mv", "cp", "purge"]
 
 
 def get(cmd: Command) -> int:
     a = cmd.args
+    if a.dest is None and sys.stdout.isatty():
+        raise UsageError("refusing to write the file's bytes to the terminal: give a DEST file, "
+                         "pipe the output, or pass - as DEST to write them to the terminal anyway")
     client = cmd.client()
     show_bar = not (a.quiet or a.json or getattr(a, "no_progress", False)) and sys.stderr.isatty()
     total = a.length
@@ -92,21 +103,41 @@ def info(cmd: Command) -> int:
     return EXIT_OK
 
 def rm(cmd: Command) -> int:
+    """Delete ID on the server, whatever the working directory holds."""
     a = cmd.args
+    with cmd.client() as client:
+        try:
+            client.delete(a.id)
+        except NotFound as exc:
+            cmd.report_failure(exc)
+            if os.path.isfile(a.id) and not a.quiet:
+                cmd.err(f"{a.id} is a local file: to give up its interrupted upload, "
+                        f"run: upclient abort {a.id} --from URL")
+            return exit_status(exc)
+    if a.json:
+        cmd.emit_json({"id": a.id, "ok": True, "deleted": True})
+    elif not a.quiet:
+        cmd.err(f"deleted {a.id}")
+    return EXIT_OK
+
+
+def abort(cmd: Command) -> int:
+    """Give up the interrupted upload(s) of a local FILE to the server, and forget their resume points."""
+    a = cmd.args
+    if not os.path.isfile(a.file):
+        raise BadInput(f"no such file: {a.file} (abort gives up the interrupted upload of a local FILE; "
+                       "rm deletes a stored file)")
+    path = os.path.abspath(a.file)  # never taken for an id on the server
     extra: Dict[str, Any] = {"store": FileStore(a.store)} if a.store else {}
     with cmd.client(**extra) as client:
-        if os.path.isfile(a.id):  # a local file: give up its interrupted upload
-            n = client.abort(a.id)
-            if a.json:
-                cmd.emit_json({"file": a.id, "ok": True, "aborted": n})
-            elif not a.quiet:
-                cmd.err(f"gave up {n} interrupted upload{'s' if n != 1 else ''} of {a.id}")
-            return EXIT_OK
-        client.delete(a.id)
-    if cmd.args.json:
-        cmd.emit_json({"id": cmd.args.id, "ok": True, "deleted": True})
-    elif not cmd.args.quiet:
-        cmd.err(f"deleted {cmd.args.id}")
+        n = client.abort(path)
+    if a.json:
+        cmd.emit_json({"file": a.file, "ok": True, "aborted": n})
+    elif not a.quiet:
+        if n:
+            cmd.err(f"gave up {n} interrupted upload{'s' if n != 1 else ''} of {a.file}")
+        else:
+            cmd.err(f"no interrupted upload of {a.file} to this server: nothing to give up")
     return EXIT_OK
 
 def ls(cmd: Command) -> int:
@@ -129,7 +160,7 @@ def ls(cmd: Command) -> int:
                     backend=exc.backend, operation=exc.operation,
                 )
             )
-            return EXIT_FAILED
+            return exit_status(exc)
     return EXIT_OK
 
 
