@@ -177,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--store", metavar="DIR", help="directory for resume points (default: user state dir)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--category", help="the file's category, for backends that sort files (community)")
+    p.add_argument("--size", type=_size_arg, metavar="BYTES",
+                   help="the size of standard input (-), for a caller who knows it: sent as it is read. "
+                   "Without it, stdin of unknown size goes to a backend that needs the size first (upyun) "
+                   "through a temporary file in $TMPDIR, as big as the input and deleted afterwards")
     p.add_argument("-o", "--option", action="append", type=_metadata_arg, default=[], metavar="KEY=VALUE",
                    help="an option of the backend's put (repeatable), e.g. -o concat=false; a dotted "
                    "KEY fills a mapping: -o form=true -o policy.notify-url=URL -o headers.x-gmkerl-rotate=90")
@@ -227,6 +231,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("targets", nargs="+", metavar="KEY|URL")
     p.add_argument("--domain", help="the CDN domain keys are served from (default <service>.b0.upaiyun.com)")
     p.add_argument("--from", dest="url", metavar="URL", help=f"server URL (default ${URL_ENV})")
+
+    p = sub.add_parser(
+        "sync", parents=[common], help="make a folder's files (or another backend's) present on a backend",
+        description="Upload what SRC holds to DST; a re-run sends only what is new, changed or unfinished.\n\n"
+        "SRC is a local folder (walked down; keys are the paths below it, with /), a backend that lists\n"
+        "(upyun://..., community+https://...), or with --from-list the backend the listed ids are on\n"
+        "(fdfs://..., tus+https://...). From a backend, each file streams to DST through memory.\n\n"
+        "Finished files are kept in a journal, with a lock beside it so that two runs of the same sync\n"
+        "never overlap (the second exits 6): <store dir>/journal/, the store dir being --store DIR or\n"
+        "the user state directory (~/.local/state/upclient/resume on Linux). An unchanged file the\n"
+        "journal holds is skipped without being read; the destination is asked whether it still holds\n"
+        "it (one listing where it lists, else one info per file; --trust-journal skips that).",
+    )
+    p.add_argument("src", metavar="SRC", help="a local folder, a backend URL that lists, or (with --from-list) "
+                   "the backend the ids are on")
+    p.add_argument("dst", metavar="DST", help="the backend URL to sync to")
+    p.add_argument("--prefix", default="", metavar="P",
+                   help="key prefix at the destination, e.g. backup/2026/ (a key is P + the path below SRC)")
+    p.add_argument("--source-prefix", default="", metavar="P",
+                   help="only the files under P of a source backend (their keys lose P)")
+    p.add_argument("--from-list", metavar="FILE",
+                   help="the files to copy from SRC: an id a line (FastDFS file ids, tus upload URLs), or "
+                   "ID<TAB>KEY; # comments; - reads standard input")
+    p.add_argument("--dry-run", action="store_true", help="say what would be uploaded and deleted; change nothing")
+    p.add_argument("--delete", action="store_true",
+                   help="delete files under the prefix that are gone from SRC (destinations that list: upyun, "
+                   "community); never without this flag")
+    p.add_argument("--follow-symlinks", action="store_true", help="follow symlinks (left out by default)")
+    p.add_argument("--trust-journal", action="store_true",
+                   help="skip what the journal holds without asking the destination whether it still has it")
+    p.add_argument("--store", metavar="DIR",
+                   help="directory of resume points, the journal and the lock (default: user state dir)")
+    p.add_argument("--part-size", type=_positive_size_arg, metavar="SIZE",
+                   help="bytes per part, e.g. 8M (default 16M; 8M for a copy from a backend)")
+    p.add_argument("--concurrency", type=_positive_int_arg, metavar="N", help="parts in flight at once (default 4)")
+    p.add_argument("--max-files", type=_positive_int_arg, metavar="N", help="files uploaded at once (default 4)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 def put_options(pairs: Sequence[Tuple[str, str]]) -> Dict[str, Any]:
