@@ -2,28 +2,42 @@
 
 The library schedules the files (how many at once is measured, see
 :mod:`upclient.pacing`); the command shows their progress, reports each one
-as it ends and turns the outcomes into an exit status.  ``put_many`` runs in
-a thread of its own so that Ctrl-C reaches the main thread at once, which
-fires the cancel token: the requests in flight are shut down and the
-resume points kept.
+as it ends and turns the outcomes into an exit status (:mod:`.exits`: the
+worst of the files').  ``put_many`` runs in a thread of its own so that
+Ctrl-C reaches the main thread at once, which fires the cancel token: the
+requests in flight are shut down and the resume points kept.
+
+A file that cannot be read (missing, a folder) is reported and the others
+go on.  The files finished are kept in a journal (:mod:`upclient.journal`)
+until the whole command has finished, so a re-run of an interrupted or
+partly failed command never uploads a finished file a second time.
+Standard input of unknown size goes to a backend that needs the size first
+(UPYUN) through an anonymous temporary file (:func:`spool_stdin`); ``--size``
+spares it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import sys
+import tempfile
 import threading
-from typing import Any, Callable, Dict, Generic, List, Optional, Sequence, TypeVar
+from typing import IO, Any, Callable, Dict, Generic, List, Optional, Sequence, TypeVar
 
+from ..client import Client
 from ..errors import BadInput, Cancelled
+from ..journal import Journal, JournalEntry
 from ..result import PutOutcome, UploadResult
+from ..source import Source, open_source
 from ..store import FileStore
 from .args import UsageError, put_options
-from .command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, INTERRUPTED_MESSAGE, Command
+from .command import INTERRUPTED_MESSAGE, Command
 from .display import ProgressDisplay, format_bytes
+from .exits import EXIT_INTERRUPTED, EXIT_OK, exit_status, worst_status
 
-__all__ = ["put"]
+__all__ = ["put", "spool_stdin"]
 
 T = TypeVar("T")
 
@@ -33,90 +47,237 @@ STOP_GRACE = 3.0
 CLOSE_GRACE = 2.0
 
 
-def _check_files(cmd: Command, files: Sequence[str]) -> List[Optional[int]]:
-    """Sizes of the files (None for stdin and pipes); BadInput before anything is sent."""
+@dataclasses.dataclass
+class _File:
+    """One FILE argument: what it is, and what became of it."""
+
+    arg: str
+    size: Optional[int] = None
+    stat: Optional[os.stat_result] = None
+    error: Optional[BaseException] = None
+    done: Optional[JournalEntry] = None  # finished by an earlier run of the same command
+
+    @property
+    def path(self) -> Optional[str]:
+        """The real path of a regular file (what the journal knows it by)."""
+        return os.path.realpath(self.arg) if self.stat is not None and stat.S_ISREG(self.stat.st_mode) else None
+
+
+def _check_args(cmd: Command, files: Sequence[str]) -> None:
+    a = cmd.args
     if files.count("-") > 1:
         raise UsageError("standard input (-) can be read only once")
-    if cmd.args.key is not None and len(files) > 1:
+    if a.key is not None and len(files) > 1:
         raise UsageError("--key names one upload: give a single FILE")
-    sizes: List[Optional[int]] = []
-    for f in files:
-        if f == "-":
-            sizes.append(None)
-            continue
-        try:
-            st = os.stat(f)
-        except FileNotFoundError:
-            raise BadInput(f"no such file: {f}") from None
-        except OSError as exc:
-            raise BadInput(f"cannot read {f}: {exc.strerror}") from None
-        if stat.S_ISDIR(st.st_mode):
-            raise BadInput(f"{f} is a directory (upload the files in it, or an archive of it)")
-        if not os.access(f, os.R_OK):
-            raise BadInput(f"cannot read {f}: permission denied")
-        sizes.append(st.st_size if stat.S_ISREG(st.st_mode) else None)
-    return sizes
+    if a.size is not None and "-" not in files:
+        raise UsageError("--size is the size of standard input: give - as a FILE")
+
+
+def _look(arg: str) -> _File:
+    """What a FILE argument is; an error for one that cannot be uploaded (the others still go)."""
+    if arg == "-":
+        return _File(arg)
+    try:
+        st = os.stat(arg)
+    except FileNotFoundError:
+        return _File(arg, error=FileNotFoundError(f"no such file: {arg}"))
+    except OSError as exc:
+        return _File(arg, error=BadInput(f"cannot read {arg}: {exc.strerror}"))
+    if stat.S_ISDIR(st.st_mode):
+        return _File(arg, error=BadInput(f"{arg} is a directory (upload the files in it with upclient sync, "
+                                         "or an archive of it)"))
+    if not os.access(arg, os.R_OK):
+        return _File(arg, error=PermissionError(f"cannot read {arg}: permission denied"))
+    return _File(arg, size=st.st_size if stat.S_ISREG(st.st_mode) else None, stat=st)
+
+
+def spool_stdin(stream: IO[bytes], directory: Optional[str] = None) -> IO[bytes]:
+    """All of ``stream`` in an anonymous temporary file, read back from its start.
+
+    The file has no name from the start (it is gone when closed, or when the
+    process dies in any way) and grows as big as the input: bounded by the
+    disk of ``$TMPDIR`` (or ``directory``), not by memory.
+    """
+    spool = tempfile.TemporaryFile(prefix="upclient-stdin-", dir=directory)
+    try:
+        while True:
+            block = stream.read(1024 * 1024)
+            if not block:
+                break
+            spool.write(block)
+        spool.flush()
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _job(client: Client, cmd: Command, options: Dict[str, Any], files: Sequence[_File]) -> List[Any]:
+    """What names this command for its journal: where it goes, how, and which files (no credentials)."""
+    a = cmd.args
+    # the arguments as given, missing files too: the re-run after one is created is the same command
+    paths = sorted(os.path.abspath(f.arg) for f in files if f.arg != "-")
+    return ["put", client.backend.destination(None, {}), a.key, options, sorted(a.metadata), paths]
 
 
 def put(cmd: Command) -> int:
     """Upload the files with ``put_many``; report each as it ends; the exit status of them all."""
     a = cmd.args
-    files: List[str] = list(a.files)
-    sizes = _check_files(cmd, files)
-    show_bar = not (a.quiet or a.json or a.no_progress) and sys.stderr.isatty()
-    total = None if any(s is None for s in sizes) else sum(s for s in sizes if s is not None)
-    label = a.key or ("stdin" if files[0] == "-" else os.path.basename(files[0]))
-    if "-" in files and sys.stdin.isatty() and not a.quiet:
+    _check_args(cmd, a.files)
+    files = [_look(f) for f in a.files]
+    statuses: List[int] = []
+    for f in files:
+        if f.error is not None:
+            cmd.report_failure(f.error, f.arg)
+            statuses.append(exit_status(f.error))
+    if "-" in a.files and sys.stdin.isatty() and not a.quiet:
         cmd.err("reading standard input from the terminal; end it with Ctrl-D")
     options = put_options(a.option)
     if a.category:
         options["category"] = a.category
+    with cmd.client(**_client_settings(cmd)) as client:
+        journal = None
+        if not a.no_resume and any(f.path is not None for f in files):
+            journal = Journal.for_job(_job(client, cmd, options, files), a.store or None)
+            _recall(journal, files)
+        for f in files:
+            if f.done is not None:
+                _report_done_before(cmd, f)
+        todo = [i for i, f in enumerate(files) if f.error is None and f.done is None]
+        if not todo:
+            return _end(journal, statuses)
+        status, finished = _upload(cmd, client, files, todo, options, journal)
+        statuses.extend(status)
+        if not finished:
+            return EXIT_INTERRUPTED
+        return _end(journal, statuses)
+
+
+def _recall(journal: Journal, files: Sequence[_File]) -> None:
+    """Mark the files an earlier run of this command finished and that have not changed since."""
+    known = journal.load()
+    for f in files:
+        path = f.path
+        if path is None or f.stat is None:
+            continue
+        entry = known.get((path, ""))
+        if entry is not None and entry.same_source(f.stat.st_size, f.stat.st_mtime_ns, f.stat.st_ino):
+            f.done = entry
+
+
+def _end(journal: Optional[Journal], statuses: List[int]) -> int:
+    """The exit status; a journal whose every file finished has done its job and goes."""
+    status = worst_status(statuses)
+    if journal is not None:
+        if status == EXIT_OK:
+            journal.remove()
+        else:
+            journal.close()
+    return status
+
+
+def _upload(cmd: Command, client: Client, files: List[_File], todo: List[int], options: Dict[str, Any],
+            journal: Optional[Journal]) -> "tuple[List[int], bool]":
+    """put_many of the files ``todo`` names; (their exit statuses, whether it ran to its end)."""
+    a = cmd.args
+    sources: List[Any] = []
+    owned: List[IO[bytes]] = []  # spools, closed (and so gone) at the end
+    for i in todo:
+        f = files[i]
+        if f.arg == "-":
+            sources.append(_stdin_source(cmd, client, f, owned))
+        else:
+            sources.append(f.arg)
+    sizes = [files[i].size for i in todo]
+    show_bar = not (a.quiet or a.json or a.no_progress) and sys.stderr.isatty()
+    total = None if any(s is None for s in sizes) else sum(s for s in sizes if s is not None)
+    first = files[todo[0]].arg
+    label = a.key or ("stdin" if first == "-" else os.path.basename(first))
     cancel = threading.Event()
     outcomes: Dict[int, PutOutcome] = {}
+    statuses: List[int] = []
 
-    def file_done(i: int, outcome: PutOutcome) -> None:
+    def file_done(n: int, outcome: PutOutcome) -> None:
+        i = todo[n]
         outcomes[i] = outcome
+        f = files[i]
         if outcome.result is not None:
-            cmd.display.file_finished(i, outcome.result.size)
-            _report_put(cmd, files[i], outcome.result)
+            r = outcome.result
+            if journal is not None and f.path is not None and f.stat is not None:
+                journal.record(JournalEntry(path=f.path, destination="", size=r.size, mtime_ns=f.stat.st_mtime_ns,
+                                            inode=f.stat.st_ino, id=r.id))
+            cmd.display.file_finished(n, r.size)
+            _report_put(cmd, f.arg, r)
         elif not (isinstance(outcome.error, Cancelled) and cancel.is_set()):
             assert outcome.error is not None
-            cmd.report_failure(outcome.error, files[i])
+            statuses.append(exit_status(outcome.error))
+            cmd.report_failure(outcome.error, f.arg)
 
-    with cmd.client(**_client_settings(cmd)) as client:
-        cmd.display = ProgressDisplay(show_bar, label, total, files=len(files))
-        sources = [sys.stdin.buffer if f == "-" else f for f in files]
-        run = _InThread(
-            lambda: client.put_many(
-                sources,
-                keys=[a.key] if a.key is not None else None,
-                metadata=dict(a.metadata),
-                on_file_progress=cmd.display.update,
-                on_file_done=file_done,
-                cancel=cancel,
-                **options,
-            )
+    cmd.display = ProgressDisplay(show_bar, label, total, files=len(todo))
+    run = _InThread(
+        lambda: client.put_many(
+            sources,
+            keys=[a.key] if a.key is not None else None,
+            metadata=dict(a.metadata),
+            on_file_progress=cmd.display.update,
+            on_file_done=file_done,
+            cancel=cancel,
+            **options,
         )
-        try:
-            results = run.result()
-        except KeyboardInterrupt:
-            cancel.set()
-            _wait_stopped(cmd, run)
-            closed = _InThread(client.close).wait(CLOSE_GRACE)
-            _report_interrupted(cmd, files, outcomes)
-            if not closed:
-                # A thread is stuck where no cancel reaches (a read of standard input
-                # that never returns) and the interpreter would wait for it at exit.
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(EXIT_INTERRUPTED)
-            return EXIT_INTERRUPTED
-        finally:
-            cancel.set()
-    errors = [o.error for o in results if o.error is not None]
-    if any(isinstance(e, BadInput) for e in errors):
-        return EXIT_USAGE
-    return EXIT_FAILED if errors else EXIT_OK
+    )
+    try:
+        run.result()
+    except KeyboardInterrupt:
+        cancel.set()
+        _wait_stopped(cmd, run)
+        closed = _InThread(client.close).wait(CLOSE_GRACE)
+        _report_interrupted(cmd, [files[i].arg for i in todo], {n: outcomes[i] for n, i in enumerate(todo)
+                                                                 if i in outcomes})
+        if not closed:
+            # A thread is stuck where no cancel reaches (a read of standard input
+            # that never returns) and the interpreter would wait for it at exit.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+        return statuses, False
+    finally:
+        cancel.set()
+        for src in sources:
+            if isinstance(src, Source):
+                src.close()
+        for spool in owned:
+            spool.close()
+    return statuses, True
+
+
+def _stdin_source(cmd: Command, client: Client, f: _File, owned: List[IO[bytes]]) -> Source:
+    """Standard input as the backend can take it: a stream, of the size --size gives if any; spooled
+    to a temporary file when its size is unknown and the backend needs it first."""
+    a = cmd.args
+    stdin = sys.stdin.buffer
+    if a.size is None and not client.backend.streams:
+        spool = spool_stdin(stdin)
+        owned.append(spool)
+        src = open_source(spool)
+    else:
+        src = open_source(stdin, size=a.size)
+    f.size = src.size
+    return src
+
+
+def _report_done_before(cmd: Command, f: _File) -> None:
+    """A file an earlier run of this command finished: reported as done, not sent again."""
+    e = f.done
+    assert e is not None
+    if cmd.args.json:
+        cmd.emit_json({"file": f.arg, "ok": True, "id": e.id, "url": None, "size": e.size, "resumed": False,
+                       "deduplicated": False, "sent_bytes": 0, "elapsed": 0.0, "expires": None,
+                       "skipped": True})
+    elif cmd.args.quiet:
+        cmd.out(e.id)
+    else:
+        cmd.out(f"{f.arg} -> {e.id}  (finished by an earlier run of this command; not sent again)")
 
 
 def _client_settings(cmd: Command) -> Dict[str, Any]:
