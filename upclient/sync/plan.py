@@ -8,9 +8,10 @@ and decides, without any I/O:
   where both know it), is skipped when the listing shows the server still
   holds it with that size (and MD5, where the listing gives one); when the
   destination cannot list, it is kept for a ``check`` (``info`` of its id);
-- a file the journal does not know, or that changed, is uploaded; on a keyed
-  destination that already holds its key with the same size, it is first
-  ``compared`` (MD5 on both sides), so a tree uploaded by other means is not
+- a file the journal does not know, or that changed, is uploaded; one it
+  does not know, on a keyed destination that already holds its key with the
+  same size, is first ``checked`` (MD5 on both sides), so a tree uploaded by
+  other means (or by a run killed before it could journal the file) is not
   sent again;
 - with ``delete``: a remote file under the prefix that no source file names
   (keyed destinations), or one the journal uploaded from a source file that
@@ -139,7 +140,7 @@ def plan_sync(
             continue
         reason = "new" if entry is None else "changed"
         remote = holdings.by_key.get(key) if holdings.by_key is not None else None
-        if remote is not None and remote.complete and remote.size == f.size:
+        if entry is None and remote is not None and remote.complete and remote.size == f.size:
             plan.checks.append(Check(f, key, remote=remote))
         else:
             plan.uploads.append(Upload(f, key, reason))
