@@ -24,12 +24,12 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from ..client import Client
-from ..errors import BadInput, Cancelled, NotFound, UpClientError
+from ..errors import BadInput, Cancelled, ChecksumMismatch, NotFound, SourceChanged, UpClientError
 from ..journal import Journal, JournalEntry
 from ..progress import Progress
 from ..result import PutOutcome, UploadResult
 from ..source import FileSource
-from .copy import CopySource
+from .copy import CopySource, RangeSource
 from .items import Skipped, SourceFile
 from .listing import Holdings, destination_holdings, info_md5, lists
 from .plan import Check, Delete, Plan, Skip, Upload, held, plan_sync
@@ -40,6 +40,8 @@ log = logging.getLogger("upclient.sync")
 
 #: Destinations that give a file's MD5 after an upload: a copy's bytes are hashed to compare with it.
 GIVES_MD5 = frozenset({"upyun", "community"})
+#: Destinations that need a file's MD5 before its first byte: a copy reads the source by ranges.
+MD5_FIRST = frozenset({"community"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +282,12 @@ class SyncRun:
         for up in uploads:
             if up.file.path is not None:
                 sources.append(up.file.path)
+            elif dst.backend.name in MD5_FIRST:
+                assert self.source is not None, "a file without a path needs a source client"
+                ranged = RangeSource(self.source, up.file, self.source.backend.destination(None, {}))
+                if up.file.md5 and dst.backend.digests is not None:  # read once, not once more for its MD5
+                    dst.backend.digests.remember(ranged, "md5", up.file.md5.lower())
+                sources.append(ranged)
             else:
                 assert self.source is not None, "a file without a path needs a source client"
                 sources.append(CopySource(self.source, up.file, md5=md5_wanted or up.file.md5 is not None))
@@ -310,6 +318,8 @@ class SyncRun:
         """Check a finished upload (a copy's bytes), journal it, report it."""
         try:
             md5 = _result_md5(result)
+            if up.file.path is None and copy is None:  # read by ranges: the destination hashed what it got
+                _check_ranged(up.file, result, md5, self.destination.backend.name)
             if copy is not None:
                 if md5 is None and copy.md5 is not None and self.destination.backend.name == "upyun":
                     md5 = info_md5(self.destination.info(result.id))
@@ -338,6 +348,15 @@ class SyncRun:
             if d.entry is not None:
                 self.journal.forget(d.entry.path, d.entry.destination)
             self._event(SyncEvent("deleted", d.key, None, d.size or 0, d.id, "gone from the source"))
+
+
+def _check_ranged(file: SourceFile, result: UploadResult, md5: Optional[str], backend: str) -> None:
+    if result.size != file.size:
+        raise SourceChanged(f"{file.ref}: {result.size} bytes reached the destination, {file.size} were listed",
+                            backend=backend, operation="sync")
+    if file.md5 and md5 and file.md5.lower() != md5:
+        raise ChecksumMismatch(f"{file.ref}: MD5 {file.md5.lower()} on the source, {md5} on the destination",
+                               backend=backend, operation="sync")
 
 
 def _result_md5(result: UploadResult) -> Optional[str]:
