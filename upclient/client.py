@@ -33,6 +33,9 @@ ProgressCallback = Callable[[Progress], Any]
 
 _DEFAULT = object()
 
+#: Seconds at most that freeing a failed upload on the server may take.
+ABORT_TIMEOUT = 10.0
+
 
 def _check_metadata(metadata: Optional[Mapping[str, Any]]) -> dict:
     if metadata is None:
@@ -298,12 +301,25 @@ class Client:
                 result = self._finish(engine, session, src, tracker, stop, on_progress, point)
             except SourceChanged:
                 point.forget()
-                # under a token of its own: the engine has set the call's one to stop the parts
-                with contextlib.suppress(UpClientError), self._signal().bound():
-                    session.abort()
+                self._abort_quietly(session)
+                raise
+            except BaseException:
+                if not src.seekable and not session.resumed:
+                    # nobody can resume a stream: what the server holds of it would stay there for good
+                    self._abort_quietly(session)
                 raise
             point.forget()
         return _with_run_facts(result, session, tracker, time.monotonic() - started)
+
+    def _abort_quietly(self, session: UploadSession) -> None:
+        """Free what the server holds of an upload given up, as far as it can in a bounded time.
+
+        Under a token of its own: the engine has set the call's one to stop the
+        parts, and the abort must not wait on a stalled server for long.
+        """
+        limit = min(self.settings.connect_timeout + self.settings.read_timeout, ABORT_TIMEOUT)
+        with contextlib.suppress(UpClientError), self._signal(timeout=limit).bound():
+            session.abort()
 
     def _finish(
         self,
