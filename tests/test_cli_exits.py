@@ -161,8 +161,26 @@ def test_usage_exits_2(argv, env):
     assert _status(r) == EXIT_USAGE and r.stderr
 
 
-@pytest.mark.parametrize("verb", [None, "put", "get", "info", "rm", "abort", "ls", "mkdir", "mv", "cp", "purge"])
+@pytest.mark.parametrize("verb", [None, "put", "get", "info", "rm", "abort", "ls", "mkdir", "mv", "cp", "purge",
+                                  "sync"])
 def test_help_lists_the_exit_statuses(verb, env):
     r = run_cli(*([verb] if verb else []), "--help", env=env)
     assert r.returncode == 0
     assert EPILOG in r.stdout.decode()  # as written, not rewrapped
+
+
+def test_every_verb_of_the_grammar_has_a_function():
+    """A verb args.py parses but main.py does not run was a KeyError and a traceback (exit 1)."""
+    from upclient.cli.args import build_parser
+    from upclient.cli.main import VERBS
+
+    parser = build_parser()
+    (subparsers,) = [a for a in parser._actions if a.dest == "verb"]
+    assert set(subparsers.choices) == set(VERBS)
+
+
+def test_sync_runs_from_the_command(upclient_fdfs_server, env, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run_cli("sync", str(empty), upclient_fdfs_server.url, env=env)
+    assert _status(r) == 0, r.stderr.decode()

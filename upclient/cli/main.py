@@ -10,6 +10,7 @@ from .args import build_parser
 from .command import Command, Verb
 from .exits import EXIT_INTERRUPTED, EXIT_USAGE
 from .put import put
+from .sync import sync
 
 __all__ = ["main", "VERBS"]
 
@@ -25,6 +26,7 @@ VERBS: Dict[str, Verb] = {
     "mv": verbs.mv,
     "cp": verbs.cp,
     "purge": verbs.purge,
+    "sync": sync,
 }
 
 
