@@ -464,7 +464,7 @@ class UpyunRig(Rig):
         self.signer.refuse = True
         try:
             run_cli(ev, "put -vvv the auth server refuses to sign",
-                    ["put", str(path), "--key", "flow/cli-refused.bin", "-vvv", *flags, *args], env, expect=1)
+                    ["put", str(path), "--key", "flow/cli-refused.bin", "-vvv", *flags, *args], env, expect=3)
         finally:
             self.signer.refuse = False
 

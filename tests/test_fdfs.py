@@ -566,7 +566,7 @@ def test_the_command_line_puts_gets_lists_and_removes(server15, make_file, tmp_p
     ok("rm", fid, "--from", url)
     assert fid not in server15.files()
     missing = run_cli("info", fid, "--from", url, env=env)
-    assert missing.returncode == 1 and b"no such file" in missing.stderr
+    assert missing.returncode == 4 and b"no such file" in missing.stderr
     bad = run_cli("put", str(path), "--to", url, "-o", "ext=much-too-long", env=env)
     assert bad.returncode == 2 and b"ext" in bad.stderr
 

@@ -38,7 +38,7 @@ def interrupted_upload(client, path, at):
         with pytest.raises(errors.Cancelled):
             client.put(src, cancel=cancel)
     (key,) = list(client.store.keys())
-    return client.store._read(key)
+    return client.store.get(key)
 
 
 @pytest.fixture(params=["node", "rus"])

@@ -23,6 +23,7 @@ from .retry import RetryPolicy
 from .settings import Settings
 from .source import Source, StreamSource, open_source
 from .resume import ResumePoint
+from .transport import redact_url
 from .store import BaseStore, FileStore, MemoryStore
 
 __all__ = ["Client"]
@@ -261,7 +262,8 @@ class Client:
         started = time.monotonic()
         multipart = src.size is None or src.size > self.settings.part_size
         identity = src.identity() if resume and multipart else None
-        point = ResumePoint(self.store, backend.name, backend.destination(key, options), identity, src.name)
+        point = ResumePoint(self.store, backend.name, backend.destination(key, options), identity, src.name,
+                            server=self._server())
         with point:
             state = point.stored_state()
 
@@ -567,7 +569,8 @@ class Client:
         records = []
         for rkey in list(self.store.keys()):
             record = self.store.load(rkey)
-            if record is not None and record.get("backend") == self.backend.name:
+            if (record is not None and record.get("backend") == self.backend.name
+                    and record.get("server") in (None, self._server())):  # None: a record of an older upclient
                 records.append((rkey, record))
         path = os.fspath(target)
         if os.path.isfile(path):
@@ -584,6 +587,10 @@ class Client:
             if record.get("id") == path:
                 self.store.delete(rkey)
         return 1
+
+    def _server(self) -> str:
+        """This client's server as resume records name it: its URL without credentials."""
+        return redact_url(self.backend.url)
 
     def iter(self, prefix: str = "", **options: Any) -> Iterator[FileInfo]:
         """Every stored file under ``prefix``, page by page, lazily.

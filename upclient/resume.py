@@ -33,9 +33,12 @@ class ResumePoint:
         destination: str,
         identity: Optional[Dict[str, Any]],
         name: str,
+        server: Optional[str] = None,
     ) -> None:
         self.store = store
         self.backend = backend
+        #: The server (its URL without credentials) the upload goes to, so abort(path) finds only its own.
+        self.server = server
         self.identity = identity
         self.name = name
         self.key = resume_key(backend, destination, identity) if identity is not None else None
@@ -86,6 +89,7 @@ class ResumePoint:
             self.key,
             {
                 "backend": self.backend,
+                "server": self.server,
                 "id": session.upload_id,
                 "identity": self.identity,
                 "expires": session.expires,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from ..errors import AuthError, BadInput, Cancelled, NotFound, RateLimited, ServiceError, TransportError
+from ..errors import AuthError, BadInput, Cancelled, NotFound, RateLimited, ServiceError, TLSError, TransportError
 
 __all__ = [
     "EXIT_OK",
@@ -73,6 +73,8 @@ def exit_status(error: Optional[BaseException]) -> int:
         return EXIT_NOT_FOUND
     if isinstance(error, (Cancelled, KeyboardInterrupt)):
         return EXIT_INTERRUPTED
+    if isinstance(error, TLSError):  # an untrusted certificate stays untrusted: a person must act
+        return EXIT_FAILED
     if isinstance(error, (TransportError, ServiceError, RateLimited)) or getattr(error, "retryable", False):
         return EXIT_RETRY
     return EXIT_FAILED
