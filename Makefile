@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 NODE_STAMP := tests/servers/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install node demo test tox bench lint clean
+.PHONY: install node system demo test tox bench lint clean
 
 install: $(STAMP)
 
@@ -26,10 +26,16 @@ $(NODE_STAMP): tests/servers/package.json tests/servers/package-lock.json
 	npm ci --prefix tests/servers --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Debian packages the suite runs for real: redis-server (the fleet store and
+# Celery's broker). Installed when missing; `make test` runs as root in CI.
+system:
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; } \
+	  || { echo "make test needs redis-server: apt-get install redis-server"; exit 1; }
+
 demo: $(STAMP)
 	$(PY) -m upclient.demo
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) system
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The suite on every Python from 3.9 to 3.13 found on PATH or under pyenv
