@@ -145,3 +145,35 @@ def _wait_for(condition: Callable[[], bool], what: str, limit: float = 60.0) -> 
         if time.monotonic() > end:
             raise AssertionError(f"gave up waiting for {what}")
         time.sleep(0.02)
+
+
+class _Generated:
+    """A non-seekable stream of ``size`` bytes handed out 64 KiB at a time, as a request body is."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+        self.block = os.urandom(64 * 1024)
+
+    def read(self, n: int = -1) -> bytes:
+        take = min(self.left, len(self.block), n if n is not None and n >= 0 else len(self.block))
+        self.left -= take
+        return self.block[:take]
+
+    def seekable(self) -> bool:
+        return False
+
+
+def test_a_stream_of_unknown_size_is_held_about_one_part_at_a_time(upclient_tus_server: "object") -> None:
+    """What a streamed upload holds in memory is near one part, not a part, the next and a copy."""
+    import tracemalloc
+
+    part = 4 * MiB
+    with upclient_tus_server.client(part_size=part) as client:  # type: ignore[attr-defined]
+        tracemalloc.start()
+        try:
+            result = client.put(_Generated(40 * MiB), key="measured.bin")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert result.size == 40 * MiB
+    assert peak < 2.5 * part, f"{peak / MiB:.1f} MiB held for parts of {part / MiB:.0f} MiB"

@@ -310,30 +310,45 @@ class StreamSource(Source):
         self.content_type = _guess_type(name)
         self.size = size
 
-    def _read_full(self, n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            block = self._stream.read(n - len(buf))
+    def _read_full(self, n: int, head: Bytes = b"") -> memoryview:
+        """``head`` and then bytes of the stream, ``n`` in all (fewer only at its end).
+
+        They are read into one buffer of ``n`` bytes, which the part then
+        holds: a part is never copied whole while it is read.
+        """
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = len(head)
+        view[:got] = head
+        while got < n:
+            block = self._stream.read(n - got)
             if not block:
                 break
-            buf += block
-        return bytes(buf)
+            block = block[: n - got]
+            view[got : got + len(block)] = block
+            got += len(block)
+        view.release()
+        if got < n:
+            del buf[got:]
+        return memoryview(buf)
 
-    def chunks(self, part_size: int) -> Iterator[Tuple[int, bytes, bool]]:
+    def chunks(self, part_size: int) -> Iterator[Tuple[int, Bytes, bool]]:
         """Yield ``(offset, data, is_last)``.
 
         With a known size, never read past it (a request body on a kept-alive
-        socket has no end of file to find); without one, look one part ahead
-        to know which part is the last.
+        socket has no end of file to find); without one, read one byte
+        ahead to know which part is the last, so that only the part being
+        sent is held.
         """
         if self.size is not None:
             yield from self._sized_chunks(part_size, self.size)
             return
         offset = 0
-        current = self._read_full(part_size)
+        head: Bytes = b""
         while True:
-            following = self._read_full(part_size) if len(current) == part_size else b""
-            last = not following
+            current = self._read_full(part_size, head)
+            head = self._read_full(1) if len(current) == part_size else b""
+            last = not head
             yield offset, current, last
             if last:
                 total = offset + len(current)
@@ -342,8 +357,6 @@ class StreamSource(Source):
                 self.size = total
                 return
             offset += len(current)
-            current = following
-
 
     def _has_more(self) -> bool:
         """Whether the stream goes on past the announced size.
@@ -367,7 +380,7 @@ class StreamSource(Source):
             return False
         return bool(extra)
 
-    def _sized_chunks(self, part_size: int, size: int) -> Iterator[Tuple[int, bytes, bool]]:
+    def _sized_chunks(self, part_size: int, size: int) -> Iterator[Tuple[int, Bytes, bool]]:
         offset = 0
         while True:
             want = min(part_size, size - offset)
