@@ -72,6 +72,14 @@ def gunicorn_missing() -> Optional[str]:
     return None
 
 
+def _quiet_control() -> List[str]:
+    """gunicorn 24+ opens a control socket in the home directory by default: not for a test's server."""
+    from gunicorn import config
+
+    known = {setting.name for setting in config.KNOWN_SETTINGS}
+    return ["--no-control-socket"] if "control_socket_disable" in known else []
+
+
 class SiteServer:
     """``examples/django_site`` under ``gunicorn --worker-class gthread``, against one backend.
 
@@ -119,7 +127,7 @@ class SiteServer:
         command = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1",
                    "--threads", str(self.threads), "--bind", "127.0.0.1:0", "--timeout", "300",
                    "--graceful-timeout", "5", "--worker-tmp-dir", "/dev/shm", "--error-logfile", "-",
-                   "--log-level", "info", "--chdir", str(SITE), "site_config.wsgi"]
+                   "--log-level", "info", "--chdir", str(SITE), *_quiet_control(), "site_config.wsgi"]
         self.process = subprocess.Popen(command, env=self.env, cwd=SITE, stdout=self._log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -338,8 +346,8 @@ class _ResponseReader:
         return Answer(status, headers, body)
 
 
-def concurrently(calls: Sequence[Any], width: int) -> List[Any]:
-    """Run the zero-argument ``calls`` on ``width`` threads; their results in order (errors raised)."""
+def concurrently(calls: Sequence[Any]) -> List[Any]:
+    """Run the zero-argument ``calls`` at once, a thread each; their results in order (errors raised)."""
     results: List[Any] = [None] * len(calls)
     errors: List[BaseException] = []
 

@@ -33,6 +33,9 @@ class Dialect:
     keyed = False
     #: Whether :meth:`listdir` can list what is stored.
     lists = False
+    #: Put options that send a stream's parts one at a time, in order: a browser
+    #: sends a file in order anyway, and each part in flight is held in memory.
+    serial_options: Dict[str, Any] = {}
 
     def __init__(self, client: Any, location: str = "") -> None:
         self.client = client
@@ -72,6 +75,7 @@ class UpyunDialect(Dialect):
 
     keyed = True
     lists = True
+    serial_options = {"serial": True}
 
     def name_of(self, result: UploadResult) -> str:
         key = result.key or result.id

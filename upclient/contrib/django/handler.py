@@ -223,7 +223,7 @@ class _StreamedUpload(_Upload):
         try:
             self.outcome = self.handler.storage.put_named(self.pipe, self.name, size=size,
                                                           content_type=self.content_type, cancel=self.cancel,
-                                                          timeout=timeout)
+                                                          timeout=timeout, serial=True)
         except BaseException as exc:
             self.error = exc
             self.pipe.fail(exc)  # the request thread, maybe waiting on a full pipe, learns it at once

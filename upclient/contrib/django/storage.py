@@ -136,14 +136,17 @@ class UpclientStorage(Storage):
         return self.put_named(source, name, size=size, content_type=content_type, timeout=self.timeout)[0]
 
     def put_named(self, source: Any, name: str, *, size: Optional[int] = None, content_type: Optional[str] = None,
-                  cancel: Any = None, timeout: Optional[float] = None) -> Tuple[str, UploadResult]:
+                  cancel: Any = None, timeout: Optional[float] = None,
+                  serial: bool = False) -> Tuple[str, UploadResult]:
         """Put ``source`` (anything ``Client.put`` takes) as ``name``: the storage name it got, and the result.
 
         The name is a key below ``location`` (UPYUN) or a hint to a server
         that names files itself; the content type goes along where the
-        backend keeps one.
+        backend keeps one.  ``serial`` sends the parts one at a time, where
+        the backend would send several at once (a stream arriving in order
+        gains nothing from it, and each part in flight is held in memory).
         """
-        options = dict(self.put_options)
+        options = {**(self.dialect.serial_options if serial else {}), **self.put_options}
         option = _CONTENT_TYPE_OPTION.get(self.client.backend.name)
         content_type = content_type or mimetypes.guess_type(name)[0]
         if option and content_type and option not in options:
