@@ -6,6 +6,7 @@ import argparse
 import base64
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -240,20 +241,20 @@ class Bench:
         cmd = ["--dir", str(store), "--token", COMMUNITY_TOKEN]
         if public_url:
             cmd += ["--public-url", public_url]
-        return self.emulator("community", cmd, lambda line: line.startswith("http://"))
+        return self.emulator("community", cmd, lambda lines: _address(next(lines), "community+", "http://"))
 
     def upyun(self, store: Path) -> ContextManager[str]:
         """``python -m upclient.testing upyun`` in its own process; yields its ``127.0.0.1:PORT``."""
         cmd = ["--dir", str(store), "--service", UPYUN_SERVICE, "--operator", UPYUN_OPERATOR,
                "--password", UPYUN_PASSWORD]
-        return self.emulator("upyun", cmd, lambda line: bool(re.fullmatch(r"127\.0\.0\.1:\d+", line)))
+        return self.emulator("upyun", cmd, _upyun_endpoint)
 
     def fdfs(self, store: Path) -> ContextManager[str]:
         """``python -m upclient.testing fdfs --ip-size 45`` in its own process; yields its tracker's
         ``127.0.0.1:PORT``.  45-byte IP fields (a 6.15+ tracker with ``response_ip_addr_size =
         IPv6``): fastdfs-client 1.3.0 works with nothing else, and every client gets the same server."""
         cmd = ["--dir", str(store), "--ip-size", "45"]
-        return self.emulator("fdfs", cmd, lambda line: bool(re.fullmatch(r"127\.0\.0\.1:\d+", line)))
+        return self.emulator("fdfs", cmd, lambda lines: _address(next(lines), "fdfs://", ""))
 
     def _forget_fdfs(self) -> None:
         self.fdfs_store = None
@@ -278,22 +279,37 @@ class Bench:
         return self.fdfs_seeds[path]
 
     @contextlib.contextmanager
-    def emulator(self, name: str, args: List[str], started: Callable[[str], bool]) -> Iterator[str]:
+    def emulator(self, name: str, args: List[str], address: Callable[[Iterator[str]], Optional[str]]
+                 ) -> Iterator[str]:
         """``python -m upclient.testing NAME`` on a free loopback port, its own process group,
-        stopped (SIGTERM, then SIGKILL) on the way out; yields the first line it prints."""
+        stopped (SIGTERM, then SIGKILL) on the way out; yields what ``address`` finds in the
+        lines it prints first (the base URL, or ``127.0.0.1:PORT``)."""
         cmd = [self.python, "-m", "upclient.testing", name, "--host", "127.0.0.1", "--port", "0", *args]
         log_path = self.tmp / f"{name}.log"
         log = open(log_path, "wb")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=self.env,
                                 start_new_session=True)
         try:
-            assert proc.stdout is not None
-            ready, _, _ = select.select([proc.stdout], [], [], 30)
-            line = proc.stdout.readline().decode().strip() if ready else ""
-            if not started(line):
+            out = proc.stdout
+            assert out is not None
+            seen: List[str] = []
+
+            def lines() -> Iterator[str]:
+                # the first line within 30 s; the rest follow at once (they may be buffered already,
+                # where select would not see them); a dead emulator gives "" (end of file)
+                ready, _, _ = select.select([out], [], [], 30)
+                while ready:
+                    line = out.readline().decode().strip()
+                    seen.append(line)
+                    yield line
+                yield ""
+
+            found = address(lines())
+            if not found:
                 log.flush()
                 tail = log_path.read_text(errors="replace")[-600:]
-                raise RuntimeError(f"{name} emulator did not start (exit {proc.poll()}): {line!r} {tail}")
+                raise RuntimeError(f"{name} emulator did not start (exit {proc.poll()}): {seen!r} {tail}")
+            line = found
             self.server_pid = proc.pid
             try:
                 yield line
@@ -635,3 +651,26 @@ def _float(text: str) -> Optional[float]:
         return float(text.strip())
     except ValueError:
         return None
+
+
+def _address(line: str, prefix: str, keep: str) -> Optional[str]:
+    """``community+http://127.0.0.1:PORT`` -> ``http://127.0.0.1:PORT`` (the emulators' first line;
+    ``prefix`` cut, ``keep`` must start what is left); the bare form of older emulators passes too."""
+    rest = line[len(prefix):] if line.startswith(prefix) else line
+    if keep:
+        return rest if rest.startswith(keep) else None
+    return rest if re.fullmatch(r"127\.0\.0\.1:\d+", rest) else None
+
+
+def _upyun_endpoint(lines: Iterator[str]) -> Optional[str]:
+    """The UPYUN emulator's ``127.0.0.1:PORT``: its own line (older emulators), or the
+    ``--endpoint`` of the ``flags:`` line after ``upyun://OP@SVC``."""
+    for line in itertools.islice(lines, 3):
+        if re.fullmatch(r"127\.0\.0\.1:\d+", line):
+            return line
+        found = re.search(r"--endpoint (127\.0\.0\.1:\d+)", line)
+        if found:
+            return found.group(1)
+        if not line:
+            return None
+    return None
