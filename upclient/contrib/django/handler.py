@@ -87,7 +87,7 @@ class StreamingUploadHandler(FileUploadHandler):
     - ``pipe_capacity``: bytes that may wait between the request and the put.
     """
 
-    chunk_size = 256 * 1024
+    chunk_size = 1024 * 1024
 
     def __init__(self, request: Any = None, **options: Any) -> None:
         super().__init__(request)
