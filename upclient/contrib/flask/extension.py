@@ -86,7 +86,7 @@ class Upclient:
         try:
             client = Client(url, **kwargs)
         except BadInput as exc:
-            raise BadInput(f"upclient settings in app.config: {exc}") from None
+            raise BadInput(f"upclient settings in app.config (UPCLIENT_<NAME> is Client's <name>): {exc}") from None
         old = app.extensions.get(EXTENSION_KEY)
         if isinstance(old, Client):
             self.close(app)
@@ -176,7 +176,8 @@ class Upclient:
         skipped.  ``timeout`` bounds the whole request; ``max_size`` each
         file.  Storage that needs the size first (UPYUN) needs the file as
         the form's last field (where browsers send a form's last input).
-        Failures are raised as for :meth:`put_body`.
+        Failures are raised as for :meth:`put_body`; files stored before a
+        later one failed stay stored (their ids are logged).
         """
         settings = self._settings()
         request = flask.request
@@ -193,16 +194,21 @@ class Upclient:
         with _answering(key if isinstance(key, str) else "a form"):
             reader = FormReader(RequestBody(request.stream, length), boundary,
                                 max_file_size=limit, max_field_size=max_field_size)
-            for part in reader.parts():
-                if isinstance(part, TextField):
-                    upload.fields.add(part.name, part.value)
-                    continue
-                if not part.filename:  # a file input the user left empty
-                    continue
-                if isinstance(key, str) and upload.files:
-                    raise BadForm(f"the form has more than one file, and all would be stored as {key!r}")
-                upload.files.append(self._put_part(client, part, _key_for(key, part, upload.fields), needs_size,
-                                                   deadline, metadata, options))
+            try:
+                for part in reader.parts():
+                    if isinstance(part, TextField):
+                        upload.fields.add(part.name, part.value)
+                        continue
+                    if not part.filename:  # a file input the user left empty
+                        continue
+                    if isinstance(key, str) and upload.files:
+                        raise BadForm(f"the form has more than one file, and all would be stored as {key!r}")
+                    upload.files.append(self._put_part(client, part, _key_for(key, part, upload.fields),
+                                                       needs_size, deadline, metadata, options))
+            except BaseException:
+                if upload.files:  # stored, but the request fails: say where they are
+                    log.warning("a form failed after storing %s", ", ".join(f.result.id for f in upload.files))
+                raise
         return upload
 
     def _put_part(
