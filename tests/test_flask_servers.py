@@ -136,6 +136,7 @@ def test_a_storage_server_that_never_answers_gets_504_within_the_deadline(kind, 
                         threads=4) as app:
             answers = [send(app.port, "PUT", "/upload/slow.bin", raw_body(1, 256 * 1024)),
                        send(app.port, "POST", "/upload", form_body([("file", "slow.bin", 2, 256 * 1024)]))]
+    print(f"\n[silent storage/{kind}] 504 after " + ", ".join(f"{a.seconds:.1f} s" for a in answers))
     for answer in answers:
         assert answer.status == 504, answer.payload
         assert "did not finish in time" in answer.payload["error"]
@@ -152,6 +153,7 @@ def test_a_storage_server_that_stalls_mid_upload_gets_504_within_the_deadline(up
                     threads=4) as app:
         answer = send(app.port, "PUT", "/upload/stalled.bin", raw_body(1, 10 * MiB))
         log = app.log()
+    print(f"\n[tus stalled mid-upload/gunicorn] 504 after {answer.seconds:.1f} s")
     assert answer.status == 504, answer.payload
     assert answer.seconds < 60  # generous: the deadline is 3 s, the stall 120 s
     assert proxy.faults_fired.get("stall"), proxy.request_log
