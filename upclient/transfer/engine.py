@@ -87,7 +87,12 @@ class TransferEngine:
                         if tracker.total is None and source.size is not None:
                             tracker.set_total(source.size)
                         break
-                    fut = self.executor.submit(self._send, session, source, part, tracker, stop)
+                    try:
+                        fut = self.executor.submit(self._send, session, source, part, tracker, stop)
+                    except RuntimeError:  # close() shut the executor down while the stream was read
+                        if stop.is_set():
+                            raise stop.error() from None
+                        raise
                     inflight[fut] = part
                 if not inflight:
                     break
