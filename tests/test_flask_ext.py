@@ -290,6 +290,33 @@ def test_a_file_over_the_limit_is_refused_and_its_started_upload_aborted(upclien
     assert len(leftovers(storage)) == 1  # that file alone
 
 
+def test_flasks_own_max_content_length_holds_for_both_views(upclient_fdfs_server):
+    storage = upclient_fdfs_server
+    app = example.create_app(config_for(storage))
+    app.config["MAX_CONTENT_LENGTH"] = MiB
+    with serving(app) as port:
+        raw = send(port, "PUT", "/upload/big.bin", raw_body(1, MiB + 1))
+        form = send(port, "POST", "/upload", form_body([("file", "big.bin", 2, MiB)]))
+        fits = send(port, "PUT", "/upload/fits.bin", raw_body(3, MiB))
+    assert (raw.status, form.status, fits.status) == (413, 413, 201), (raw.payload, form.payload, fits.payload)
+    assert len(leftovers(storage)) == 1
+
+
+def test_an_upload_in_flight_when_the_app_closes_its_client_is_503(upclient_upyun_server):
+    storage = upclient_upyun_server
+    app = example.create_app(config_for(storage, UPCLIENT_PART_SIZE=MiB))
+
+    def close_midway(sent: int) -> None:
+        if sent >= 3 * MiB and EXTENSION_KEY in app.extensions:
+            wait_for(lambda: storage.part_log, "a part on the storage")
+            example.uploads.close(app)  # what the app's shutdown does
+
+    with serving(app) as port:
+        answer = send(port, "PUT", "/upload/late.bin", raw_body(1, 8 * MiB), between=close_midway)
+    assert answer.status == 503, answer.payload
+    assert not storage.exists("late.bin")
+
+
 def test_a_body_without_a_content_length_is_411_and_a_bad_form_400(upclient_fdfs_server):
     storage = upclient_fdfs_server
     app = example.create_app(config_for(storage))
