@@ -1,31 +1,31 @@
 """The ``UPCLIENT_*`` keys of ``app.config``: what the extension reads, and the ``Client`` they make.
 
-=========================  ===============================================  ===========
-Key                        What                                             Default
-=========================  ===============================================  ===========
-``UPCLIENT_URL``           where uploads go (``tus+https://...``,           required
+=========================  ==================================================  ===========
+Key                        What                                                Default
+=========================  ==================================================  ===========
+``UPCLIENT_URL``           where uploads go (``tus+https://...``,              required
                            ``upyun://op@svc``, ``community+https://...``,
                            ``fdfs://tracker:22122``)
-``UPCLIENT_TIMEOUT``       seconds one request's uploads may take in all    300
+``UPCLIENT_TIMEOUT``       seconds one request's uploads may take in all       300
                            (``put(timeout=...)``); ``None``: no deadline
-``UPCLIENT_MAX_SIZE``      largest file a request may upload, in bytes      None
+``UPCLIENT_MAX_SIZE``      largest file a request may upload, in bytes         None
                            (413 above it); ``MAX_CONTENT_LENGTH`` still
                            limits whole request bodies
-``UPCLIENT_STORE``         resume points: a ``BaseStore``; a request body   None
+``UPCLIENT_STORE``         resume points: a ``BaseStore``; a request body      None
                            can never be resumed, so by default they stay
                            in memory (``MemoryStore``)
-``UPCLIENT_PART_SIZE``     ``Client`` settings, as ``Client(...)`` takes    as Client
-``UPCLIENT_CONCURRENCY``   them: ``part_size``, ``concurrency``,
-...                        ``max_files``, ``retry``, ``connect_timeout``,
-                           ``read_timeout``, ``checksum``, ``headers``,
-                           ``auth``, ``verify``, ``cert``,
-                           ``trusted_origins``
+``UPCLIENT_PART_SIZE``     a ``Client`` setting, as ``Client(...)`` takes      as Client
+                           it: ``UPCLIENT_CONCURRENCY``, ``_MAX_FILES``,
+                           ``_RETRY``, ``_CONNECT_TIMEOUT``,
+                           ``_READ_TIMEOUT``, ``_CHECKSUM``, ``_HEADERS``,
+                           ``_AUTH``, ``_VERIFY``, ``_CERT``,
+                           ``_TRUSTED_ORIGINS`` the same way
 ``UPCLIENT_<OPTION>``      a backend option, lowercased: ``UPCLIENT_TOKEN``
                            (community), ``UPCLIENT_PASSWORD`` and
                            ``UPCLIENT_ENDPOINT`` (UPYUN), ...; an option the
                            backend does not know is an error at start-up
-``UPCLIENT_OPTIONS``       a dict of more ``Client`` keyword arguments      {}
-=========================  ===============================================  ===========
+``UPCLIENT_OPTIONS``       a dict of more ``Client`` keyword arguments         {}
+=========================  ==================================================  ===========
 
 Numbers may be given as strings (``"8388608"``), so settings read from the
 environment with ``app.config.from_prefixed_env()`` or ``from_mapping``
