@@ -49,7 +49,7 @@ __all__ = ["sync", "main", "COPY_PART_SIZE"]
 #: The part size of a copy from a backend when no --part-size is given: a
 #: copy holds its parts in memory (a stream cannot be read twice), so they
 #: are smaller than a file's.
-COPY_PART_SIZE = 8 * 1024 * 1024
+COPY_PART_SIZE = 6 * 1024 * 1024
 
 #: The credential and endpoint flags, each given to the backends that take it.
 _BACKEND_FLAGS = ("token", "api_key", "user_id", "org_id", "password", "auth_server", "endpoint")
@@ -254,7 +254,7 @@ def _run(cmd: Command, report: _Report, dst: Client, src: Optional[Client], jour
     run = SyncRun(
         dst, journal, prefix=prefix, source=src, dry_run=a.dry_run, delete=a.delete,
         check_server=not a.trust_journal, on_event=report.event, on_plan=planned,
-        on_file_progress=lambda i, p: cmd.display.update(i, p),
+        on_file_progress=(lambda i, p: cmd.display.update(i, p)) if show_bar else None,
         on_file_done=lambda i, size: cmd.display.file_finished(i, size),
         cancel=cancel,
     )

@@ -8,10 +8,10 @@ download waits while the upload is behind, the upload while the download
 is.  No temporary copy of the file is made on disk, and memory stays near
 what the upload holds in flight (its parts) plus the pipe.
 
-As the bytes pass, their count is kept and, where something will be
-compared with it, their MD5: a copy is checked against the source's size,
-and against the MD5s the source and the destination give, where they give
-one (:meth:`CopySource.verify`).
+As the bytes pass, their count is kept, and their MD5 where the source
+gives one and the destination does not: a copy is checked against the
+source's size, and its MD5 against the source's where both sides know one
+(:meth:`CopySource.verify`).
 
 A destination that needs the whole file's MD5 before its first byte (the
 community API) would keep a stream in a temporary file to compute it: for
@@ -28,7 +28,7 @@ import hashlib
 import logging
 import posixpath
 import threading
-from typing import Any, Deque, Dict, Optional, Union
+from typing import Any, Deque, Dict, Iterator, Optional, Tuple, Union
 
 from ..client import Client
 from ..errors import Cancelled, ChecksumMismatch, SourceChanged
@@ -40,7 +40,7 @@ __all__ = ["Pipe", "CopySource", "RangeSource", "PIPE_LIMIT"]
 log = logging.getLogger("upclient.sync")
 
 #: Bytes a pipe holds at most before the download waits for the upload.
-PIPE_LIMIT = 4 * 1024 * 1024
+PIPE_LIMIT = 2 * 1024 * 1024
 
 Bytes = Union[bytes, bytearray, memoryview]
 
@@ -214,6 +214,43 @@ class CopySource(StreamSource):
             raise ChecksumMismatch(f"{self.file.ref}: MD5 {known[0][1]} on the source, {known[1][1]} on the "
                                    "destination", backend=backend, operation="sync")
         return passed or (known[0][1] if known else None)
+
+    def chunks(self, part_size: int) -> Iterator[Tuple[int, bytes, bool]]:
+        """Yield ``(offset, data, is_last)``, ``data`` one bytes object a part.
+
+        Each part is the pipe's blocks joined once into bytes, which a
+        session that hashes a part before sending it (UPYUN's Content-MD5)
+        uses as it is: a part in flight is held once, not twice.  Past the
+        size the source listed there must be nothing, or the last part is
+        never sent.
+        """
+        assert self.size is not None
+        offset = 0
+        while True:
+            want = min(part_size, self.size - offset)
+            data = self._take(want)
+            if len(data) < want:
+                raise SourceChanged(f"{self.file.ref}: the source ended after {offset + len(data)} bytes, "
+                                    f"{self.size} were listed", operation="sync")
+            last = offset + want >= self.size
+            if last and self._download.read(1):
+                raise SourceChanged(f"{self.file.ref}: the source holds more than the {self.size} bytes listed",
+                                    operation="sync")
+            yield offset, data, last
+            if last:
+                return
+            offset += want
+
+    def _take(self, n: int) -> bytes:
+        pieces = []
+        got = 0
+        while got < n:
+            piece = self._download.read(n - got)
+            if not piece:
+                break
+            pieces.append(piece)
+            got += len(piece)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def close(self) -> None:
         self._download.close()

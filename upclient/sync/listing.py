@@ -68,27 +68,32 @@ def _file_key(info: FileInfo) -> str:
     return str(key) if key else info.id
 
 
-def remote_files(client: Client, prefix: str = "") -> Iterator[FileInfo]:
-    """Every finished file under ``prefix``: UPYUN's folders are walked down, others listed as they list."""
+def remote_files(client: Client, prefix: str = "", *, workers: int = 8) -> Iterator[FileInfo]:
+    """Every finished file under ``prefix``: UPYUN's folders are walked down (``workers`` listed at
+    once, a level at a time), others listed as they list."""
     if client.backend.name != "upyun":
         for info in client.iter(prefix):
             if info.complete:
                 yield info
         return
-    folders = [prefix]
-    while folders:
-        folder = folders.pop()
+
+    def folder_entries(folder: str) -> List[FileInfo]:
         try:
-            entries = list(client.iter(folder))
+            return list(client.iter(folder))
         except NotFound:  # no such folder: nothing under it
-            continue
-        subfolders = []
-        for entry in entries:
-            if entry.extra.get("type") == "folder":
-                subfolders.append(entry.id)
-            else:
-                yield entry
-        folders.extend(reversed(subfolders))
+            return []
+
+    level = [prefix]
+    with cf.ThreadPoolExecutor(max(1, workers), thread_name_prefix="upclient-sync-list") as pool:
+        while level:
+            below: List[str] = []
+            for entries in pool.map(folder_entries, level):
+                for entry in entries:
+                    if entry.extra.get("type") == "folder":
+                        below.append(entry.id)
+                    else:
+                        yield entry
+            level = below
 
 
 def backend_files(client: Client, prefix: str = "") -> Iterator[Found]:

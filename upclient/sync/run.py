@@ -165,11 +165,21 @@ class SyncRun:
         return self.summary
 
     def _run(self, found: Iterable[Union[SourceFile, Skipped]]) -> None:
-        files, whole = self._gather(found)
-        entries = self.journal.load()
         holdings = Holdings()
-        if (self.check_server or self.delete) and lists(self.destination):
-            holdings = destination_holdings(self.destination, self.prefix)
+        with cf.ThreadPoolExecutor(1, thread_name_prefix="upclient-sync-list") as background:
+            listing = None
+            if (self.check_server or self.delete) and lists(self.destination):
+                # the destination is listed while the source is read
+                listing = background.submit(destination_holdings, self.destination, self.prefix)
+            try:
+                files, whole = self._gather(found)
+                entries = self.journal.load()
+            except BaseException:
+                if listing is not None:
+                    listing.cancel()
+                raise
+            if listing is not None:
+                holdings = listing.result()
         if self.delete and not whole:
             log.warning("not deleting anything: part of the source could not be read")
         plan = plan_sync(files, entries, holdings, prefix=self.prefix, check_server=self.check_server,
@@ -277,7 +287,9 @@ class SyncRun:
         if not uploads:
             return
         dst = self.destination
-        md5_wanted = dst.backend.name in GIVES_MD5
+        # the bytes are hashed on their way only where the source gives an MD5 and the destination none
+        # (where both give one, the two are compared; UPYUN checks each part's MD5 as it arrives)
+        hash_copies = dst.backend.name not in GIVES_MD5
         sources: List[Any] = []
         for up in uploads:
             if up.file.path is not None:
@@ -290,7 +302,7 @@ class SyncRun:
                 sources.append(ranged)
             else:
                 assert self.source is not None, "a file without a path needs a source client"
-                sources.append(CopySource(self.source, up.file, md5=md5_wanted or up.file.md5 is not None))
+                sources.append(CopySource(self.source, up.file, md5=hash_copies and up.file.md5 is not None))
 
         def done(i: int, outcome: PutOutcome) -> None:
             up, src = uploads[i], sources[i]
@@ -321,7 +333,7 @@ class SyncRun:
             if up.file.path is None and copy is None:  # read by ranges: the destination hashed what it got
                 _check_ranged(up.file, result, md5, self.destination.backend.name)
             if copy is not None:
-                if md5 is None and copy.md5 is not None and self.destination.backend.name == "upyun":
+                if md5 is None and copy.file.md5 is not None and self.destination.backend.name == "upyun":
                     md5 = info_md5(self.destination.info(result.id))
                 md5 = copy.verify(md5, backend=self.destination.backend.name)
             f = up.file
