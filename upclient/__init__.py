@@ -6,6 +6,7 @@
 """
 
 import logging
+from typing import TYPE_CHECKING
 
 from ._version import __version__  # noqa: E402
 
@@ -17,6 +18,9 @@ from .result import FileInfo, PutOutcome, UploadResult  # noqa: E402
 from .retry import RetryPolicy  # noqa: E402
 from .settings import Settings  # noqa: E402
 from .store import BaseStore, FileStore, MemoryStore  # noqa: E402
+
+if TYPE_CHECKING:  # imported on first use: ``import upclient`` does not need redis-py
+    from .redis_store import RedisStore  # noqa: F401
 
 # A library prints nothing of its own accord: an app that configures no
 # logging sees no upclient records (Python's last-resort stderr handler
@@ -34,6 +38,7 @@ __all__ = [
     "BaseStore",
     "MemoryStore",
     "FileStore",
+    "RedisStore",
     "UpClientError",
     "errors",
     "__version__",
@@ -41,9 +46,12 @@ __all__ = [
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
-    """``upclient.upyun`` (callback checks, signatures) is imported on first use."""
-    if name == "upyun":
-        import importlib
+    """``upclient.upyun`` (callback checks, signatures) and ``upclient.RedisStore``
+    (which needs redis-py) are imported on first use."""
+    import importlib
 
+    if name == "upyun":
         return importlib.import_module(".upyun", __name__)
+    if name == "RedisStore":
+        return importlib.import_module(".redis_store", __name__).RedisStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,6 +7,14 @@ same, unchanged source, saves the session's state after every part, and
 forgets the record once the upload is finished or can never be resumed.
 An upload that needs no resume point (one part, a stream, ``resume=False``)
 gets an inactive one that does nothing.
+
+When someone else holds the claim, what happens depends on the store: a
+store of one machine (``FileStore``, ``MemoryStore``) lets the upload go on
+without a resume point; an *exclusive* store, one a fleet shares
+(``RedisStore``), raises :class:`~upclient.store.UploadInProgress` before
+anything is sent, so two workers never both send the same upload: the one
+that tries again later finds it finished, or resumes it once the first
+worker's claim has lapsed.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import logging
 from typing import Any, Dict, Optional
 
 from .transfer import UploadSession
-from .store import BaseStore, resume_key
+from .store import BaseStore, UploadInProgress, resume_key
 
 __all__ = ["ResumePoint"]
 
@@ -52,10 +60,27 @@ class ResumePoint:
         if self.key is not None:
             self._claim = self.store.lock(self.key)
             if not self._claim.__enter__():
-                log.info("%s is being uploaded by another process; not resuming it here", self.name)
                 self._release()
+                if getattr(self.store, "exclusive", False):
+                    raise self._busy()
+                log.info("%s is being uploaded by another process; not resuming it here", self.name)
                 self.key = None
         return self
+
+    def _busy(self) -> UploadInProgress:
+        """The error for an upload another worker holds: retry once its claim may have lapsed."""
+        assert self.key is not None
+        left = None
+        holder_ttl = getattr(self.store, "lock_holder_ttl", None)
+        if callable(holder_ttl):
+            try:
+                left = holder_ttl(self.key)
+            except Exception:  # only a hint: the error is raised anyway
+                left = None
+        return UploadInProgress(
+            f"{self.name} is being uploaded to this destination by another worker; nothing was sent "
+            "(try again later: the upload will be finished, or resumable once that worker's claim lapses)",
+            backend=self.backend, operation="put", retry_after=left)
 
     def __exit__(self, *exc: Any) -> None:
         self._release()

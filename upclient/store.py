@@ -10,7 +10,17 @@ credentials: :meth:`BaseStore.save` refuses a record with a secret-looking key.
 Your own store (a database, Redis, ...) subclasses :class:`BaseStore` and
 implements its public primitives ``get``, ``set``, ``delete`` and ``keys``
 (and ``lock`` when processes share it); ``load``, ``save`` and ``prune`` are
-built on them.
+built on them.  :class:`~upclient.RedisStore` (module
+:mod:`upclient.redis_store`) is the one a fleet of workers shares.
+
+Two errors belong to stores:
+
+* :class:`UploadInProgress` (retryable): an *exclusive* store's lock on the
+  upload is held by another worker, so this one sends nothing; trying again
+  later finds the upload finished or resumes it.
+* :class:`StoreUnreachable` (a :class:`~upclient.errors.NetworkError`,
+  retryable): the store's server does not answer; raised before any byte of
+  an upload is sent.
 """
 
 from __future__ import annotations
@@ -27,7 +37,18 @@ import time
 from pathlib import Path
 from typing import Any, ContextManager, Dict, Iterator, Optional, Set, Union
 
-__all__ = ["BaseStore", "MemoryStore", "FileStore", "Record", "resume_key", "default_store_dir"]
+from .errors import NetworkError, UpClientError
+
+__all__ = [
+    "BaseStore",
+    "MemoryStore",
+    "FileStore",
+    "Record",
+    "resume_key",
+    "default_store_dir",
+    "UploadInProgress",
+    "StoreUnreachable",
+]
 
 log = logging.getLogger("upclient.store")
 
@@ -35,6 +56,29 @@ log = logging.getLogger("upclient.store")
 Record = Dict[str, Any]
 
 _SECRET_NAMES = {"password", "passwd", "token", "authorization", "secret", "api_key", "apikey"}
+
+
+class UploadInProgress(UpClientError):
+    """Another worker holds this upload's lock in a shared, exclusive store: nothing was sent.
+
+    Retryable: when its holder finishes, a new attempt finds the upload done
+    (``upclient.contrib.celery`` keeps a record of it) or, when the holder
+    died, resumes it once the lock's ttl has run out (``retry_after``).  Also
+    raised mid-upload when this worker lost its lock (the store was
+    unreachable for longer than the lock's ttl): it stops rather than send
+    alongside a worker that may have taken the upload over.
+    """
+
+    retryable = True
+
+
+class StoreUnreachable(NetworkError):
+    """The store's server (Redis, ...) cannot be reached: a setup error, raised before any byte is sent.
+
+    A :class:`~upclient.errors.NetworkError` (so a ``ConnectionError``),
+    retryable: the store may come back, and an upload resumes from the
+    last part it recorded.
+    """
 
 
 def resume_key(backend: str, destination: str, identity: Dict[str, Any]) -> str:
@@ -126,7 +170,15 @@ class BaseStore(abc.ABC):
     (:func:`resume_key`, and ``digest-...`` for the digest cache).  A
     :class:`~upclient.Client` shares its store between threads: every method
     must be safe to call from several at once.
+
+    ``exclusive`` (class attribute, False here): what a put does when the
+    lock of its upload is held by someone else.  False: it uploads without a
+    resume point (a second copy on the server, nothing shared).  True: it
+    raises :class:`UploadInProgress` before sending anything, so two workers
+    of a fleet never both send the same upload.
     """
+
+    exclusive: bool = False
 
     @abc.abstractmethod
     def get(self, key: str) -> Optional[Record]:
