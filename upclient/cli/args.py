@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", metavar="DIR",
                    help="directory of resume points, the journal and the lock (default: user state dir)")
     p.add_argument("--part-size", type=_positive_size_arg, metavar="SIZE",
-                   help="bytes per part, e.g. 8M (default 16M; 8M for a copy from a backend)")
+                   help="bytes per part, e.g. 8M (default 16M; 6M for a copy from a backend)")
     p.add_argument("--concurrency", type=_positive_int_arg, metavar="N", help="parts in flight at once (default 4)")
     p.add_argument("--max-files", type=_positive_int_arg, metavar="N", help="files uploaded at once (default 4)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
