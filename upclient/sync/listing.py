@@ -101,6 +101,10 @@ def backend_files(client: Client, prefix: str = "") -> Iterator[Found]:
     for info in remote_files(client, prefix):
         name = _file_key(info)
         key = name[len(prefix):] if prefix and name.startswith(prefix) else name
+        if info.size is None:  # a copy streams a known number of bytes
+            yield Skipped(name, "its size is not listed", error=UpClientError(
+                f"{name}: the listing gives no size", backend=client.backend.name, operation="list"))
+            continue
         modified = int(info.modified * 1e9) if info.modified is not None else 0
         yield SourceFile(key=key.lstrip("/"), ref=info.id, size=info.size, mtime_ns=modified, md5=info_md5(info))
 
