@@ -156,28 +156,33 @@ def make_tree(root: Path, files: int, size: int) -> None:
         (folder / f"f{i:05d}.bin").write_bytes(os.urandom(size))
 
 
-def many_files(tmp: Path, upyun: Tuple[str, List[str]], files: int) -> List[str]:
+def many_files(tmp: Path, upyun: Tuple[str, List[str]], files: int, rounds: int) -> List[str]:
     url, flags = upyun
     root = tmp / "many"
     make_tree(root, files, 16 * 1024)
-    store = tmp / "state-many"
-    args = ["sync", str(root), url, *flags, "--store", str(store), "--prefix", "sync", "-q", "--no-progress"]
-    first = run_worker({"kind": "sync", "args": args, "root": str(root)})
-    again = run_worker({"kind": "sync", "args": args, "root": str(root)})
     paths = sorted(str(p) for p in root.rglob("*.bin"))
-    keys = ["put_many/" + os.path.relpath(p, root) for p in paths]
-    # put_many with a store of its own, as sync has (resume points, digests)
-    many = run_worker({"kind": "put_many", "url": url, "settings": {**settings_of(flags), "store": str(tmp / "s-pm")},
-                       "paths": paths, "keys": keys})
-    assert first["status"] == 0 and again["status"] == 0 and many["failed"] == 0, (first, again, many)
+    firsts, agains, manys = [], [], []
+    for n in range(rounds):  # interleaved, the best of each: the machine is shared
+        args = ["sync", str(root), url, *flags, "--store", str(tmp / f"state-many-{n}"), "--prefix", f"sync-{n}",
+                "-q", "--no-progress"]
+        firsts.append(run_worker({"kind": "sync", "args": args, "root": str(root)}))
+        # put_many with a store of its own, as sync has (resume points, digests)
+        manys.append(run_worker({"kind": "put_many", "url": url,
+                                 "settings": {**settings_of(flags), "store": str(tmp / f"s-pm-{n}")},
+                                 "paths": paths, "keys": [f"put_many-{n}/" + os.path.relpath(p, root) for p in paths]}))
+        agains.append(run_worker({"kind": "sync", "args": args, "root": str(root)}))
+    assert all(r["status"] == 0 for r in firsts + agains) and all(r["failed"] == 0 for r in manys)
+    first = min(firsts, key=lambda r: r["elapsed"])
+    many = min(manys, key=lambda r: r["elapsed"])
+    again = min(agains, key=lambda r: r["elapsed"])
     rate, rate_many = files / first["elapsed"], files / many["elapsed"]
     return [
-        f"1. {files:,} files of 16 KiB to the UPYUN emulator",
+        f"1. {files:,} files of 16 KiB to the UPYUN emulator (best of {rounds})",
         f"   sync, first run           {first['elapsed']:7.2f} s  {rate:7.0f} files/s",
         f"   put_many, the same files  {many['elapsed']:7.2f} s  {rate_many:7.0f} files/s"
         f"   (sync / put_many: {rate / rate_many:.2f})",
-        f"   sync, re-run, no change   {again['elapsed']:7.2f} s in the command, {again['wall']:.2f} s as a process;"
-        f" {again['opens']} file reads",
+        f"   sync, re-run, no change   {again['elapsed']:7.2f} s in the command, {min(r['wall'] for r in agains):.2f} s"
+        f" as a process; {max(r['opens'] for r in agains)} file reads",
     ]
 
 
@@ -250,7 +255,7 @@ def main() -> int:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # the job on stdin
     parser.add_argument("--quick", action="store_true", help="1,000 files and 64 MiB instead of 10,000 and 1 GiB")
     parser.add_argument("--only", default="1,2,3", help="which parts, e.g. 1,3")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of part 3 (the best is shown)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of parts 1 and 3 (the best of each is shown)")
     a = parser.parse_args()
     if a.worker:
         print(json.dumps(worker(json.loads(sys.stdin.read()))))
@@ -262,7 +267,7 @@ def main() -> int:
     try:
         with emulator("upyun", tmp / "upyun") as upyun, emulator("fdfs", tmp / "fdfs") as (fdfs_url, _):
             if "1" in parts:
-                rows += many_files(tmp, upyun, files)
+                rows += many_files(tmp, upyun, files, a.rounds)
                 print("\n".join(rows[-4:]), flush=True)
             if "2" in parts:
                 rows += one_big_file(tmp, upyun, size)

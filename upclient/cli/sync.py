@@ -12,6 +12,7 @@ JSON object with ``--json``) and a summary, and returns the exit status of
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -159,7 +160,7 @@ class _Report:
             cmd.out(line)
 
 
-def _source(cmd: Command, store: Optional[str]) -> Any:
+def _source(cmd: Command) -> Any:
     """(kind, what names it, the source client or None, what it holds): from SRC and its flags."""
     a = cmd.args
     if a.from_list is not None:
@@ -206,7 +207,7 @@ def sync(cmd: Command) -> int:
     prefix = normalise_prefix(a.prefix)
     report = _Report(cmd)
     try:
-        kind, source_name, src_client, found = _source(cmd, a.store)
+        kind, source_name, src_client, found = _source(cmd)
     except FileNotFoundError as exc:
         cmd.report_failure(exc)
         return exit_status(exc)
@@ -221,7 +222,7 @@ def sync(cmd: Command) -> int:
         if src_client is not None:
             src_client.close()
         raise
-    with dst_client, (src_client or _Nothing()):
+    with dst_client, (src_client or contextlib.nullcontext()):
         if a.delete and not lists(dst_client):
             raise UsageError(f"--delete needs a destination that lists its files (upyun, community); "
                              f"the {dst_client.backend.name} backend cannot")
@@ -274,14 +275,6 @@ def _run(cmd: Command, report: _Report, dst: Client, src: Optional[Client], jour
     status = EXIT_INTERRUPTED if summary.interrupted else worst_status(exit_status(e) for e in summary.errors)
     report.summary(summary, status)
     return status
-
-
-class _Nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
