@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, U
 
 from .backends import backend_for_url
 from .backends.base import Backend
-from .digest import DigestCache
+from .digest import IDENTITIES, DigestCache, source_identity
 from .transfer import MoreParts, Part, StopSignal, TransferEngine, UploadSession, deadline, stream_parts
 from .errors import BadInput, ServiceError, SourceChanged, UpClientError
 from .pacing import FilePacer
@@ -68,7 +68,14 @@ class Client:
     - ``connect_timeout`` / ``read_timeout`` in seconds;
     - ``checksum``: send part checksums where the server checks them;
     - ``store``: where resume points live; default a :class:`~upclient.FileStore`
-      in the user state directory, ``None`` or ``False`` for no resume across runs;
+      in the user state directory, ``None`` or ``False`` for no resume across runs,
+      a :class:`~upclient.RedisStore` for a fleet of workers;
+    - ``identity``: what a file's resume point (and cached digest) is kept under:
+      ``"local"`` (path, size, mtime, inode: the default), ``"content"`` (name,
+      size, mtime and samples of the bytes: another host that sees the same file
+      on shared storage resumes its upload) or ``"digest"`` (name, size and the
+      SHA-256 of the whole file: exact, read once per host); see
+      :mod:`upclient.digest` for the trade-off;
     - ``headers``: extra headers on every request; ``auth``: a requests auth
       object, or a callable returning headers, called per request (tokens may
       rotate);
@@ -101,8 +108,13 @@ class Client:
         verify: Union[bool, str] = True,
         cert: Any = None,
         trusted_origins: Optional[Iterable[str]] = None,
+        identity: str = "local",
         **backend_options: Any,
     ) -> None:
+        if identity not in IDENTITIES:
+            raise BadInput(f"identity must be one of {', '.join(map(repr, IDENTITIES))}, not {identity!r}")
+        #: What resume points and digests are kept under (``"local"``, ``"content"`` or ``"digest"``).
+        self.identity = identity
         self.settings = Settings(
             part_size=part_size,
             concurrency=concurrency,
@@ -132,7 +144,7 @@ class Client:
             self.backend = backend_for_url(target, self.settings, backend_options)
         else:
             raise BadInput(f"target must be a URL or a Backend, not {type(target).__name__}")
-        self.backend.digests = DigestCache(self.store)  # digests survive a re-run, as resume points do
+        self.backend.digests = DigestCache(self.store, identity)  # digests survive a re-run, as resume points do
         #: The root of every call's token: close() sets it, which aborts them all at once.
         self._closed = StopSignal()
         self._lock = threading.Lock()
@@ -261,7 +273,7 @@ class Client:
             )
         started = time.monotonic()
         multipart = src.size is None or src.size > self.settings.part_size
-        identity = src.identity() if resume and multipart else None
+        identity = source_identity(src, self.identity, self.backend.digests) if resume and multipart else None
         point = ResumePoint(self.store, backend.name, backend.destination(key, options), identity, src.name,
                             server=self._server())
         with point:
@@ -575,7 +587,10 @@ class Client:
         path = os.fspath(target)
         if os.path.isfile(path):
             where = os.path.realpath(path)
-            mine = [(k, r) for k, r in records if (r.get("identity") or {}).get("path") == where]
+            with open_source(path) as src:  # a record kept under another kind of identity than "local"
+                own = source_identity(src, self.identity, self.backend.digests)
+            mine = [(k, r) for k, r in records if (r.get("identity") or {}).get("path") == where
+                    or r.get("identity") == own]
             for rkey, record in mine:
                 state = record["state"]
                 self.settings.retry.call(lambda st=state: self.backend.abort_state(st),  # type: ignore[misc]
