@@ -184,14 +184,12 @@ class Journal:
 
     def record(self, entry: JournalEntry) -> JournalEntry:
         """Write ``entry`` (replacing one of the same path and destination); committed on return."""
-        if not entry.finished:
-            entry = dataclasses.replace(entry, finished=time.time())
+        e = entry
+        row = (e.path, e.destination, e.size, e.mtime_ns, e.inode, e.id, e.md5, e.finished or time.time())
         with self._lock:
             self._connection().execute(
-                f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                dataclasses.astuple(entry),
-            )
-        return entry
+                f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        return entry if entry.finished else JournalEntry(*row)
 
     def forget(self, path: str, destination: str) -> None:
         """Drop the entry of ``path`` to ``destination`` (nothing if there is none)."""
