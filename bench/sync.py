@@ -69,7 +69,7 @@ def _count_opens(root: str) -> List[str]:
 
 def worker(job: Dict[str, Any]) -> Dict[str, Any]:
     import upclient
-    from upclient.cli.sync import main  # imported before the clock starts, as everything else
+    from upclient.cli import main  # imported before the clock starts, as everything else
 
     kind = job["kind"]
     opened = _count_opens(job["root"]) if job.get("root") else []

@@ -30,8 +30,7 @@ def on_path(tmp_path: Path) -> str:
     folder = tmp_path / "bin"
     folder.mkdir()
     script = folder / "upclient"
-    code = UPCLIENT[2]
-    script.write_text(f"#!/bin/sh\nexec {sys.executable} -c '{code}' \"$@\"\n")
+    script.write_text(f"#!/bin/sh\nexec {' '.join(UPCLIENT)} \"$@\"\n")
     script.chmod(0o755)
     return str(folder)
 

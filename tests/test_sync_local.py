@@ -87,7 +87,7 @@ def test_a_tree_reaches_upyun_and_a_rerun_reads_no_file(upclient_upyun_server, t
 
     monkeypatch.setattr(os, "open", os_open)
     monkeypatch.setattr(builtins, "open", py_open)
-    from upclient.cli.sync import main
+    from upclient.cli import main
 
     monkeypatch.setenv("XDG_STATE_HOME", env["XDG_STATE_HOME"])
     status = main(sync_args(server, root, tmp_path, "--prefix", "backup/2026", "--json"))

@@ -18,11 +18,8 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 
-#: ``upclient`` with ``sync`` among its verbs.  ``upclient.cli.sync.main`` is the
-#: command's own entry point with the verb registered, whether or not
-#: ``upclient.cli.main`` lists it yet; everything else (parsing, the run, the
-#: exit status) is the command's.
-UPCLIENT = [sys.executable, "-c", "import sys; from upclient.cli.sync import main; sys.exit(main())"]
+#: The ``upclient`` command, as ``python -m upclient`` runs it.
+UPCLIENT = [sys.executable, "-m", "upclient"]
 
 KiB = 1024
 MiB = 1024 * KiB

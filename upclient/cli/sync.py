@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Union
 
 from ..client import Client
 from ..journal import Journal
@@ -45,7 +45,7 @@ from .display import ProgressDisplay, format_bytes
 from .exits import EXIT_INTERRUPTED, EXIT_LOCKED, exit_status, worst_status
 from .put import CLOSE_GRACE, _InThread, _wait_stopped
 
-__all__ = ["sync", "main", "COPY_PART_SIZE"]
+__all__ = ["sync", "COPY_PART_SIZE"]
 
 #: The part size of a copy from a backend when no --part-size is given: a
 #: copy holds its parts in memory (a stream cannot be read twice), so they
@@ -275,11 +275,4 @@ def _run(cmd: Command, report: _Report, dst: Client, src: Optional[Client], jour
     status = EXIT_INTERRUPTED if summary.interrupted else worst_status(exit_status(e) for e in summary.errors)
     report.summary(summary, status)
     return status
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """The ``upclient`` command with ``sync`` among its verbs, whether or not :mod:`.main` lists it yet."""
-    entry = importlib.import_module(f"{__package__}.main")  # the module: the package's ``main`` is the function
-    entry.VERBS.setdefault("sync", sync)
-    return entry.main(argv)
 
