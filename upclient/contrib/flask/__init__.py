@@ -23,8 +23,9 @@
 :meth:`Upclient.put_body` streams ``request.stream`` into ``Client.put``
 with the size from ``Content-Length``; :meth:`Upclient.put_form` reads a
 ``multipart/form-data`` body part by part and streams each file, with no
-temporary file (``request.files`` would spool it to disk first).  Memory
-stays near ``concurrency x part_size`` per upload, whatever the file size.
+temporary file (``request.files`` would spool it to disk first).  Each
+upload holds the part it reads and those in flight (``concurrency`` at
+most), whatever the file size.
 Each request runs under a deadline (``UPCLIENT_TIMEOUT``); failures are
 Werkzeug HTTP errors (411, 413, 400, 504, 502: :mod:`.answers`); a browser
 that goes away aborts its upload on the storage server, which keeps no
