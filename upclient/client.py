@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, U
 
 from .backends import backend_for_url
 from .backends.base import Backend
+from .download import PathDownload
 from .digest import IDENTITIES, DigestCache, source_identity
 from .transfer import MoreParts, Part, StopSignal, TransferEngine, UploadSession, deadline, stream_parts
 from .errors import BadInput, ServiceError, SourceChanged, UpClientError
@@ -470,6 +471,7 @@ class Client:
         length: Optional[int] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Any = None,
+        timeout: Optional[float] = None,
     ) -> Union[bytes, int]:
         """Download ``length`` bytes (to the end if None) from ``offset``.
 
@@ -477,14 +479,24 @@ class Client:
         object they are written there and the count is returned.  A path is
         written to a temporary file beside it and renamed at the end, so it
         never holds half a download.  A broken download continues from the
-        last byte received.  ``on_progress`` and ``cancel`` work as for
-        :meth:`put`.
+        last byte received.  ``on_progress``, ``cancel`` and ``timeout`` work
+        as for :meth:`put`.
+
+        To a path, where the backend reads byte ranges, more than
+        ``part_size`` bytes go as ranges of ``part_size``, ``concurrency`` at
+        a time, into ``<dest>.upclient-<hash>.part``; an interrupted download
+        keeps that file and a resume point in the store, and the next ``get``
+        of the same file to the same path fetches only the missing ranges.
+        The file is renamed into place once whole, of the right size and,
+        where the server keeps one, of the right MD5 or CRC32.
         """
         if not isinstance(offset, int) or offset < 0:
             raise BadInput(f"offset must be a non-negative integer, not {offset!r}")
         if length is not None and (not isinstance(length, int) or length < 0):
             raise BadInput(f"length must be a non-negative integer, not {length!r}")
-        stop = self._signal(cancel)
+        if timeout is not None and not timeout > 0:
+            raise BadInput(f"timeout must be a positive number of seconds, not {timeout!r}")
+        stop = self._signal(cancel, timeout)
         if dest is None:
             buf = io.BytesIO()
             self._download(id, buf.write, offset, length, on_progress, stop)
@@ -495,6 +507,15 @@ class Client:
             parent = os.path.dirname(os.path.abspath(dest))
             if not os.path.isdir(parent):
                 raise BadInput(f"cannot write {dest}: no directory {parent}")
+            if PathDownload.supported(self.backend):
+                s = self.settings
+                ranged = PathDownload(self.backend, server=self._server(), store=self.store,
+                                      executor=self._get_engine().executor, concurrency=s.concurrency,
+                                      part_size=s.part_size, retry=s.retry)
+                got = ranged.run(id, os.fspath(dest), offset=offset, length=length, on_progress=on_progress,
+                                 stop=stop)
+                if got is not None:
+                    return got
             tmp = f"{os.fspath(dest)}.upclient-part"
             try:
                 with open(tmp, "wb") as f:

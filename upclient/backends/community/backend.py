@@ -14,6 +14,7 @@ from ...result import FileInfo
 from ...settings import Settings
 from ...source import Source
 from ...transfer import UploadSession
+from ...transfer.ranges import RemoteFile, check_range_answer, digest_of
 from ..base import Backend, Sink
 from . import protocol
 from ..urls import shown, without_userinfo
@@ -178,19 +179,45 @@ class CommunityBackend(Backend):
             self.abort(str(state["file_id"]))
 
     def download(self, id: str, sink: Sink, *, offset: int = 0, length: Optional[int] = None) -> int:
-        f = self.file(id)
-        url = f.cdn_url or f.oss_url
-        if not url:
-            raise ServerError(f"file {id} has no download URL", backend=self.name, operation="get")
-        url = protocol.fetch_url(url, "download URL", operation="get")
+        url = self._object_url(self.file(id))
         if length == 0:
             return 0
         headers = {}
         if offset or length is not None:
             headers["Range"] = f"bytes={offset}-{'' if length is None else offset + length - 1}"
+        resp = self._get_object(url, headers)
+        return int(self.http.copy_body(resp, sink, offset=offset, length=length, backend=self.name))
+
+    def open_download(self, id: str) -> Optional[RemoteFile]:
+        """A confirmed file to read by ranges from its object URL, found once: size and MD5 from the API."""
+        f = self.file(id)
+        if f.status != "confirmed" or not isinstance(f.file_size, int):
+            return None
+        url, size = self._object_url(f), f.file_size
+
+        def read(sink: Sink, offset: int, length: int, strict: bool) -> int:
+            resp = self._get_object(url, {"Range": f"bytes={offset}-{offset + length - 1}"})
+            try:
+                check_range_answer(resp.status_code, resp.headers.get("Content-Range"), offset, length, size,
+                                   strict=strict, backend=self.name)
+            except BaseException:
+                resp.close()
+                raise
+            return int(self.http.copy_body(resp, sink, offset=offset, length=length, backend=self.name))
+
+        return RemoteFile(size=size, read=read, version={"md5": f.file_md5, "key": f.file_key},
+                          digest=digest_of("md5", f.file_md5))
+
+    def _object_url(self, f: CommunityFile) -> str:
+        url = f.cdn_url or f.oss_url
+        if not url:
+            raise ServerError(f"file {f.id} has no download URL", backend=self.name, operation="get")
+        return protocol.fetch_url(url, "download URL", operation="get")
+
+    def _get_object(self, url: str, headers: Dict[str, str]) -> Any:
         # a public URL: the API's credentials are not for it
         resp = self.http.request("GET", url, backend=self.name, operation="get", headers=headers, stream=True,
                                  presigned=True)
         if resp.status_code not in (200, 206):
             raise self.http.error(resp, backend=self.name, operation="get")
-        return int(self.http.copy_body(resp, sink, offset=offset, length=length, backend=self.name))
+        return resp

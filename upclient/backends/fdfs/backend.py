@@ -33,6 +33,7 @@ from ...result import FileInfo, UploadResult
 from ...settings import Settings
 from ...source import Source, open_source
 from ...transfer import deadline
+from ...transfer.ranges import RemoteFile, digest_of
 from ..base import Backend, Sink, UploadSession
 from ..urls import shown
 from .connection import Exchange, Pools, Repeat, Silent
@@ -350,6 +351,27 @@ class FdfsBackend(Backend):
             raise BadInput(f"offset {offset} is past the end of {id} ({size} bytes)",
                            backend=self.name, operation="get") from None
         return counted[0]
+
+    def open_download(self, id: str) -> Optional[RemoteFile]:
+        """A file to read by ranges from the storage that holds it, found once; size and CRC32 from its stat."""
+        fid = FileId.parse(id)
+        address = self.file_address(fid, what="download")
+        stat = self.file_stat(fid, address, "download")
+
+        def read(sink: Sink, offset: int, length: int, strict: bool) -> int:
+            counted = [0]
+
+            def count(block: bytes) -> None:
+                counted[0] += len(block)
+                sink(block)
+
+            self.exchange(address.address, Request.download(fid, offset, length), "download", sink=count)
+            return counted[0]
+
+        # a CRC32 of 0 is what a storage says when it did not compute one
+        crc = digest_of("crc32", stat.crc32) if stat.crc32 else None
+        return RemoteFile(size=stat.size, read=read, version={"crc32": stat.crc32, "created": stat.created},
+                          digest=crc)
 
     def info(self, id: str) -> FileInfo:
         fid = FileId.parse(id)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import threading
-from typing import Any, ClassVar, Dict, FrozenSet, Iterable, Mapping, Optional
+from typing import Any, ClassVar, Dict, FrozenSet, Iterable, Mapping, Optional, Set
 
 from ...errors import BadInput, NotFound, TransportError, Unsupported, UploadExpired
 from ...result import FileInfo
@@ -21,6 +21,7 @@ from ...settings import Settings
 from ...source import Source
 from ...transfer import UploadSession
 from ...transport import redact_url
+from ...transfer.ranges import RangeIgnored, RemoteFile, check_range_answer
 from ..base import Backend, Sink
 from ..urls import shown, userinfo_auth
 from .ids import stored_url_ok, upload_url
@@ -71,6 +72,8 @@ class TusBackend(Backend):
         #: Hosts of stored upload URLs whose HEAD failed on the wire, and how often in a row.
         self._unreachable: Dict[Any, int] = {}
         self._unreachable_lock = threading.Lock()
+        #: Origins whose GET ignored a Range header: their downloads go as one stream.
+        self._whole_only: Set[Any] = set()
 
     def transport_auth(self) -> Any:
         """The client's ``auth``, or HTTP Basic from a user and password given in the URL."""
@@ -224,6 +227,34 @@ class TusBackend(Backend):
             return 0
         resp = self.send(TusRequest.get(url, offset=offset, length=length))
         return int(self.http.copy_body(resp, sink, offset=offset, length=length, backend=self.name))
+
+    def open_download(self, id: str) -> Optional[RemoteFile]:
+        """A finished upload to read by ranges, its size from a HEAD; None for an unfinished one.
+
+        GET is no part of the tus protocol and servers differ: @tus/server
+        (2.x) and resumable-upload answer every GET with the whole file.  A
+        server seen doing so is read as one stream from then on.
+        """
+        url = self.resolve(id, "get")
+        status = self.status(url)
+        size = status.length
+        if size is None or status.offset != size:
+            return None
+        where = origin(url)
+
+        def read(sink: Sink, offset: int, length: int, strict: bool) -> int:
+            resp = self.send(TusRequest.get(url, offset=offset, length=length))
+            try:
+                check_range_answer(resp.status_code, resp.headers.get("Content-Range"), offset, length, size,
+                                   strict=strict, backend=self.name)
+            except BaseException as exc:
+                resp.close()
+                if isinstance(exc, RangeIgnored):
+                    self._whole_only.add(where)
+                raise
+            return int(self.http.copy_body(resp, sink, offset=offset, length=length, backend=self.name))
+
+        return RemoteFile(size=size, read=read, ranges=where not in self._whole_only)
 
     def delete(self, id: str) -> None:
         self._terminate(self.resolve(id, "delete"))

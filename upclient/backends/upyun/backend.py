@@ -26,6 +26,7 @@ from ...result import FileInfo
 from ...settings import Settings
 from ...source import Source
 from ..base import Backend, Sink, UploadSession
+from ...transfer.ranges import RemoteFile, check_range_answer, digest_of
 from . import protocol
 from ..urls import check_url, shown
 from ...origins import origin_of
@@ -277,6 +278,28 @@ class UpyunBackend(Backend):
             headers["Range"] = f"bytes={offset}-{'' if length is None else offset + length - 1}"
         resp = self.request("GET", self.path(id), "get", headers=headers, stream=True, ok=(200, 206))
         return int(self.http.copy_body(resp, sink, offset=offset, length=length, backend=self.name))
+
+    def open_download(self, id: str) -> Optional[RemoteFile]:
+        """A file to read by ranges: its size, MD5 and date from one HEAD (None for a folder)."""
+        info = self.info(id)
+        if info.extra.get("type") != "file" or info.size is None:
+            return None
+        size, path = info.size, self.path(id)
+
+        def read(sink: Sink, offset: int, length: int, strict: bool) -> int:
+            resp = self.request("GET", path, "get", headers={"Range": f"bytes={offset}-{offset + length - 1}"},
+                                stream=True, ok=(200, 206))
+            try:
+                check_range_answer(resp.status_code, resp.headers.get("Content-Range"), offset, length, size,
+                                   strict=strict, backend=self.name)
+            except BaseException:
+                resp.close()
+                raise
+            return int(self.http.copy_body(resp, sink, offset=offset, length=length, backend=self.name))
+
+        md5 = info.extra.get("md5")
+        return RemoteFile(size=size, read=read, version={"md5": md5, "date": info.modified},
+                          digest=digest_of("md5", md5))
 
     def info(self, id: str) -> FileInfo:
         resp = self.request("HEAD", self.path(id, folder=True), "info")
