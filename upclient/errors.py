@@ -120,11 +120,11 @@ class SourceChanged(UpClientError):
 
 
 class Cancelled(UpClientError):
-    """The transfer was cancelled; its resume point is kept."""
+    """The transfer was cancelled; a file's upload keeps its resume point (a stream's has none)."""
 
 
 class DeadlineExceeded(Cancelled, TimeoutError):
-    """The call's ``timeout`` ran out; its resume point is kept.
+    """The call's ``timeout`` ran out; a file's upload keeps its resume point.
 
     A ``Cancelled`` (never retried) that ``except TimeoutError`` catches too.
     """

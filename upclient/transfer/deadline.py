@@ -110,12 +110,13 @@ class StopSignal:
     def error(self) -> Cancelled:
         """The error that says why this signal fired."""
         if self.timed_out:
+            # No word on resuming: a file's upload keeps its resume point, a stream's cannot.
             return DeadlineExceeded(
-                f"timed out: the {self.timeout:g} s deadline passed; the resume point is kept"
+                f"timed out: the {self.timeout:g} s deadline passed"
                 if self.timeout is not None
-                else "timed out: the deadline passed; the resume point is kept"
+                else "timed out: the deadline passed"
             )
-        return Cancelled("cancelled; the resume point is kept")
+        return Cancelled("cancelled")
 
     def check(self) -> None:
         """Raise :meth:`error` if the signal has fired."""
