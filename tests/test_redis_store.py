@@ -449,3 +449,45 @@ class _NoPread:
 
     def check_unchanged(self) -> None:
         self._source.check_unchanged()
+
+
+# -- packaging -------------------------------------------------------------------------
+
+
+def test_import_upclient_needs_no_redis_py_and_the_store_comes_on_first_use():
+    code = ("import sys, upclient\n"
+            "assert 'redis' not in sys.modules and 'upclient.redis_store' not in sys.modules\n"
+            "assert upclient.RedisStore.__module__ == 'upclient.redis_store' and 'redis' in sys.modules\n"
+            "assert 'RedisStore' in upclient.__all__\n")
+    proc = child(code)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+
+
+def test_the_users_fixture_gives_a_running_redis(upclient_redis_server):  # noqa: F811
+    store = upclient.RedisStore(upclient_redis_server.url)
+    store.save("k", {"a": 1})
+    assert store.load("k")["a"] == 1
+    store.close()
+
+
+def test_a_store_that_is_not_exclusive_lets_a_second_put_go_without_a_resume_point(
+        tmp_path, stores, redis_server, prefix, make_file):
+    from upclient.testing import UpyunServer
+
+    path, digest = make_file(3 * MiB, "big.bin")
+    store = worker_store(stores, redis_server, prefix, exclusive=False)
+    with UpyunServer(tmp_path / "upyun") as upyun:
+        with upclient.Client("upyun://op@svc", password="pw", endpoint=upyun.endpoint, store=store,
+                             part_size=1 * MiB) as client:
+            holder = worker_store(stores, redis_server, prefix)
+            from upclient.resume import ResumePoint
+            from upclient.source import open_source
+
+            with open_source(path) as src:
+                key = ResumePoint(store, "upyun", client.backend.destination(None, {}), src.identity(), "x").key
+            with holder.lock(key) as got:
+                assert got
+                result = client.put(path)
+        assert not result.resumed and upyun.stored_sha256("big.bin") == digest
+    assert resume_points(store) == []
