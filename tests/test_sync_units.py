@@ -52,6 +52,19 @@ def test_journal_records_and_finds_entries_and_is_private(tmp_path):
     assert not j.exists() and list(j.path.parent.iterdir()) == []
 
 
+def test_a_journal_that_is_not_a_database_is_moved_aside_and_the_job_starts_afresh(tmp_path, caplog):
+    path = tmp_path / "j.sqlite3"
+    path.write_bytes(b"this is not a database, but what a disk fault left" * 100)
+    j = Journal(path)
+    with caplog.at_level("WARNING", logger="upclient.journal"):
+        assert j.load() == {}
+    assert "cannot be read" in caplog.text
+    j.record(entry("a", "a"))
+    assert len(j) == 1
+    [aside] = tmp_path.glob("j.sqlite3.corrupt-*")
+    assert aside.read_bytes().startswith(b"this is not a database")
+
+
 def test_a_job_is_named_by_its_description():
     assert job_name(["sync", "a"]) == job_name(["sync", "a"])
     assert job_name(["sync", "a"]) != job_name(["sync", "b"])

@@ -122,22 +122,36 @@ class Journal:
             if not folder.is_dir():
                 folder.mkdir(mode=0o700, parents=True, exist_ok=True)
                 os.chmod(folder, 0o700)
-            if not self.path.exists():  # private from the first byte
-                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-            db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
             try:
-                # WAL: a commit is one append, and a kill loses nothing committed.
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.executescript(_SCHEMA)
-                if self._description is not None:
-                    db.execute("INSERT OR IGNORE INTO job VALUES ('description', ?)",
-                               (json.dumps(self._description, ensure_ascii=False, default=str),))
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
+                self._db = self._open()
+            except sqlite3.DatabaseError as exc:  # not a database (a disk fault, a stray file): start afresh
+                aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+                log.warning("journal %s cannot be read (%s); moved aside to %s, starting afresh", self.path, exc,
+                            aside.name)
+                os.replace(self.path, aside)
+                for suffix in ("-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(f"{self.path}{suffix}")
+                self._db = self._open()
         return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        if not self.path.exists():  # private from the first byte
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
+        try:
+            # WAL: a commit is one append, and a kill loses nothing committed; NORMAL: no
+            # fsync a commit, and a power cut may lose the last ones but never corrupts the file.
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            if self._description is not None:
+                db.execute("INSERT OR IGNORE INTO job VALUES ('description', ?)",
+                           (json.dumps(self._description, ensure_ascii=False, default=str),))
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         """Close the file (a later call opens it again)."""
