@@ -199,11 +199,15 @@ def one_big_file(tmp: Path, upyun: Tuple[str, List[str]], size: int) -> List[str
             "--no-progress"]
     first = run_worker({"kind": "sync", "args": args, "root": str(root)})
     again = run_worker({"kind": "sync", "args": args, "root": str(root)})
+    put = run_worker({"kind": "put", "url": url, "path": str(root / "big.bin"), "key": "put/big.bin",
+                      "settings": {**settings_of(flags), "store": str(tmp / "state-big-put")}})
     assert first["status"] == 0 and again["status"] == 0, (first, again)
     return [
         f"2. a tree of one {size // MiB} MiB file to the UPYUN emulator",
         f"   sync, first run           {first['elapsed']:7.2f} s  {size / MiB / first['elapsed']:7.0f} MiB/s"
         f"   peak RSS {first['maxrss_mib']:.0f} MiB",
+        f"   put of the file, for scale {put['elapsed']:6.2f} s  {size / MiB / put['elapsed']:7.0f} MiB/s"
+        f"   peak RSS {put['maxrss_mib']:.0f} MiB",
         f"   sync, re-run, no change   {again['elapsed']:7.2f} s in the command, {again['wall']:.2f} s as a process;"
         f" {again['opens']} file reads",
     ]
@@ -275,7 +279,7 @@ def main() -> int:
                 print("\n".join(rows[-4:]), flush=True)
             if "2" in parts:
                 rows += one_big_file(tmp, upyun, size)
-                print("\n".join(rows[-3:]), flush=True)
+                print("\n".join(rows[-4:]), flush=True)
             if "3" in parts:
                 rows += copy_between(tmp, upyun, fdfs_url, size, a.rounds)
                 print("\n".join(rows[-4:]), flush=True)
