@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 import zlib
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -61,7 +62,9 @@ def _shown(id: str) -> str:
 
 
 class _Digest:
-    """The whole file's digest, computed from the ``.part`` file behind the ranges written."""
+    """The whole file's digest, in order: fed the bytes as they arrive where they are next
+    (a stream, the first range in flight), else read back from the ``.part`` file behind
+    the ranges written."""
 
     def __init__(self, algorithm: str, expected: str) -> None:
         self.algorithm = algorithm
@@ -69,21 +72,39 @@ class _Digest:
         self.pos = 0
         self._md5 = hashlib.md5() if algorithm == "md5" else None
         self._crc = 0
+        self._lock = threading.Lock()
+
+    def _update(self, data: Any) -> None:
+        if self._md5 is not None:
+            self._md5.update(data)
+        else:
+            self._crc = zlib.crc32(data, self._crc)
+        self.pos += len(data)
+
+    def feed(self, pos: int, data: memoryview) -> None:
+        """Bytes just written at ``pos``: hashed now if they are next (never waits on a read-back)."""
+        if pos != self.pos or not self._lock.acquire(blocking=False):
+            return
+        try:
+            if pos == self.pos:
+                self._update(data)
+        finally:
+            self._lock.release()
 
     def advance(self, fd: int, upto: int, stop: StopSignal, limit: Optional[int] = None) -> None:
-        """Hash from where it stands up to ``upto`` (at most ``limit`` bytes of it)."""
+        """Hash from where it stands up to ``upto`` (at most ``limit`` bytes of it), reading the file."""
         if limit is not None:
             upto = min(upto, self.pos + limit)
         while self.pos < upto:
             stop.check()
-            block = os.pread(fd, min(READ_SIZE, upto - self.pos), self.pos)
-            if not block:
-                break
-            if self._md5 is not None:
-                self._md5.update(block)
-            else:
-                self._crc = zlib.crc32(block, self._crc)
-            self.pos += len(block)
+            with self._lock:
+                start = self.pos
+                if start >= upto:
+                    break
+                block = os.pread(fd, min(READ_SIZE, upto - start), start)
+                if not block:
+                    break
+                self._update(block)
 
     def value(self) -> str:
         return self._md5.hexdigest() if self._md5 is not None else f"{self._crc & 0xFFFFFFFF:08x}"
@@ -307,10 +328,10 @@ class PathDownload:
 
         try:
             try:
-                self._ranges(remote, part, tracker, stop, parallel, True, on_progress, tick)
+                self._ranges(remote, part, tracker, stop, parallel, True, on_progress, tick, check)
             except RangeIgnored as exc:
                 log.info("%s: %s; reading it as one stream", name, exc)
-                self._ranges(remote, part, tracker, stop, False, False, on_progress, tick)
+                self._ranges(remote, part, tracker, stop, False, False, on_progress, tick, check)
             if os.fstat(part.fd).st_size != total or not book.complete:
                 raise ChecksumMismatch(f"{name}: the download holds {os.fstat(part.fd).st_size} bytes, not {total}",
                                        backend=self.backend.name, operation="get")
@@ -341,13 +362,15 @@ class PathDownload:
         strict: bool,
         on_progress: Optional[Callable[[Progress], Any]],
         tick: Callable[[], None],
+        check: Optional[_Digest],
     ) -> None:
         # A signal of this pass's own: a range that fails for good stops the others, and
         # the call's signal stays unset for a second pass (a stream after a RangeIgnored).
         own = StopSignal(stop)
         try:
             self.downloader.run(remote, part.fd, part.book, tracker=tracker, stop=own, parallel=parallel,
-                                strict=strict, on_progress=on_progress, on_tick=tick)
+                                strict=strict, on_progress=on_progress, on_tick=tick,
+                                on_write=check.feed if check is not None else None)
         except Cancelled:
             if stop.is_set():
                 raise stop.error() from None  # the call's own words (the deadline it was given)

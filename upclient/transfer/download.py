@@ -160,6 +160,7 @@ class RangeDownloader:
         strict: bool = True,
         on_progress: Optional[Callable[[Progress], Any]] = None,
         on_tick: Optional[Callable[[], None]] = None,
+        on_write: Optional[Callable[[int, memoryview], None]] = None,
     ) -> None:
         """Fetch every missing range into ``fd``; returns when all are there.
 
@@ -170,6 +171,8 @@ class RangeDownloader:
         back to a stream); without it, the bytes before the range are skipped
         and a single run covers everything from the first missing byte on.
         ``stop`` is set when a range fails for good, which stops the others.
+        ``on_write(offset, data)`` is called in the worker after each write
+        (``offset`` in ``fd``), while the bytes are still at hand.
         """
         if strict:
             runs = book.runs(split=parallel)
@@ -180,7 +183,7 @@ class RangeDownloader:
             return
         width = self.concurrency if parallel else 1
         if width == 1 and len(runs) == 1:
-            self._run_inline(remote, fd, book, runs[0], tracker, stop, strict, on_progress, on_tick)
+            self._run_inline(remote, fd, book, runs[0], tracker, stop, strict, on_progress, on_tick, on_write)
             return
         pending = iter(runs)
         inflight: Dict[cf.Future, Run] = {}
@@ -194,7 +197,7 @@ class RangeDownloader:
                     if run is None:
                         exhausted = True
                         break
-                    fut = self.executor.submit(self._fetch, remote, fd, book, run, tracker, stop, strict)
+                    fut = self.executor.submit(self._fetch, remote, fd, book, run, tracker, stop, strict, on_write)
                     inflight[fut] = run
                 if not inflight:
                     break
@@ -224,6 +227,7 @@ class RangeDownloader:
         strict: bool,
         on_progress: Optional[Callable[[Progress], Any]],
         on_tick: Optional[Callable[[], None]],
+        on_write: Optional[Callable[[int, memoryview], None]],
     ) -> None:
         """One run (a small file, a stream) goes in the caller's thread: ticks come from its blocks."""
         if on_progress is not None or on_tick is not None:
@@ -239,7 +243,7 @@ class RangeDownloader:
 
             tracker.on_block = tick
         try:
-            self._fetch(remote, fd, book, run, tracker, stop, strict)
+            self._fetch(remote, fd, book, run, tracker, stop, strict, on_write)
         finally:
             tracker.on_block = None
 
@@ -263,6 +267,7 @@ class RangeDownloader:
         tracker: ProgressTracker,
         stop: StopSignal,
         strict: bool,
+        on_write: Optional[Callable[[int, memoryview], None]] = None,
     ) -> None:
         """Ranges ``run`` in one request, retried from the last byte written; each marked as it fills."""
         first, last = run
@@ -285,6 +290,8 @@ class RangeDownloader:
                 bound = book.stop(index)
                 take = min(len(view), bound - pos)
                 _pwrite_all(fd, view[:take], pos - book.start)  # the file holds the window only
+                if on_write is not None:
+                    on_write(pos - book.start, view[:take])
                 pos += take
                 view = view[take:]
                 if count is not None:
