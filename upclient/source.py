@@ -5,12 +5,17 @@ type, and an identity that says whether a stored resume point still belongs
 to it.  Seekable sources hand out :class:`PartBody` objects that read one
 byte range on demand, with ``os.pread`` where there is a file descriptor, so
 many threads can read different parts at once without a shared seek pointer
-and without copying a whole part into memory.  Non-seekable streams are read
-in order, one part at a time, by :meth:`StreamSource.chunks`.
+and without copying a whole part into memory; a body read from a file also
+names its file region, so the wire can hand it to ``os.sendfile`` and never
+copy it at all.  :meth:`Source.digest` hashes a byte range the same way, one
+small reused buffer per thread, for protocols that want a part's digest
+before its bytes.  Non-seekable streams are read in order, one part at a
+time, by :meth:`StreamSource.chunks`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import mimetypes
 import os
@@ -34,6 +39,12 @@ __all__ = [
 #: How much one ``read`` of a part body returns at most: large blocks keep
 #: the per-call overhead of Python, urllib3 and the kernel small.
 BLOCK_SIZE = 1024 * 1024
+
+#: How much :meth:`Source.digest` reads per step into its thread's buffer:
+#: small enough that the bytes are still in the CPU's cache when the hash
+#: reads them, large enough that a step costs little (hashlib lets other
+#: threads run while it hashes a block this size).
+DIGEST_BLOCK = 256 * 1024
 
 Bytes = Union[bytes, memoryview]
 ReadAt = Callable[[int, int], Bytes]
@@ -60,6 +71,7 @@ class PartBody:
         on_read: Optional[Callable[[int], None]] = None,
         cancel: Optional[Event] = None,
         on_end: Optional[Callable[[], None]] = None,
+        file: Optional[Tuple[int, int]] = None,
     ) -> None:
         self._read_at = read_at
         self._start = offset
@@ -68,16 +80,54 @@ class PartBody:
         self._on_read = on_read
         self._cancel = cancel
         self._on_end = on_end
+        self._file = file
 
     def __len__(self) -> int:
         return self._end - self._start
+
+    @property
+    def zero_copy(self) -> bool:
+        """Whether the bytes are a region of a file (see :meth:`next_region`)."""
+        return self._file is not None
+
+    def _check_cancel(self) -> None:
+        if self._cancel is not None and self._cancel.is_set():
+            raise self._cancel.error() if hasattr(self._cancel, "error") else Cancelled("upload cancelled")
+
+    def next_region(self, limit: int) -> Optional[Tuple[int, int, int]]:
+        """The next at most ``limit`` bytes as ``(fd, file offset, count)``, for ``os.sendfile``.
+
+        None once every byte has been sent.  The same checks as :meth:`read`:
+        the cancel event first, and ``on_end`` before the region that holds
+        the last byte goes out.  The sender reports what it sent with
+        :meth:`sent`.
+        """
+        assert self._file is not None, "not a file region: use read()"
+        remaining = self._end - self._pos
+        if remaining <= 0:
+            return None
+        self._check_cancel()
+        count = min(limit, remaining)
+        if count == remaining and self._on_end is not None:
+            self._on_end()
+        fd, base = self._file
+        return fd, base + self._pos, count
+
+    def sent(self, count: int) -> None:
+        """``count`` bytes of the region went out (progress)."""
+        self._pos += count
+        if self._on_read is not None:
+            self._on_read(count)
+
+    def short(self, count: int) -> SourceChanged:
+        """The error for a file that ended ``count`` bytes early."""
+        return SourceChanged(f"source ended early: {count} bytes from offset {self._pos} were missing")
 
     def read(self, size: int = -1) -> Bytes:
         remaining = self._end - self._pos
         if remaining <= 0:
             return b""
-        if self._cancel is not None and self._cancel.is_set():
-            raise self._cancel.error() if hasattr(self._cancel, "error") else Cancelled("upload cancelled")
+        self._check_cancel()
         if size is None or size < 0:
             want = min(remaining, BLOCK_SIZE)
         else:
@@ -130,7 +180,56 @@ class Source:
             on_read=on_read,
             cancel=cancel,
             on_end=self.check_unchanged,
+            file=self.file_region(),
         )
+
+    def file_region(self) -> Optional[Tuple[int, int]]:
+        """``(fd, offset in the file of byte 0)`` where the bytes are a regular file's, else None.
+
+        With it, bodies go out with ``os.sendfile`` and digests are read with
+        ``os.preadv``, not through :meth:`read`.
+        """
+        return None
+
+    def hashes_in_place(self) -> bool:
+        """Whether :meth:`digest` reads without :meth:`read` (a file's region, bytes in memory).
+
+        Then a part is hashed where it lies and streamed after; otherwise it
+        is read once, through :meth:`read`, and sent from memory.
+        """
+        return self.file_region() is not None
+
+    def digest(self, offset: int, length: int, algorithm: str = "md5", *, cancel: Optional[Event] = None,
+               into: Any = None) -> Any:
+        """A hashlib object fed with ``length`` bytes from ``offset`` (``into``: go on with that one).
+
+        A file is read in :data:`DIGEST_BLOCK` steps into one buffer per
+        thread, so hashing a part holds no more than that; ``cancel`` is
+        looked at before each step.  Raises :class:`SourceChanged` when the
+        source is shorter than the range.
+        """
+        h = hashlib.new(algorithm) if into is None else into
+        region = self.file_region()
+        pos, end = offset, offset + length
+        if region is not None and hasattr(os, "preadv"):
+            fd, base = region
+            view = _digest_buffer()
+            while pos < end:
+                _check(cancel)
+                got = os.preadv(fd, [view[: min(DIGEST_BLOCK, end - pos)]], base + pos)
+                if got <= 0:
+                    raise SourceChanged(f"source ended early: {end - pos} bytes from offset {pos} were missing")
+                h.update(view[:got])
+                pos += got
+            return h
+        while pos < end:
+            _check(cancel)
+            block = self.read(pos, min(BLOCK_SIZE, end - pos))
+            if not block:
+                raise SourceChanged(f"source ended early: {end - pos} bytes from offset {pos} were missing")
+            h.update(block)
+            pos += len(block)
+        return h
 
     def check_unchanged(self) -> None:
         """Raise :class:`SourceChanged` if the source differs from when it was opened."""
@@ -145,6 +244,39 @@ class Source:
         self.close()
 
 
+def _open_path(text: str) -> Tuple[int, os.stat_result]:
+    """A path opened for reading and its ``fstat``; what cannot be read is :class:`BadInput`."""
+    try:
+        fd = os.open(text, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        raise BadInput(f"no such file: {Path(text)}") from None
+    except IsADirectoryError:
+        raise BadInput(f"{Path(text)} is a directory, not a file") from None
+    except PermissionError:
+        raise BadInput(f"permission denied reading {Path(text)}") from None
+    st = os.fstat(fd)
+    if stat.S_ISDIR(st.st_mode):
+        os.close(fd)
+        raise BadInput(f"{Path(text)} is a directory, not a file")
+    return fd, st
+
+
+_buffers = threading.local()
+
+
+def _digest_buffer() -> memoryview:
+    """This thread's buffer for :meth:`Source.digest` (made on first use, kept with the thread)."""
+    view: Optional[memoryview] = getattr(_buffers, "view", None)
+    if view is None:
+        view = _buffers.view = memoryview(bytearray(DIGEST_BLOCK))
+    return view
+
+
+def _check(cancel: Optional[Event]) -> None:
+    if cancel is not None and cancel.is_set():
+        raise cancel.error() if hasattr(cancel, "error") else Cancelled("upload cancelled")
+
+
 def _guess_type(name: str) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
@@ -153,19 +285,20 @@ class FileSource(Source):
     """A regular file on disk, read with ``os.pread`` from any thread."""
 
     def __init__(self, path: Union[str, os.PathLike]) -> None:
-        self.path = Path(os.fspath(path)).expanduser()
-        try:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        except FileNotFoundError:
-            raise BadInput(f"no such file: {self.path}") from None
-        except IsADirectoryError:
-            raise BadInput(f"{self.path} is a directory, not a file") from None
-        except PermissionError:
-            raise BadInput(f"permission denied reading {self.path}") from None
-        st = os.fstat(self._fd)
-        if stat.S_ISDIR(st.st_mode):
-            os.close(self._fd)
-            raise BadInput(f"{self.path} is a directory, not a file")
+        text = os.path.expanduser(os.fsdecode(path))
+        fd, st = _open_path(text)
+        self._adopt(text, fd, st)
+
+    @classmethod
+    def _opened(cls, text: str, fd: int, st: os.stat_result) -> "FileSource":
+        """A source for a file :func:`open_source` opened already (one open, one ``fstat``)."""
+        src = cls.__new__(cls)
+        src._adopt(text, fd, st)
+        return src
+
+    def _adopt(self, text: str, fd: int, st: os.stat_result) -> None:
+        self.path = Path(text)
+        self._fd = fd
         self._stat = st
         self.size = st.st_size
         self.name = self.path.name
@@ -203,6 +336,11 @@ class FileSource(Source):
                 os.lseek(self._fd, offset, os.SEEK_SET)
                 return os.read(self._fd, length)
 
+    def file_region(self) -> Optional[Tuple[int, int]]:
+        if self._fd < 0 or type(self).read is not FileSource.read:
+            return None  # a subclass that reads its own way is read through its read()
+        return (self._fd, 0)
+
     def check_unchanged(self) -> None:
         st = os.fstat(self._fd)
         before = self._stat
@@ -235,6 +373,16 @@ class BytesSource(Source):
 
     def read(self, offset: int, length: int) -> bytes:
         return self._view[offset : offset + length]  # type: ignore[return-value]
+
+    def hashes_in_place(self) -> bool:
+        return True
+
+    def digest(self, offset: int, length: int, algorithm: str = "md5", *, cancel: Optional[Event] = None,
+               into: Any = None) -> Any:
+        _check(cancel)
+        h = hashlib.new(algorithm) if into is None else into
+        h.update(self._view[offset : offset + length])
+        return h
 
 
 class FileObjectSource(Source):
@@ -285,6 +433,11 @@ class FileObjectSource(Source):
         with self._lock:
             self._f.seek(self._base + offset)
             return self._f.read(length)
+
+    def file_region(self) -> Optional[Tuple[int, int]]:
+        if self._fd is None or type(self).read is not FileObjectSource.read:
+            return None
+        return (self._fd, self._base)
 
     def check_unchanged(self) -> None:
         if self._fd is None:
@@ -420,16 +573,11 @@ def open_source(
     if size is not None and (not isinstance(size, int) or size < 0):
         raise BadInput(f"size must be a non-negative integer, not {size!r}")
     if isinstance(obj, (str, os.PathLike)):
-        path = Path(os.fspath(obj)).expanduser()
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            raise BadInput(f"no such file: {path}") from None
-        if stat.S_ISDIR(st.st_mode):
-            raise BadInput(f"{path} is a directory, not a file")
+        text = os.path.expanduser(os.fsdecode(obj))
+        fd, st = _open_path(text)
         if not stat.S_ISREG(st.st_mode):  # a FIFO or device: read it as a stream
-            return StreamSource(open(path, "rb"), name=name or path.name, size=size)
-        src = FileSource(path)
+            return StreamSource(os.fdopen(fd, "rb"), name=name or Path(text).name, size=size)
+        src = FileSource._opened(text, fd, st)
         if name:
             src.name = name
         return _sized(src, size)

@@ -1,15 +1,19 @@
 """What the engine hands a backend for one part: its byte range, and a way to read it.
 
 A :class:`Part` is one byte range of the source; a :class:`PartIO` reads it
-while it is sent, counting progress and honouring cancellation.
+while it is sent, counting progress and honouring cancellation.  A protocol
+that wants a part's digest before its bytes (``Content-MD5``,
+``Upload-Checksum``) asks :meth:`PartIO.checksummed`: the part is hashed
+from the file in small steps and then streamed, so it is never held whole.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional, Union
+import hashlib
+from typing import Any, Callable, Optional, Tuple, Union
 
-from ..source import PartBody, Source
+from ..source import DIGEST_BLOCK, PartBody, Source
 
 __all__ = ["Part", "PartIO"]
 
@@ -37,10 +41,10 @@ class Part:
 class PartIO:
     """What a session uses to read one part while sending it.
 
-    ``body()`` streams a byte range straight from the source; ``read()``
-    loads a range into memory (for protocols that need a digest of the part
-    before sending it), and ``body(data=...)`` then sends those bytes.  Both
-    count progress and honour cancellation; nothing is read twice.
+    ``body()`` streams a byte range straight from the source;
+    ``checksummed()`` gives a range's digest and its body; ``read()`` loads a
+    range into memory, and ``body(data=...)`` then sends those bytes.  Bodies
+    count progress and honour cancellation.
     """
 
     def __init__(
@@ -72,6 +76,32 @@ class PartIO:
         if len(data) != end - start:
             self.source.check_unchanged()
         return data
+
+    def checksummed(
+        self, algorithm: str = "md5", start: Optional[int] = None, end: Optional[int] = None
+    ) -> Tuple[Any, PartBody]:
+        """A hashlib object of ``[start, end)`` and the body that sends those bytes.
+
+        A larger range of a file is hashed from the source in
+        :data:`~upclient.source.DIGEST_BLOCK` steps, then streamed (from the
+        page cache, where the hashing left it), so a part is never held
+        whole.  A range no larger than one step, or of a source that is read
+        only through its ``read`` (:meth:`~upclient.source.Source.hashes_in_place`
+        False), is read once and sent from memory; a stream's part, in memory
+        already, is hashed there.
+        """
+        start, end = self._range(start, end)
+        if self.part.data is not None or end - start <= DIGEST_BLOCK or not self.source.hashes_in_place():
+            data: Union[bytes, memoryview]
+            if self.part.data is None:
+                data = self.read(start, end)
+            else:
+                rel = start - self.part.offset
+                data = memoryview(self.part.data)[rel : rel + end - start]
+            h = hashlib.new(algorithm, data)
+            return h, self.body(start, end, data=data)
+        h = self.source.digest(start, end - start, algorithm, cancel=self._cancel)
+        return h, self.body(start, end)
 
     def body(
         self,

@@ -8,7 +8,7 @@ upload or creates a new one, as one of two plans:
 - :class:`SerialUpload`: one tus upload filled in order by PATCH requests.
   Without checksums the rest of a file is one part, sent as one streamed
   PATCH, as the protocol recommends; with checksums each part is one PATCH,
-  digested in memory before it goes.  A small file rides on the creating
+  its ``Upload-Checksum`` hashed from the file just before it is streamed.  A small file rides on the creating
   POST where the server allows it.
 - :class:`ConcatUpload`: one partial upload per part, sent in parallel and
   joined by a final ``Upload-Concat`` POST.
@@ -21,6 +21,7 @@ at an offset, start afresh) comes back as a hint, and the engine calls
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Union
@@ -32,7 +33,7 @@ from ...source import Source
 from ...transport import redact_url
 from ...transfer import Hint, Part, PartIO, Restart, Resync, UploadSession
 from .ids import stored_url_ok
-from .protocol import Capabilities, Created, PatchAnswer, TusRequest, UploadStatus, checksum_header
+from .protocol import Capabilities, Created, PatchAnswer, TusRequest, UploadStatus
 
 __all__ = ["Wire", "TusUpload", "SerialUpload", "ConcatUpload", "stored_urls"]
 
@@ -81,16 +82,22 @@ def _patch(wire: Wire, url: str, io: PartIO, start: int, end: int, *, offset: in
            checksum: Optional[str], length: Optional[int] = None) -> PatchAnswer:
     """PATCH the source's bytes ``[start, end)`` at upload offset ``offset``.
 
-    With ``checksum`` the range is read into memory once, digested and sent
-    from there, so it is never read twice.
+    With ``checksum`` the range is hashed from the file in small steps and
+    then streamed (:meth:`~upclient.transfer.PartIO.checksummed`): a part is
+    never held in memory whole.
     """
     if checksum:
-        data = io.read(start, end)
-        request = TusRequest.patch(url, offset=offset, body=io.body(start, end, data=data),
-                                   checksum=checksum_header(checksum, data), length=length)
+        h, body = io.checksummed(checksum, start, end)
+        request = TusRequest.patch(url, offset=offset, body=body, checksum=_checksum_value(checksum, h.digest()),
+                                   length=length)
     else:
         request = TusRequest.patch(url, offset=offset, body=io.body(start, end), length=length)
     return PatchAnswer.from_response(wire.send(request), url, offset + end - start)
+
+
+def _checksum_value(algorithm: str, digest: bytes) -> str:
+    """``Upload-Checksum`` from a digest already made (the form :func:`.protocol.checksum_header` gives)."""
+    return f"{algorithm} {base64.b64encode(digest).decode()}"
 
 
 def _create(wire: Wire, *, length: Optional[int], metadata: str, concat: Optional[str] = None,

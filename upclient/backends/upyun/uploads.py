@@ -1,17 +1,20 @@
 """UPYUN uploads: one signed PUT, resumable multipart, and FORM.
 
 - A file no larger than the client's ``part_size`` goes in one signed PUT,
-  streamed from the file; with ``checksum`` its bytes are read once into
-  memory, digested, and sent from there, so the ``Content-MD5`` costs no
-  second read.
+  streamed from the file; with ``checksum`` its ``Content-MD5`` is hashed
+  from the file first, in small steps (or known from the client's digest
+  cache), so the file is never held in memory.
 - A larger file goes as a resumable multipart upload: ``initiate`` gives an
   upload uuid, parts (a multiple of 1 MiB each) go in parallel
   (``X-Upyun-Multi-Disorder``) or, with ``serial=True``, one by one in
-  order, each with its ``Content-MD5``; ``complete`` joins them.  The whole
-  file's MD5 goes with ``complete`` when it costs nothing (the client's
-  digest cache knows it), or when asked (``file_md5=True``: hashed from the
-  parts as they go, in order; a second read only when parts finished too far
-  out of order, or on a resume), or given (``file_md5="<hex>"``).  The uuid
+  order, each with its ``Content-MD5``, hashed by the part's worker from the
+  file just before it streams the part (so memory stays at one small buffer
+  per worker, and one worker hashes while the others send); ``complete``
+  joins them.  The whole file's MD5 goes with ``complete`` when it costs
+  nothing (the client's digest cache knows it), or when asked
+  (``file_md5=True``: hashed in file order while the parts go, by whichever
+  worker finished the next part in order, read back from the page cache), or
+  given (``file_md5="<hex>"``).  The uuid
   and the parts done are the resume point.  A resume asks the server which
   parts it holds, so only what was in flight at the interruption is sent
   again.  A "part id error" re-synchronises (from the ``X-Upyun-Next-Part-Id``
@@ -184,12 +187,12 @@ class _UpyunSession(UploadSession):
         h.update(self.user_headers)
         return h
 
-    def _body(self, io: PartIO) -> "tuple[Any, Optional[str], Optional[bytes]]":
-        """The part's body and, with ``checksum``, its MD5 and bytes (read once, sent from memory)."""
+    def _body(self, io: PartIO) -> "tuple[Any, Optional[str]]":
+        """The part's body and, with ``checksum``, its MD5 (hashed from the file, then streamed)."""
         if not self.checksum:
-            return io.body(), None, None
-        data = io.read()
-        return io.body(data=data), hashlib.md5(data).hexdigest(), data
+            return io.body(), None
+        h, body = io.checksummed("md5")
+        return body, h.hexdigest()
 
     def result(self, **extra: Any) -> UploadResult:
         upyun = {k.lower()[len("x-upyun-"):]: v for k, v in self.answer.items()
@@ -211,8 +214,15 @@ class SinglePut(_UpyunSession):
         return [Part(index=0, offset=0, size=self.size)]
 
     def send_part(self, part: Part, io: PartIO) -> None:
-        body, md5, _ = self._body(io)
+        known = _known_md5(self.backend, self.source) if self.checksum else None
+        md5: Optional[str]
+        if known is not None:  # the whole file's MD5 is the part's: no hashing at all
+            body, md5 = io.body(), known
+        else:
+            body, md5 = self._body(io)
         self.answer = self.backend.call(protocol.put_request(self.path, self.file_headers(), md5), body).headers
+        if md5 is not None and known is None:
+            _remember_md5(self.backend, self.source, md5)
 
     def finish(self) -> UploadResult:
         return self.result()
@@ -221,42 +231,106 @@ class SinglePut(_UpyunSession):
 # ------------------------------------------------------------------------------ multipart
 
 
-class _InOrderMD5:
-    """The whole file's MD5 from parts that arrive in any order.
+#: From this size on, a file's MD5 is looked up in, and kept in, the client's
+#: digest cache: below it hashing costs less than a store's read or write.
+CACHE_FROM = 4 * 1024 * 1024
 
-    A part that comes before its predecessors waits in memory, up to
-    ``limit`` parts; past that the running digest is given up and
-    :meth:`hexdigest` says None (the caller reads the file instead).
+
+def _known_md5(backend: UpyunWire, source: Source) -> Optional[str]:
+    cache = backend.digests
+    if cache is None or (source.size or 0) < CACHE_FROM:
+        return None
+    return cache.known(source, "md5")
+
+
+def _remember_md5(backend: UpyunWire, source: Source, md5: str) -> None:
+    cache = backend.digests
+    if cache is not None and (source.size or 0) >= CACHE_FROM:
+        cache.remember(source, "md5", md5)
+
+
+class _RunningMD5:
+    """The whole file's MD5, fed in file order while parts finish in any order.
+
+    Each finished part is marked; the worker that finds the next part in
+    file order marked hashes it and every marked part after it, reading them
+    back from the source in small steps (the page cache holds them: they
+    were just sent), while the other workers go on sending.  One worker
+    hashes at a time; the others only mark.  A stream's parts cannot be read
+    again: theirs are kept (at most ``limit`` waiting) until their turn, and
+    past that the digest is given up (:meth:`hexdigest` says None).
     """
 
-    def __init__(self, limit: int, usable: bool = True) -> None:
+    def __init__(self, source: Source, part_size: int, limit: int) -> None:
+        self._source = source
+        self._part_size = part_size
         self._h = hashlib.md5()
         self._next = 0
-        self._waiting: Dict[int, bytes] = {}
+        self._marked: Set[int] = set()
+        self._kept: Dict[int, Any] = {}  # a stream's parts waiting for their turn
         self._limit = limit
-        self._usable = usable
+        self._usable = True
+        self._hashing = False
         self._lock = threading.Lock()
 
-    def feed(self, index: int, data: bytes) -> None:
+    def mark(self, part: Part) -> None:
+        """``part`` is on the server; hash what is now next in order (if no other worker is)."""
         with self._lock:
-            if not self._usable or index < self._next or index in self._waiting:
+            if not self._usable or part.index < self._next or part.index in self._marked:
                 return
-            if index != self._next:
-                if len(self._waiting) >= self._limit:
-                    self._usable = False
-                    self._waiting.clear()
-                else:
-                    self._waiting[index] = data
+            if not self._source.seekable:
+                if part.data is None or (part.index != self._next and len(self._kept) >= self._limit):
+                    self._give_up()
+                    return
+                self._kept[part.index] = part.data
+            self._marked.add(part.index)
+            if self._hashing:
                 return
-            self._h.update(data)
-            self._next += 1
-            while self._next in self._waiting:
-                self._h.update(self._waiting.pop(self._next))
-                self._next += 1
+            self._hashing = True
+        self._catch_up()
 
-    def hexdigest(self, parts: int) -> Optional[str]:
+    def _give_up(self) -> None:
+        self._usable = False
+        self._kept.clear()
+        self._marked.clear()
+
+    def _catch_up(self) -> None:
+        """Hash marked parts in order until the next one is not there (this worker holds the turn)."""
+        try:
+            while True:
+                with self._lock:
+                    index = self._next
+                    if not self._usable or index not in self._marked:
+                        self._hashing = False
+                        return
+                    self._marked.discard(index)
+                    data = self._kept.pop(index, None)
+                if data is not None:
+                    self._h.update(data)
+                else:
+                    offset = index * self._part_size
+                    length = min(self._part_size, (self._source.size or 0) - offset)
+                    self._source.digest(offset, length, "md5", into=self._h)
+                with self._lock:
+                    self._next = index + 1
+        except BaseException:
+            with self._lock:
+                self._hashing = False
+                self._give_up()  # half of a part went into the hash: it is no good now
+            raise
+
+    def hexdigest(self, nparts: int) -> Optional[str]:
+        """The digest once all ``nparts`` parts are in; parts done before (a resume) are read now."""
+        if self._source.seekable:
+            with self._lock:
+                if self._usable and not self._hashing:
+                    self._marked.update(range(self._next, nparts))
+                    self._hashing = True
+                else:
+                    return None
+            self._catch_up()
         with self._lock:
-            return self._h.hexdigest() if self._usable and self._next == parts else None
+            return self._h.hexdigest() if self._usable and self._next == nparts else None
 
 
 class MultipartUpload(_UpyunSession):
@@ -292,9 +366,11 @@ class MultipartUpload(_UpyunSession):
         self.nparts = math.ceil(self.size / part_size)
         self.parts_total = self.nparts
 
-    def _new_md5(self) -> Optional[_InOrderMD5]:
-        """A running whole-file MD5, when one is asked for and the parts pass through memory."""
-        return _InOrderMD5(self.backend.settings.concurrency) if self.file_md5 is True and self.checksum else None
+    def _new_md5(self) -> Optional[_RunningMD5]:
+        """A running whole-file MD5, when one is asked for."""
+        if self.file_md5 is not True:
+            return None
+        return _RunningMD5(self.source, self.part_size, self.backend.settings.concurrency)
 
     def _whole_md5(self) -> Optional[str]:
         """``X-Upyun-Multi-MD5``: given, computed on the way (or by reading), or free from the cache."""
@@ -392,7 +468,6 @@ class MultipartUpload(_UpyunSession):
             self.uuid = uuid
             self._set_done(set())
             self.initiated = time.time()
-            self._md5 = self._new_md5()
         self.expires = self.initiated + UPLOAD_LIFETIME
         self.upload_id = uuid
 
@@ -412,8 +487,6 @@ class MultipartUpload(_UpyunSession):
         with self._lock:
             if uuid == self.uuid:
                 self._set_done(held)
-                if self.done and self._md5 is not None:
-                    self._md5 = _InOrderMD5(0, usable=False)  # the first parts are not in memory
 
     def _resync(self) -> None:
         """Ask the server which parts it holds; start afresh if it forgot the upload."""
@@ -443,7 +516,7 @@ class MultipartUpload(_UpyunSession):
                 # yet; finish hands it back to the engine with its predecessors, in order.
                 return None
             uuid = self.uuid
-        body, md5, data = self._body(io)
+        body, md5 = self._body(io)
         answer = self.backend.send(protocol.part_request(self.path, uuid, part.index, md5), body)
         outcome = protocol.read_part(answer, uuid)
         if isinstance(outcome, ErrorAnswer):
@@ -454,14 +527,14 @@ class MultipartUpload(_UpyunSession):
             with self._lock:
                 self.already_uploaded = True
             return None
-        if data is not None and self._md5 is not None:
-            self._md5.feed(part.index, data)
         with self._lock:
             if uuid != self.uuid:  # sent under an upload replaced meanwhile: again, under the new one
                 return Restart("the upload was begun afresh meanwhile", upload_id=uuid)
             self.done.add(part.index)
             if outcome.all_parts:
                 self.done = set(range(self.nparts))
+        if self._md5 is not None:
+            self._md5.mark(part)  # the file's bytes, whichever upload they went to
         return None
 
     def recover(self, part: Part, cause: Union[BaseException, Hint]) -> None:
@@ -601,14 +674,14 @@ class FormUpload(_UpyunSession):
         return [Part(index=0, offset=0, size=self.size)]
 
     def send_part(self, part: Part, io: PartIO) -> None:
-        data = None
         content_md5 = None
+        file_body: Optional[PartBody] = None
         if self.checksum:
-            if self.size <= self.backend.settings.part_size:
-                data = io.read()
-                content_md5 = hashlib.md5(data).hexdigest()
-            else:
-                content_md5 = self.backend.digest(self.source, "md5")
+            content_md5 = _known_md5(self.backend, self.source)
+            if content_md5 is None:  # hashed from the file in small steps, then streamed
+                h, file_body = io.checksummed("md5")
+                content_md5 = h.hexdigest()
+                _remember_md5(self.backend, self.source, content_md5)
         date = http_date()
         fields = protocol.form_policy(
             service=self.backend.service, key=self.key, expiration=int(time.time() + self.expiration), date=date,
@@ -622,7 +695,8 @@ class FormUpload(_UpyunSession):
         # the file's own name: the policy's type check and {filename}/{suffix} read it
         head, tail = protocol.form_envelope(boundary, policy, auth, os.path.basename(self.source.name or self.key),
                                             self.content_type)
-        file_body: PartBody = io.body(data=data) if data is not None else io.body()
+        if file_body is None:
+            file_body = io.body()
         resp = self.backend.http.request(
             "POST", self.backend.base + uri, backend="upyun", operation="form",
             headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Date": date},
