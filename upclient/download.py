@@ -207,7 +207,7 @@ class PathDownload:
         stop: StopSignal,
     ) -> Optional[int]:
         """Download into ``dest``; the byte count, or None if the backend cannot say the size first."""
-        name = id.rsplit("/", 1)[-1] or id
+        name = _shown(id).rsplit("/", 1)[-1] or _shown(id)  # for progress and messages: no query, no user
         remote: Optional[RemoteFile] = self.retry.call(
             lambda: self.backend.open_download(id), cancel=stop, what=f"looking up {_shown(id)}")
         if remote is None:
