@@ -491,3 +491,21 @@ def test_a_store_that_is_not_exclusive_lets_a_second_put_go_without_a_resume_poi
                 result = client.put(path)
         assert not result.resumed and upyun.stored_sha256("big.bin") == digest
     assert resume_points(store) == []
+
+
+def test_a_store_on_a_given_redis_client_names_it_without_its_password(tmp_path):
+    import redis
+
+    if RedisServer.unavailable_reason():
+        pytest.skip(RedisServer.unavailable_reason())
+    with RedisServer(tmp_path / "redis", args=["--requirepass", "Sup3r-s3cret"]) as server:
+        given = redis.Redis(host="127.0.0.1", port=server.port, password="Sup3r-s3cret")
+        store = upclient.RedisStore(client=given)
+        store.save("k", {"a": 1})
+        assert store.load("k")["a"] == 1
+        assert repr(store) == f"<RedisStore redis://127.0.0.1:{server.port}/0 prefix='upclient:'>"
+        server.stop()
+        with pytest.raises(StoreUnreachable) as caught:
+            with store.lock("k"):
+                pass
+        assert "Sup3r-s3cret" not in str(caught.value)

@@ -154,7 +154,7 @@ class RedisStore(BaseStore):
         self.record_ttl = record_ttl
         self.lock_ttl = float(lock_ttl)
         self.exclusive = exclusive
-        self._where = redact_url(url) if client is None else repr(client.connection_pool)
+        self._where = redact_url(url) if client is None else _describe(client)
         if client is None:
             client = redis.Redis.from_url(url, socket_connect_timeout=connect_timeout,
                                           socket_timeout=socket_timeout)
@@ -349,6 +349,14 @@ def _keep_locks(ref: "weakref.ReferenceType[RedisStore]") -> None:
         del store
         if kick.wait(max(0.05, pause)):
             kick.clear()
+
+
+def _describe(client: "redis.Redis") -> str:
+    """Where a given client connects, without its password: ``redis://host:port/db``."""
+    kwargs = getattr(client.connection_pool, "connection_kwargs", {})
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
 
 
 def _glob_escape(text: str) -> str:
