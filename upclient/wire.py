@@ -8,11 +8,22 @@ at most what is left of the deadline, and a request body is sent under the
 read timeout (urllib3 would use the connect timeout), so a server that stops
 reading the body is a :class:`~upclient.errors.Timeout` after
 ``read_timeout``, not after ``connect_timeout``.
+
+A body that is a region of a file (a :class:`~upclient.source.PartBody` with
+``zero_copy``) goes over plain HTTP with ``os.sendfile``: the kernel moves
+the bytes from the page cache to the socket, and the interpreter neither
+reads nor copies them.  The same rules hold there: the socket still answers
+to the signal (shut down, the send fails at once), each wait for room in the
+socket lasts at most the read timeout, progress counts what each call sent,
+and the cancel event and the source's last check run as with ``read``.
+HTTPS keeps urllib3's own path: TLS encrypts in user space.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import select
 import socket
 import threading
 from typing import Any, List, Optional, Set, Tuple
@@ -21,12 +32,21 @@ import urllib3
 import urllib3.connection
 import urllib3.connectionpool
 
+from .source import PartBody
 from .transfer import deadline
 from .transfer.deadline import StopSignal
 
-__all__ = ["Flight", "WatchedHTTPConnectionPool", "WatchedHTTPSConnectionPool"]
+__all__ = ["Flight", "WatchedHTTPConnectionPool", "WatchedHTTPSConnectionPool", "send_region", "CAN_SENDFILE"]
 
 log = logging.getLogger("upclient.http")
+
+#: The most one step of a zero-copy body asks of ``os.sendfile``: between
+#: steps the cancel event is looked at (the socket's shutdown stops a step).
+SENDFILE_STEP = 8 * 1024 * 1024
+#: Whether this system has what :func:`send_region` needs.
+CAN_SENDFILE = hasattr(os, "sendfile") and hasattr(select, "poll")
+#: A request body up to this size goes in the same send as the request's head.
+SMALL_BODY = 64 * 1024
 
 _local = threading.local()
 
@@ -80,6 +100,18 @@ class _Watched:
         super().connect()  # type: ignore[misc]
         self._watch(_current_flight())
 
+    #: Whether a file region may go with ``os.sendfile`` (plain TCP only).
+    zero_copy = False
+    #: While a request's head is being built: what http.client would send, held back.
+    _held: Optional[List[bytes]] = None
+
+    def send(self, data: Any) -> None:
+        held = self._held
+        if held is not None:
+            held.append(bytes(data))
+            return
+        super().send(data)  # type: ignore[misc]
+
     def request(self, method: str, url: str, body: Any = None, headers: Any = None, **kw: Any) -> None:
         f = _current_flight()
         if f is not None:
@@ -89,11 +121,85 @@ class _Watched:
                 self._watch(f)
             if f.read_timeout is not None:
                 self.timeout = f.read_timeout  # urllib3 applies it to the socket before sending
+        if not kw.get("chunked"):
+            small = _small_body(body)
+            if small is not None:  # the head and the body in one send: one segment, one call
+                framed = dict(headers or {})
+                if not any(k.lower() == "content-length" for k in framed):
+                    framed["Content-Length"] = str(len(small))
+                self._held: Optional[List[bytes]] = []
+                try:
+                    super().request(method, url, body=None, headers=framed, **kw)  # type: ignore[misc]
+                    head = b"".join(self._held)
+                finally:
+                    self._held = None
+                super().send(head + small)  # type: ignore[misc]
+                return
+        if self.zero_copy and getattr(body, "zero_copy", False) and not kw.get("chunked") and CAN_SENDFILE:
+            if self.sock is None:
+                self.connect()
+            if type(self.sock) is socket.socket:  # a plain socket: no TLS, no tunnel
+                framed = dict(headers or {})
+                if not any(k.lower() == "content-length" for k in framed):
+                    framed["Content-Length"] = str(len(body))
+                super().request(method, url, body=None, headers=framed, **kw)  # type: ignore[misc]
+                send_region(self.sock, body)
+                return
         super().request(method, url, body=body, headers=headers, **kw)  # type: ignore[misc]
 
 
+
+def _small_body(body: Any) -> Optional[bytes]:
+    """The bytes of a body small enough to go with the request's head, read now; else None.
+
+    Bytes, and part bodies (read here with ``read``, so their progress and
+    checks run as always); anything else keeps urllib3's way.
+    """
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body) if 0 < len(body) <= SMALL_BODY else None
+    if not isinstance(body, PartBody) or not 0 < len(body) <= SMALL_BODY:
+        return None
+    size = len(body)
+    data = bytes(body.read(size))
+    while len(data) < size:  # PartBody.read gives what is asked, or raises
+        data += bytes(body.read(size - len(data)))
+    return data
+
+
+def send_region(sock: socket.socket, body: Any) -> None:
+    """Send a zero-copy body (see the module docstring) on a connected plain socket.
+
+    A socket with a timeout is non-blocking underneath: ``os.sendfile``
+    sends what fits, and the loop waits for room, at most the timeout each
+    time (``TimeoutError``, as ``sendall`` raises).
+    """
+    out = sock.fileno()
+    timeout = sock.gettimeout()
+    waiter = None
+    while True:
+        region = body.next_region(SENDFILE_STEP)
+        if region is None:
+            return
+        fd, offset, count = region
+        while count:
+            try:
+                n = os.sendfile(out, fd, offset, count)
+            except BlockingIOError:
+                if waiter is None:
+                    waiter = select.poll()
+                    waiter.register(out, select.POLLOUT)
+                if not waiter.poll(None if timeout is None else timeout * 1000):
+                    raise socket.timeout("timed out") from None
+                continue
+            if n == 0:
+                raise body.short(count)  # the file is shorter than it was
+            body.sent(n)
+            offset += n
+            count -= n
+
+
 class WatchedHTTPConnection(_Watched, urllib3.connection.HTTPConnection):
-    pass
+    zero_copy = True
 
 
 class WatchedHTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):

@@ -32,6 +32,7 @@ import enum
 import errno
 import logging
 import os
+import select
 import selectors
 import socket
 import threading
@@ -41,6 +42,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from ...errors import NetworkError, OutcomeUnknown, Timeout, TransportError
 from ...transfer import deadline
 from ...transfer.deadline import StopSignal
+from ...wire import CAN_SENDFILE, send_region
 from .protocol import HEADER, RESPONSE, Cmd, ProtocolError, Request
 
 __all__ = ["Pool", "Pools", "Exchange", "Repeat", "Silent"]
@@ -51,10 +53,16 @@ Address = Tuple[str, int]
 
 #: Blocks a body is streamed in, both ways.
 BLOCK = 1024 * 1024
+#: A request up to this size goes in one send, its body copied behind the header.
+ONE_SEGMENT = 64 * 1024
 #: A connection idle for longer than this gets an active test before reuse.
 CHECK_AFTER = 2.0
 #: How long a wait (a pool checkout, a connect) sleeps before it looks at the signal again.
 SLICE = 0.05
+
+
+_poll = getattr(select, "poll", None)
+_READABLE = getattr(select, "POLLIN", 1) | getattr(select, "POLLERR", 8) | getattr(select, "POLLHUP", 16)
 
 
 class Silent(OutcomeUnknown, Timeout):
@@ -107,17 +115,29 @@ class Connection:
         self.discard = False
 
     def closed_by_peer(self) -> bool:
-        """True if the peer closed its end (or sent something unasked) while idle."""
-        try:
-            self.sock.setblocking(False)
+        """True if the peer closed its end (or sent something unasked) while idle.
+
+        An idle connection has nothing to read: anything there (an end of
+        file, bytes nobody asked for, an error) means it cannot be used.  One
+        ``poll`` that does not wait, the common answer being "nothing".
+        """
+        if _poll is None:  # pragma: no cover - systems without poll: peek without waiting
             try:
-                self.sock.recv(1, socket.MSG_PEEK)  # b"" (closed) or bytes nobody asked for
+                self.sock.setblocking(False)
+                try:
+                    self.sock.recv(1, socket.MSG_PEEK)
+                    return True
+                finally:
+                    self.sock.settimeout(self.network_timeout)
+            except BlockingIOError:
+                return False
+            except OSError:
                 return True
-            finally:
-                self.sock.settimeout(self.network_timeout)
-        except BlockingIOError:
-            return False
-        except OSError:
+        try:
+            waiter = _poll()
+            waiter.register(self.sock, _READABLE)
+            return bool(waiter.poll(0))
+        except (OSError, ValueError):
             return True
 
     def close(self) -> None:
@@ -341,15 +361,27 @@ class Exchange:
         self.body_sent = 0
 
     def send(self, body: Any = None) -> None:
-        """The header and fixed part, then ``data_len`` bytes read from ``body`` (``.read(n)``)."""
+        """The header and fixed part, then ``data_len`` bytes read from ``body`` (``.read(n)``).
+
+        A body that is a region of a file (``zero_copy``) goes with
+        ``os.sendfile`` (:func:`upclient.wire.send_region`), unless it is
+        small enough to ride in the header's segment.
+        """
         sock = self.conn.sock
         first = self.request.header() + self.request.head
         want = self.request.data_len
         if want == 0:
             sock.sendall(first)
+        elif want > ONE_SEGMENT and getattr(body, "zero_copy", False) and len(body) == want and CAN_SENDFILE:
+            sock.sendall(first)
+            self.stage = "body"
+            try:
+                send_region(sock, body)
+            finally:
+                self.body_sent = body.tell()
         else:
             chunk = body.read(min(BLOCK, want))
-            if len(first) + len(chunk) <= 64 * 1024:  # small request: one segment
+            if len(first) + len(chunk) <= ONE_SEGMENT:  # small request: one segment
                 sock.sendall(first + bytes(chunk))
             else:
                 sock.sendall(first)
