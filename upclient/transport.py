@@ -184,6 +184,11 @@ class _HeaderAuth(requests.auth.AuthBase):
         return "<header auth callable>"
 
 
+#: requests' own ``HTTPAdapter.send``: where it has been replaced (``responses`` in tests, an
+#: instrumentation library), every request goes through it, not straight to the pool.
+_ADAPTER_SEND = requests.adapters.HTTPAdapter.send
+
+
 class _BlockAdapter(requests.adapters.HTTPAdapter):
     """An adapter whose connections read request bodies in large blocks."""
 
@@ -202,11 +207,13 @@ class _BlockAdapter(requests.adapters.HTTPAdapter):
 class HttpTransport:
     """One pooled HTTP session shared by all threads of a client.
 
-    Requests go straight to the session's adapter: the environment (proxies,
-    CA bundle, netrc) is read once per host instead of on every call, and no
-    cookie jar or hooks run, which takes a millisecond off every request.  A
-    URL that needs quoting, and a redirected GET or HEAD, take the session's
-    ordinary path.
+    Requests go straight to the connection pool of the session's adapter:
+    the environment (proxies, CA bundle, netrc) is read once per host and the
+    pool found once per host, instead of on every call, and no cookie jar or
+    hooks run; of what a small request costs the client, that is about a
+    third.  A URL that needs quoting, a redirected GET or HEAD, a proxy, an
+    auth object with hooks and a replaced ``HTTPAdapter.send`` (``responses``
+    in tests) take the adapter's ordinary path.
     """
 
     def __init__(
@@ -254,6 +261,8 @@ class HttpTransport:
         self.origins = frozenset(origins) if origins is not None else None
         self._per_host: Dict[str, Tuple[Dict[str, str], Any, bool]] = {}
         self._per_host_lock = threading.Lock()
+        self._pools: Dict[str, Any] = {}  # origin -> the adapter's urllib3 pool for it
+        self._timeouts: Dict[Tuple[float, float], urllib3.Timeout] = {}
 
     def _host_settings(self, url: str) -> Tuple[Dict[str, str], Any, bool]:
         """(proxies, netrc auth, trusted) for the URL's scheme and host, read from the environment once.
@@ -311,6 +320,55 @@ class HttpTransport:
             prep = auth(prep)
         return prep, proxies
 
+    def _send(self, prep: requests.PreparedRequest, *, stream: bool, timeout: Tuple[float, float],
+              proxies: Dict[str, str]) -> requests.Response:
+        """The adapter's ``send``, or the same request handed to its pool directly (see the class docstring).
+
+        Errors on the direct way are urllib3's own (no retries, so never
+        wrapped in ``MaxRetryError``): :meth:`_failure` maps both kinds.
+        """
+        if proxies or prep.hooks.get("response") or requests.adapters.HTTPAdapter.send is not _ADAPTER_SEND:
+            return self.adapter.send(prep, stream=stream, timeout=timeout, verify=self.verify, cert=self.cert,
+                                     proxies=proxies)
+        url = prep.url
+        assert url is not None
+        pool = self._pool(prep, url)
+        limits = self._timeouts.get(timeout)
+        if limits is None:
+            limits = self._timeouts[timeout] = urllib3.Timeout(connect=timeout[0], read=timeout[1])
+        raw = pool.urlopen(
+            prep.method, prep.path_url, body=prep.body, headers=prep.headers, redirect=False,
+            assert_same_host=False, preload_content=not stream, decode_content=not stream, retries=False,
+            timeout=limits, chunked=False,
+        )
+        resp = requests.Response()
+        if not stream:  # read whole by urllib3, the connection back in its pool already
+            resp._content = raw.data
+            resp._content_consumed = True
+        resp.status_code = raw.status
+        resp.headers = requests.structures.CaseInsensitiveDict(raw.headers)
+        resp.raw = raw
+        resp.reason = raw.reason
+        resp.url = url
+        resp.request = prep
+        resp.connection = self.adapter
+        return resp
+
+    def _pool(self, prep: requests.PreparedRequest, url: str) -> Any:
+        """The adapter's pool for the URL's origin, with this transport's TLS settings; looked up once.
+
+        The pool manager closes a pool it evicts (more origins than it keeps):
+        a closed one is looked up again.
+        """
+        origin = url.split("/", 3)[:3]
+        key = "/".join(origin)
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:
+            pool = self.adapter.get_connection_with_tls_context(prep, self.verify, None, self.cert)
+            self.adapter.cert_verify(pool, url, self.verify, self.cert)  # the CA bundle must exist
+            self._pools[key] = pool
+        return pool
+
     def _bare_headers(self) -> Dict[str, str]:
         """The headers of a request to an origin that is not trusted: none of the client's own."""
         return {"User-Agent": self.session.headers["User-Agent"], "Accept-Encoding": "identity"}
@@ -333,9 +391,7 @@ class HttpTransport:
             if headers and not self._host_settings(url)[2]:
                 hop_headers = {k: v for k, v in headers.items() if k.lower() in _FETCH_HEADERS}
             prep, proxies = self._prepare(method, url, hop_headers, None)
-            resp = self.adapter.send(
-                prep, stream=stream, timeout=timeout, verify=self.verify, cert=self.cert, proxies=proxies
-            )
+            resp = self._send(prep, stream=stream, timeout=timeout, proxies=proxies)
         resp.close()
         raise requests.exceptions.TooManyRedirects(f"more than {_MAX_REDIRECTS} redirects")
 
@@ -367,9 +423,7 @@ class HttpTransport:
         try:
             with trip:
                 prep, proxies = self._prepare(method, url, headers, body, presigned)
-                resp = self.adapter.send(
-                    prep, stream=stream, timeout=timeout, verify=self.verify, cert=self.cert, proxies=proxies
-                )
+                resp = self._send(prep, stream=stream, timeout=timeout, proxies=proxies)
                 if resp.is_redirect and method in ("GET", "HEAD"):
                     resp = self._follow(resp, method, url, headers, stream, timeout)
                 if not stream:
@@ -415,7 +469,7 @@ class HttpTransport:
         _forget_query(exc, url)
         if signal is not None and signal.is_set():
             return signal.error()  # we shut the socket down ourselves
-        if isinstance(exc, requests.exceptions.RequestException):
+        if isinstance(exc, (requests.exceptions.RequestException, urllib3.exceptions.HTTPError)):
             return cls._translate(exc, backend, operation, method, url)
         if _timed_out(exc):
             return Timeout(f"{method} {redact_url(url)} timed out", backend=backend, operation=operation)
@@ -427,12 +481,16 @@ class HttpTransport:
         exc: BaseException, backend: str, operation: str, method: str, url: str
     ) -> TransportError:
         where = f"{method} {redact_url(url)}"
-        if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout)):
+        if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout,
+                            urllib3.exceptions.ReadTimeoutError)) or (
+            isinstance(exc, urllib3.exceptions.ConnectTimeoutError)
+            and not isinstance(exc, urllib3.exceptions.NewConnectionError)  # a refusal, not a timeout
+        ):
             return Timeout(f"{where} timed out", backend=backend, operation=operation)
         if _timed_out(exc):  # the server stopped reading the body: the send timed out
             return Timeout(f"{where} timed out: the server stopped reading the body",
                            backend=backend, operation=operation)
-        if isinstance(exc, requests.exceptions.SSLError):
+        if isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)):
             return TLSError(f"{where}: TLS failed: {_tls_advice(exc)}", backend=backend, operation=operation)
         return NetworkError(f"{where} failed: {_short_reason(exc)}", backend=backend, operation=operation)
 
