@@ -256,11 +256,11 @@ def test_on_a_terminal_the_progress_covers_the_whole_tree(upclient_upyun_server,
 
     reader = threading.Thread(target=read_terminal, daemon=True)
     reader.start()
-    with ShapingProxy(server.address, delay=0.001, rate=4e6) as slow:
+    with ShapingProxy(server.address, delay=0.001, rate=1.5e6) as slow:  # 2 s: time for rates and an ETA
         try:
             done = subprocess.run([*UPCLIENT, "sync", str(root), server.url, "--password", server.password,
                                    "--endpoint", f"127.0.0.1:{slow.port}", "--store", str(tmp_path / "s"),
-                                   "--part-size", "1M"],
+                                   "--part-size", "1M", "--concurrency", "1"],
                                   stdout=subprocess.PIPE, stderr=follower, timeout=120, env=cli_env(tmp_path))
         finally:
             os.close(follower)

@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS entries (
     md5 TEXT,
     finished REAL NOT NULL,
     PRIMARY KEY (path, destination)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS job (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -204,6 +204,22 @@ class Journal:
             self._connection().execute(
                 f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
         return entry if entry.finished else JournalEntry(*row)
+
+    def record_many(self, entries: Sequence[JournalEntry]) -> None:
+        """Write ``entries`` in one transaction: all of them are committed on return, or none."""
+        now = time.time()
+        rows = [(e.path, e.destination, e.size, e.mtime_ns, e.inode, e.id, e.md5, e.finished or now) for e in entries]
+        if not rows:
+            return
+        with self._lock:
+            db = self._connection()
+            db.execute("BEGIN")
+            try:
+                db.executemany(f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def forget(self, path: str, destination: str) -> None:
         """Drop the entry of ``path`` to ``destination`` (nothing if there is none)."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import logging
+import queue
+import sqlite3
 import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
@@ -318,10 +320,12 @@ class SyncRun:
                 if self.on_file_done is not None:
                     self.on_file_done(i, outcome.result.size if outcome.result is not None else None)
 
+        self._recorder = _Recorder(self.journal, self._event)
         try:
             dst.put_many(sources, keys=[u.key for u in uploads], on_file_progress=self.on_file_progress,
                          on_file_done=done, cancel=self.cancel)
         finally:
+            self._recorder.close()  # every finished file journaled and reported
             for src in sources:
                 if isinstance(src, CopySource):
                     src.close()
@@ -336,14 +340,14 @@ class SyncRun:
                 if md5 is None and copy.file.md5 is not None and self.destination.backend.name == "upyun":
                     md5 = info_md5(self.destination.info(result.id))
                 md5 = copy.verify(md5, backend=self.destination.backend.name)
-            f = up.file
-            self.journal.record(JournalEntry(path=f.ref, destination=up.key, size=result.size,
-                                             mtime_ns=f.mtime_ns, inode=f.inode, id=result.id, md5=md5))
         except (UpClientError, OSError) as exc:
             self._failed(up.key, up.file.ref, exc)
             return
-        self._event(SyncEvent("uploaded", up.key, up.file.ref, result.size, result.id, up.reason,
-                              resumed=result.resumed, sent_bytes=result.sent_bytes))
+        f = up.file
+        self._recorder.add(JournalEntry(path=f.ref, destination=up.key, size=result.size, mtime_ns=f.mtime_ns,
+                                        inode=f.inode, id=result.id, md5=md5),
+                           SyncEvent("uploaded", up.key, f.ref, result.size, result.id, up.reason,
+                                     resumed=result.resumed, sent_bytes=result.sent_bytes))
 
     # -- deleting ---------------------------------------------------------------------
 
@@ -360,6 +364,57 @@ class SyncRun:
             if d.entry is not None:
                 self.journal.forget(d.entry.path, d.entry.destination)
             self._event(SyncEvent("deleted", d.key, None, d.size or 0, d.id, "gone from the source"))
+
+
+class _Recorder:
+    """Journals finished files in a thread of its own, then reports each one.
+
+    An upload worker hands a finished file over and takes the next at once
+    instead of waiting for the commit.  A file is reported only once its
+    entry is committed, so what a run reported is never sent again by the
+    next one, however this one ends.  Files that finish while a commit runs
+    go together in the next (one transaction).  A journal that cannot be
+    written makes those files failures: the next run sends them again.
+    """
+
+    def __init__(self, journal: Journal, report: Callable[[SyncEvent], Any]) -> None:
+        self.journal = journal
+        self.report = report
+        self._queue: "queue.SimpleQueue[Optional[Tuple[JournalEntry, SyncEvent]]]" = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="upclient-sync-journal", daemon=True)
+        self._thread.start()
+
+    def add(self, entry: JournalEntry, event: SyncEvent) -> None:
+        self._queue.put((entry, event))
+
+    def _loop(self) -> None:
+        ending = False
+        while not ending:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            ending = None in batch
+            work = [item for item in batch if item is not None]
+            if not work:
+                continue
+            try:
+                self.journal.record_many([entry for entry, _ in work])
+            except (sqlite3.Error, OSError) as exc:
+                log.error("cannot write the journal %s: %s", self.journal.path, exc)
+                for _, event in work:
+                    self.report(dataclasses.replace(event, action="failed", error=exc,
+                                                    reason="uploaded, but the journal cannot be written"))
+                continue
+            for _, event in work:
+                self.report(event)
+
+    def close(self) -> None:
+        """Wait until every file handed over is journaled and reported."""
+        self._queue.put(None)
+        self._thread.join()
 
 
 def _check_ranged(file: SourceFile, result: UploadResult, md5: Optional[str], backend: str) -> None:
