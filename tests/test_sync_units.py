@@ -65,6 +65,17 @@ def test_a_journal_that_is_not_a_database_is_moved_aside_and_the_job_starts_afre
     assert aside.read_bytes().startswith(b"this is not a database")
 
 
+def test_many_entries_are_committed_together_or_not_at_all(tmp_path):
+    import sqlite3
+
+    j = Journal(tmp_path / "j.sqlite3")
+    j.record_many([entry("a", "a"), entry("b", "b")])
+    assert sorted(e.path for e in j) == ["a", "b"] and all(e.finished > 0 for e in j)
+    with pytest.raises(sqlite3.IntegrityError):
+        j.record_many([entry("c", "c"), JournalEntry("d", "d", 1, 1, 1, None)])  # type: ignore[arg-type]
+    assert sorted(e.path for e in j) == ["a", "b"]  # c was rolled back with d
+
+
 def test_a_job_is_named_by_its_description():
     assert job_name(["sync", "a"]) == job_name(["sync", "a"])
     assert job_name(["sync", "a"]) != job_name(["sync", "b"])
