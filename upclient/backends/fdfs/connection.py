@@ -53,6 +53,8 @@ Address = Tuple[str, int]
 
 #: Blocks a body is streamed in, both ways.
 BLOCK = 1024 * 1024
+#: What the first read of a reply asks for: the header and a small reply's body, in one call.
+READ_AHEAD = 4096
 #: A request up to this size goes in one send, its body copied behind the header.
 ONE_SEGMENT = 64 * 1024
 #: A connection idle for longer than this gets an active test before reuse.
@@ -359,6 +361,7 @@ class Exchange:
         self.storage = storage
         self.stage = "send"
         self.body_sent = 0
+        self._ahead = b""  # reply bytes read with the header
 
     def send(self, body: Any = None) -> None:
         """The header and fixed part, then ``data_len`` bytes read from ``body`` (``.read(n)``).
@@ -398,12 +401,29 @@ class Exchange:
         self.stage = "reply"
 
     def reply_header(self) -> Tuple[int, int]:
-        """(body length, status) of the reply."""
-        length, cmd, status = HEADER.unpack(_recv_exact(self.conn.sock, HEADER.size))
+        """(body length, status) of the reply.
+
+        One ``recv`` of up to :data:`READ_AHEAD` bytes takes the header and,
+        for a small reply, its body too; :meth:`read` and :meth:`stream`
+        start from what it took.
+        """
+        sock = self.conn.sock
+        buf = bytearray(READ_AHEAD)
+        view = memoryview(buf)
+        got = 0
+        while got < HEADER.size:
+            k = sock.recv_into(view[got:], READ_AHEAD - got)
+            if not k:
+                raise EOFError(f"connection closed after {got} of {HEADER.size} bytes")
+            got += k
+        length, cmd, status = HEADER.unpack_from(buf)
+        self._ahead = bytes(view[HEADER.size:got])
         if cmd != RESPONSE:
             raise ProtocolError(f"{self.what}: reply with command {cmd}, expected {RESPONSE}")
         if status != 0 and length != 0:
             raise ProtocolError(f"{self.what}: an error reply (status {status}) with a {length}-byte body")
+        if len(self._ahead) > length:
+            raise ProtocolError(f"{self.what}: {len(self._ahead) - length} bytes more than the reply")
         if status != 0 and (status == 22 and self.storage):
             self.conn.discard = True  # the storage closes its end after a 22
         return length, status
@@ -411,14 +431,21 @@ class Exchange:
     def read(self, length: int, limit: int = 64 * 1024 * 1024) -> bytes:
         if length > limit:
             raise ProtocolError(f"{self.what}: a {length}-byte reply is larger than expected")
-        return _recv_exact(self.conn.sock, length)
+        ahead, self._ahead = self._ahead, b""
+        if len(ahead) >= length:
+            return ahead[:length]
+        return ahead + _recv_exact(self.conn.sock, length - len(ahead))
 
     def stream(self, length: int, sink: Callable[[bytes], Any]) -> int:
         """Copy a ``length``-byte reply body to ``sink`` in blocks; returns the count."""
         sock = self.conn.sock
-        buf = bytearray(min(BLOCK, max(length, 1)))
+        ahead, self._ahead = self._ahead, b""
+        got = min(len(ahead), length)
+        if got:
+            self.stage = "streaming"
+            sink(ahead[:got])
+        buf = bytearray(min(BLOCK, max(length - got, 1)))
         view = memoryview(buf)
-        got = 0
         while got < length:
             k = sock.recv_into(view, min(len(buf), length - got))
             if not k:
