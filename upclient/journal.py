@@ -211,11 +211,15 @@ class Journal:
         rows = [(e.path, e.destination, e.size, e.mtime_ns, e.inode, e.id, e.md5, e.finished or now) for e in entries]
         if not rows:
             return
+        sql = f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         with self._lock:
             db = self._connection()
+            if len(rows) == 1:  # a statement of its own is a transaction of its own
+                db.execute(sql, rows[0])
+                return
             db.execute("BEGIN")
             try:
-                db.executemany(f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                db.executemany(sql, rows)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
