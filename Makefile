@@ -45,11 +45,12 @@ tox: $(STAMP) $(NODE_STAMP)
 	PATH="$$PATH:$(PYENV_BINS)" $(PY) -m tox run $(TOX_ARGS)
 
 # GNU time measures each client's own peak RSS; Debian's package "time".
-bench: $(STAMP) $(NODE_STAMP)
+bench: $(STAMP) $(NODE_STAMP) system
 	@[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; } \
 	  || { echo "make bench needs GNU time (/usr/bin/time): apt-get install time"; exit 1; }
 	$(PY) bench/run.py $(BENCH_ARGS)
 	$(PY) bench/deadlines.py
+	$(PY) bench/fleet.py
 	$(PY) bench/django_upload.py
 
 lint: $(STAMP)

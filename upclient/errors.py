@@ -6,12 +6,14 @@
     ├── BadInput (ValueError)            wrong arguments; raised before any request
     ├── Unsupported (NotImplementedError) the backend or server cannot do that
     ├── SourceChanged                    the file changed while it was uploaded
+    ├── UploadInProgress                 another worker holds the upload in a shared store (retried)
     ├── Cancelled                        cancel token set, client closed, Ctrl-C
     │   └── DeadlineExceeded (TimeoutError)  the call's ``timeout`` ran out
     ├── TransportError                   no usable answer from the server (retried)
     │   ├── NetworkError (ConnectionError)
     │   │   ├── OutcomeUnknown               a lost answer to a request that must not be repeated
-    │   │   └── TLSError                     the TLS handshake failed (a bad certificate: not retried)
+    │   │   ├── TLSError                     the TLS handshake failed (a bad certificate: not retried)
+    │   │   └── StoreUnreachable             the store's server (Redis) does not answer (retried)
     │   └── Timeout (TimeoutError)
     └── ServerError                      the server answered with an error
         ├── AuthError                    401, 403
@@ -49,6 +51,8 @@ __all__ = [
     "Timeout",
     "OutcomeUnknown",
     "TLSError",
+    "StoreUnreachable",
+    "UploadInProgress",
     "ServerError",
     "AuthError",
     "NotFound",
@@ -154,6 +158,28 @@ class TLSError(NetworkError):
     the two sides do not share.  Not retried: it will not get better."""
 
     retryable = False
+
+
+class StoreUnreachable(NetworkError):
+    """The store's server (Redis, ...) cannot be reached: a setup error, raised before any byte is sent.
+
+    A :class:`NetworkError` (so a ``ConnectionError``), retryable: the store
+    may come back, and an upload resumes from the last part it recorded.
+    """
+
+
+class UploadInProgress(UpClientError):
+    """Another worker holds this upload's lock in a shared, exclusive store: nothing was sent.
+
+    Retryable: when its holder finishes, a new attempt finds the upload done
+    (``upclient.contrib.celery`` keeps a record of it) or, when the holder
+    died, resumes it once the lock's ttl has run out (``retry_after``).  Also
+    raised mid-upload when this worker lost its lock (the store was
+    unreachable for longer than the lock's ttl): it stops rather than send
+    alongside a worker that may have taken the upload over.
+    """
+
+    retryable = True
 
 
 class Timeout(TransportError, TimeoutError):

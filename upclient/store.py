@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, ContextManager, Dict, Iterator, Optional, Set, Union
 
-from .errors import NetworkError, UpClientError
+from .errors import StoreUnreachable, UploadInProgress  # noqa: F401 - they were defined here first
 
 __all__ = [
     "BaseStore",
@@ -56,29 +56,6 @@ log = logging.getLogger("upclient.store")
 Record = Dict[str, Any]
 
 _SECRET_NAMES = {"password", "passwd", "token", "authorization", "secret", "api_key", "apikey"}
-
-
-class UploadInProgress(UpClientError):
-    """Another worker holds this upload's lock in a shared, exclusive store: nothing was sent.
-
-    Retryable: when its holder finishes, a new attempt finds the upload done
-    (``upclient.contrib.celery`` keeps a record of it) or, when the holder
-    died, resumes it once the lock's ttl has run out (``retry_after``).  Also
-    raised mid-upload when this worker lost its lock (the store was
-    unreachable for longer than the lock's ttl): it stops rather than send
-    alongside a worker that may have taken the upload over.
-    """
-
-    retryable = True
-
-
-class StoreUnreachable(NetworkError):
-    """The store's server (Redis, ...) cannot be reached: a setup error, raised before any byte is sent.
-
-    A :class:`~upclient.errors.NetworkError` (so a ``ConnectionError``),
-    retryable: the store may come back, and an upload resumes from the
-    last part it recorded.
-    """
 
 
 def resume_key(backend: str, destination: str, identity: Dict[str, Any]) -> str:

@@ -8,6 +8,8 @@
   without a temporary file.
 * :mod:`upclient.contrib.django`: a Django ``Storage`` and a streaming upload
   handler.
+* :mod:`upclient.contrib.celery`: ``upload_task(app, client_factory)``, a
+  Celery task that uploads one file and resumes another worker's upload.
 
 Each is imported on its own (``import upclient.contrib.flask``): importing
 this package imports no framework.

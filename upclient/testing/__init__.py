@@ -56,6 +56,7 @@ _HOMES = {
     "CommunityServer": "upclient.testing.community",
     "FaultProxy": "upclient.testing.faultproxy",
     "FdfsServer": "upclient.testing.fdfs",
+    "RedisServer": "upclient.testing.redis",
     "ResumableUploadServer": "upclient.testing.servers",
     "ServerStartError": "upclient.testing.servers",
     "TusNodeServer": "upclient.testing.servers",
@@ -78,6 +79,7 @@ __all__ = [
     "free_port",
     "SilentServer",
     "TLSCertificates",
+    "RedisServer",
 ]
 
 

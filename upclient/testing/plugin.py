@@ -50,6 +50,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
+from upclient.testing.redis import upclient_redis_server  # noqa: F401 - a fixture of this plugin too
+
 if TYPE_CHECKING:
     from upclient.testing.faultproxy import FaultProxy
     from upclient.testing.running import RunningCommunity, RunningFdfs, RunningTus, RunningUpyun
@@ -62,6 +64,7 @@ __all__ = [
     "upclient_fdfs_server",
     "upclient_fault_proxy",
     "upclient_shaping_proxy",
+    "upclient_redis_server",
 ]
 
 
