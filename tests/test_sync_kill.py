@@ -26,8 +26,9 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-TREE = {**{f"small/{i:02d}.bin": 40 * KiB + i for i in range(10)},
-        "big/one.bin": 3 * MiB + 7, "big/two.bin": 2 * MiB, "mid.bin": 700 * KiB}
+#: Walked in this order: the small files first, so that once a few are reported most of the bytes are still to go.
+TREE = {**{f"a/{i:02d}.bin": 40 * KiB + i for i in range(10)},
+        "b/mid.bin": 700 * KiB, "c/one.bin": 3 * MiB + 7, "c/two.bin": 2 * MiB}
 
 
 def run_and_kill(args: List[str], env: Dict[str, str], *, after_lines: int = 0,
@@ -56,7 +57,7 @@ def test_upyun_holds_each_file_once_after_a_kill_and_a_rerun(upclient_upyun_serv
     with ShapingProxy(server.address, delay=0.001, rate=5e5) as slow:
         args = ["sync", str(root), server.url, "--password", server.password, "--endpoint",
                 f"127.0.0.1:{slow.port}", "--store", str(tmp_path / "store"), "--part-size", "1M",
-                "--prefix", "nightly"]
+                "--prefix", "nightly", "--max-files", "2"]
         first = run_and_kill(args, env, after_lines=3, after_seconds=random.uniform(0, 0.5))
         done_first = {x["key"] for x in first if x["action"] == "uploaded"}
         assert 3 <= len(done_first) < len(TREE)
@@ -122,7 +123,7 @@ def test_a_copy_from_fastdfs_killed_midway_continues_where_it_stopped(upclient_f
     with ShapingProxy(upyun.address, delay=0.001, rate=2e6) as slow:
         args = ["sync", "--from-list", str(listing), fdfs.url, upyun.url, "--password", upyun.password,
                 "--endpoint", f"127.0.0.1:{slow.port}", "--store", str(tmp_path / "store"), "--part-size", "1M",
-                "--max-files", "1"]
+                "--max-files", "1", "--concurrency", "1"]  # the 4 MiB copy takes 2 s
         first = run_and_kill(args, env, after_lines=2, after_seconds=0.5)
         done_first = {x["key"] for x in first if x["action"] == "uploaded"}
         fdfs.reset_counts()
