@@ -20,6 +20,7 @@ download goes, behind the ranges already written.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -41,8 +42,8 @@ __all__ = ["PathDownload", "download_key"]
 
 log = logging.getLogger("upclient.download")
 
-#: Bytes the digest follows the download by at most per tick, so ticks stay short.
-DIGEST_STEP = 64 * 1024 * 1024
+#: Bytes the calling thread reads back for the digest at most per tick, so ticks stay short.
+DIGEST_STEP = 256 * 1024 * 1024
 READ_SIZE = 4 * 1024 * 1024
 
 
@@ -73,6 +74,20 @@ class _Digest:
         self._md5 = hashlib.md5() if algorithm == "md5" else None
         self._crc = 0
         self._lock = threading.Lock()
+        self._buf = memoryview(bytearray(READ_SIZE))  # read-backs reuse it: no fresh pages to fault in
+
+    def _read_back(self, fd: int, upto: int) -> bool:
+        """Hash the file from where the digest stands to ``upto`` (lock held); False at its end."""
+        n = min(READ_SIZE, upto - self.pos)
+        got = os.preadv(fd, [self._buf[:n]], self.pos) if hasattr(os, "preadv") else 0
+        if not hasattr(os, "preadv"):
+            block = os.pread(fd, n, self.pos)
+            got = len(block)
+            self._buf[:got] = block
+        if not got:
+            return False
+        self._update(self._buf[:got])
+        return True
 
     def _update(self, data: Any) -> None:
         if self._md5 is not None:
@@ -81,12 +96,21 @@ class _Digest:
             self._crc = zlib.crc32(data, self._crc)
         self.pos += len(data)
 
-    def feed(self, pos: int, data: memoryview) -> None:
-        """Bytes just written at ``pos``: hashed now if they are next (never waits on a read-back)."""
-        if pos != self.pos or not self._lock.acquire(blocking=False):
+    def feed(self, fd: int, since: int, pos: int, data: memoryview) -> None:
+        """Bytes just written at ``pos`` by a worker that wrote all from ``since`` on.
+
+        Hashed now if the digest stands within what this worker wrote: it
+        first catches up by reading back its own bytes, which the page cache
+        still holds, and goes on from the bytes at hand.  Never waits for
+        another thread's hashing.
+        """
+        if not since <= self.pos <= pos or not self._lock.acquire(blocking=False):
             return
         try:
-            if pos == self.pos:
+            while since <= self.pos < pos:
+                if not self._read_back(fd, pos):
+                    return
+            if self.pos == pos:
                 self._update(data)
         finally:
             self._lock.release()
@@ -98,13 +122,8 @@ class _Digest:
         while self.pos < upto:
             stop.check()
             with self._lock:
-                start = self.pos
-                if start >= upto:
+                if self.pos >= upto or not self._read_back(fd, upto):
                     break
-                block = os.pread(fd, min(READ_SIZE, upto - start), start)
-                if not block:
-                    break
-                self._update(block)
 
     def value(self) -> str:
         return self._md5.hexdigest() if self._md5 is not None else f"{self._crc & 0xFFFFFFFF:08x}"
@@ -370,7 +389,7 @@ class PathDownload:
         try:
             self.downloader.run(remote, part.fd, part.book, tracker=tracker, stop=own, parallel=parallel,
                                 strict=strict, on_progress=on_progress, on_tick=tick,
-                                on_write=check.feed if check is not None else None)
+                                on_write=functools.partial(check.feed, part.fd) if check is not None else None)
         except Cancelled:
             if stop.is_set():
                 raise stop.error() from None  # the call's own words (the deadline it was given)

@@ -160,7 +160,7 @@ class RangeDownloader:
         strict: bool = True,
         on_progress: Optional[Callable[[Progress], Any]] = None,
         on_tick: Optional[Callable[[], None]] = None,
-        on_write: Optional[Callable[[int, memoryview], None]] = None,
+        on_write: Optional[Callable[[int, int, memoryview], None]] = None,
     ) -> None:
         """Fetch every missing range into ``fd``; returns when all are there.
 
@@ -171,8 +171,9 @@ class RangeDownloader:
         back to a stream); without it, the bytes before the range are skipped
         and a single run covers everything from the first missing byte on.
         ``stop`` is set when a range fails for good, which stops the others.
-        ``on_write(offset, data)`` is called in the worker after each write
-        (``offset`` in ``fd``), while the bytes are still at hand.
+        ``on_write(since, offset, data)`` is called in the worker after each
+        write, while the bytes are still at hand: ``data`` went to ``offset``
+        in ``fd``, and this worker wrote every byte from ``since`` up to it.
         """
         if strict:
             runs = book.runs(split=parallel)
@@ -227,7 +228,7 @@ class RangeDownloader:
         strict: bool,
         on_progress: Optional[Callable[[Progress], Any]],
         on_tick: Optional[Callable[[], None]],
-        on_write: Optional[Callable[[int, memoryview], None]],
+        on_write: Optional[Callable[[int, int, memoryview], None]],
     ) -> None:
         """One run (a small file, a stream) goes in the caller's thread: ticks come from its blocks."""
         if on_progress is not None or on_tick is not None:
@@ -267,12 +268,13 @@ class RangeDownloader:
         tracker: ProgressTracker,
         stop: StopSignal,
         strict: bool,
-        on_write: Optional[Callable[[int, memoryview], None]] = None,
+        on_write: Optional[Callable[[int, int, memoryview], None]] = None,
     ) -> None:
         """Ranges ``run`` in one request, retried from the last byte written; each marked as it fills."""
         first, last = run
         end = book.stop(last)
         pos = book.offset(first)
+        since = pos - book.start
         index = first
 
         def counter(i: int) -> Optional[Callable[[int], None]]:
@@ -291,7 +293,7 @@ class RangeDownloader:
                 take = min(len(view), bound - pos)
                 _pwrite_all(fd, view[:take], pos - book.start)  # the file holds the window only
                 if on_write is not None:
-                    on_write(pos - book.start, view[:take])
+                    on_write(since, pos - book.start, view[:take])
                 pos += take
                 view = view[take:]
                 if count is not None:
