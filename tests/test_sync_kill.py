@@ -91,13 +91,18 @@ def test_tus_creates_each_upload_once_across_a_kill_and_a_rerun(node_server, tmp
     kill lands while a file is on its way, not in the instant between the
     server finishing one and the journal recording it (a window no protocol
     where the server names the upload can close: it has no idempotency key).
+    Every file is above the part size, so it has a resume point from its
+    creation on: the bytes a killed client had handed to its socket still
+    reach the server, and the next run finds that upload (whole, or to be
+    finished) instead of making another.  A file of one part keeps none, and
+    would be made again (a limit of Client.put, which keeps resume points for multipart uploads only).
     """
     root = tmp_path / "tree"
     contents = make_tree(root, {f"f{i}.bin": 300 * KiB + i * 50 * KiB for i in range(6)} | {"big.bin": 2 * MiB})
     env = cli_env(tmp_path)
     with ShapingProxy(node_server.url, delay=0.001, rate=1e6) as slow, FaultProxy(slow.url) as proxy:
         url = "tus+" + proxy.url_for(node_server.url)
-        args = ["sync", str(root), url, "--store", str(tmp_path / "store"), "--part-size", "1M", "--max-files", "1"]
+        args = ["sync", str(root), url, "--store", str(tmp_path / "store"), "--part-size", "256K", "--max-files", "1"]
         first = run_and_kill(args, env, after_lines=2)
         done_first = {x["key"]: x["id"] for x in first if x["action"] == "uploaded"}
         second = upclient(*args, "--json", env=env)
