@@ -1,4 +1,5 @@
-"""Zero-copy bodies: a file's bytes go to a plain socket with ``os.sendfile`` (issue 16, item 2).
+"""Zero-copy bodies: a file's bytes go to a plain socket with ``os.sendfile`` (issue 16, item 2),
+and an answer's head is read without the email package (item 3).
 
 Every test counts what ``os.sendfile`` sent from the uploaded file itself
 (a wrapper that calls the real one and notes its file and byte count), and
@@ -9,6 +10,8 @@ to ``read_timeout`` when the server stops reading.
 
 from __future__ import annotations
 
+import http.client
+import io
 import os
 import threading
 import time
@@ -21,6 +24,7 @@ import upclient
 from upclient import errors
 from upclient.source import FileSource
 from upclient.testing import FdfsServer, SilentServer, TLSCertificates, UpyunServer
+from upclient.wire import _header_lines, _header_message
 
 from .conftest import MiB, sha256_file
 
@@ -191,3 +195,31 @@ def test_a_source_that_reads_its_own_way_is_read_through_read(upyun_server, send
     assert upyun_server.stored_sha256("own.bin") == digest
     assert sendfile_log.sent_from(path) == 0 and sum(reads) == 2 * MiB  # read once, with its digest
     assert sha256_file(path) == digest
+
+
+# -- the answer's head: read without the email package, the same message as http.client's ---------
+
+
+@pytest.mark.parametrize("block", [
+    b"Content-Length: 5\r\nUpload-Offset: 0\r\n\r\n",
+    b"A:b\r\nB:   c  \r\n\r\n",  # no space after the colon; trailing spaces kept, as http.client keeps them
+    b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n",  # repeated names stay two headers
+    b"Folded: b\r\n c\r\n\r\n",  # an obsolete folded line: the email parser's reading
+    b"Bad Header: x\r\nC: d\r\n\r\n",  # not a header name: the email parser's reading and defect
+    b"X: \xe9t\xe9\r\n\r\n",  # Latin-1, as HTTP/1.1 allows
+    b"Bare: lf\n\n",
+    b"Empty:\r\n\r\n",
+])
+def test_an_answers_headers_read_the_same_as_http_client_reads_them(block):
+    ours = _header_message(_header_lines(io.BytesIO(block)))
+    theirs = http.client.parse_headers(io.BytesIO(block))
+    assert ours.items() == theirs.items()
+    assert [type(d) for d in ours.defects] == [type(d) for d in theirs.defects]
+    assert (ours.get_payload() or "") == (theirs.get_payload() or "")
+
+
+def test_a_header_block_past_http_clients_limits_is_refused_as_it_refuses_it():
+    with pytest.raises(http.client.LineTooLong):
+        _header_lines(io.BytesIO(b"A: " + b"x" * 70000 + b"\r\n\r\n"))
+    with pytest.raises(http.client.HTTPException, match="more than 100 headers"):
+        _header_lines(io.BytesIO(b"".join(b"H%d: v\r\n" % i for i in range(101)) + b"\r\n"))

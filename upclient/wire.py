@@ -21,8 +21,11 @@ HTTPS keeps urllib3's own path: TLS encrypts in user space.
 
 from __future__ import annotations
 
+import email.parser
+import http.client
 import logging
 import os
+import re
 import select
 import socket
 import threading
@@ -198,12 +201,97 @@ def send_region(sock: socket.socket, body: Any) -> None:
             count -= n
 
 
+#: A header name as HTTP defines it (a token); any other line goes to the stdlib's parser.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_LINE_LIMIT = 65536
+_HEADER_LIMIT = 100
+
+
+def _header_lines(fp: Any) -> List[bytes]:
+    """The lines of a header block, up to and without the empty line that ends it."""
+    lines: List[bytes] = []
+    while True:
+        line = fp.readline(_LINE_LIMIT + 1)
+        if len(line) > _LINE_LIMIT:
+            raise http.client.LineTooLong("header line")
+        if line in (b"\r\n", b"\n", b""):
+            return lines
+        lines.append(line)
+        if len(lines) > _HEADER_LIMIT:
+            raise http.client.HTTPException(f"got more than {_HEADER_LIMIT} headers")
+
+
+def _header_message(lines: List[bytes]) -> http.client.HTTPMessage:
+    """The header block as http.client's message: plain ``Name: value`` lines are read here; a block
+    with anything else (a folded line, a line without a name) is given to the email parser, as
+    http.client does with every block."""
+    msg = http.client.HTTPMessage()
+    for raw in lines:
+        name, colon, value = raw.decode("iso-8859-1").partition(":")
+        if not colon or not _HEADER_NAME.fullmatch(name):
+            text = b"".join(lines).decode("iso-8859-1") + "\r\n"
+            return email.parser.Parser(_class=http.client.HTTPMessage).parsestr(text)  # type: ignore[return-value]
+        msg.set_raw(name, value.lstrip(" \t").rstrip("\r\n"))
+    return msg
+
+
+class _Answer(http.client.HTTPResponse):
+    """http.client's response, its header block read without the email package.
+
+    http.client hands every header block to the email parser, about 30 us of
+    an answer's client CPU, a tenth of what a small upload costs.  Here the
+    status line is read as http.client reads it and a block of plain
+    ``Name: value`` lines is read directly (any other goes to that parser);
+    what the answer's framing is then follows HTTP/1.1: a chunked body, a
+    ``Content-Length``, no body at all (HEAD, 1xx, 204, 304), or a body
+    that ends when the connection closes.
+    """
+
+    def begin(self) -> None:
+        if self.headers is not None:
+            return
+        version, status, reason = self._read_status()  # type: ignore[attr-defined]
+        while status == http.client.CONTINUE:  # an interim answer: its headers are dropped
+            _header_lines(self.fp)
+            version, status, reason = self._read_status()  # type: ignore[attr-defined]
+        self.code = self.status = status
+        self.reason = reason.strip()
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11
+        else:
+            raise http.client.UnknownProtocol(version)
+        self.headers = self.msg = _header_message(_header_lines(self.fp))
+        coding = self.headers.get("transfer-encoding")
+        self.chunked = bool(coding) and coding.lower() == "chunked"  # type: ignore[union-attr]
+        if self.chunked:
+            self.chunk_left = None
+        self.will_close = self._check_close()  # type: ignore[attr-defined]
+        length: Optional[int] = None
+        declared = self.headers.get("content-length")
+        if declared and not self.chunked:
+            try:
+                length = int(declared)
+            except ValueError:
+                length = None
+            if length is not None and length < 0:
+                length = None
+        if status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED) or 100 <= status < 200 \
+                or self._method == "HEAD":  # type: ignore[attr-defined]
+            length = 0
+        self.length = length
+        if self.length is None and not self.chunked:
+            self.will_close = True  # the body ends where the connection does
+
+
 class WatchedHTTPConnection(_Watched, urllib3.connection.HTTPConnection):
     zero_copy = True
+    response_class = _Answer
 
 
 class WatchedHTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
-    pass
+    response_class = _Answer
 
 
 class WatchedHTTPConnectionPool(urllib3.connectionpool.HTTPConnectionPool):
