@@ -217,59 +217,97 @@ def download_records(store: upclient.BaseStore) -> List[dict]:
 # -- parallel, byte-exact, on every backend that serves ranges -----------------------------
 
 
-def test_upyun_get_to_a_path_goes_in_parallel_ranges_and_is_byte_exact(upyun, make_file, tmp_path):
-    path, digest = make_file(10 * MiB + 7)
+def merged(intervals) -> List[Tuple[int, int]]:
+    """``(first, last)`` byte intervals joined where they touch or overlap."""
+    out: List[List[int]] = []
+    for first, last in sorted(intervals):
+        if out and first <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], last)
+        else:
+            out.append([first, last])
+    return [(a, b) for a, b in out]
+
+
+def test_a_slow_link_splits_the_stream_into_parallel_ranges(upyun, make_file, tmp_path):
+    """4 MiB/s a connection: one stream first, then the ranges it has not reached, four at a time."""
+    size = 16 * MiB + 7
+    path, digest = make_file(size)
     key = stored_upyun(upyun, path)
     dest = tmp_path / "out" / "copy.bin"
     dest.parent.mkdir()
     seen: list = []
-    with RangeProxy(address_of(upyun.endpoint), rate=20 * MiB) as proxy, \
+    with RangeProxy(address_of(upyun.endpoint), rate=4 * MiB) as proxy, \
             upyun_client(proxy.url, concurrency=4) as client:
-        assert client.get(key, dest, on_progress=seen.append) == 10 * MiB + 7
+        assert client.get(key, dest, on_progress=seen.append) == size
     assert sha256_file(dest) == upyun.stored_sha256(key) == digest
-    wanted = [(i * MiB, min((i + 1) * MiB, 10 * MiB + 7) - 1) for i in range(11)]
-    assert sorted(proxy.ranges()) == wanted, "each range asked for exactly once"
-    assert proxy.connections >= 2, "the ranges went one after another"
+    asked = proxy.ranges()
+    assert asked[0] == (0, size - 1), "it starts as one stream"
+    assert len(asked) > 4 and proxy.connections >= 4, "the rest went in parallel ranges"
+    assert all(first % MiB == 0 and (last + 1) % MiB in (0, 7) for first, last in asked[1:])
+    assert merged(asked) == [(0, size - 1)]
+    assert proxy.bytes_down < size + 2 * MiB, "bytes were fetched twice"  # the stream stops within a block
     assert [p.bytes_done for p in seen] == sorted(p.bytes_done for p in seen)
-    assert (seen[-1].bytes_done, seen[-1].total, seen[-1].parts_done, seen[-1].parts_total) == (
-        10 * MiB + 7, 10 * MiB + 7, 11, 11)
+    assert (seen[-1].bytes_done, seen[-1].total, seen[-1].parts_done, seen[-1].parts_total) == (size, size, 17, 17)
     assert leftovers(dest.parent) == []
 
 
-def test_community_get_reads_the_object_url_in_parallel_ranges(community, make_file, tmp_path):
-    path, digest = make_file(6 * MiB + 1)
-    with community_client(community, concurrency=3) as client, RangeProxy(address_of(community.url)) as proxy:
+def test_a_fast_link_starts_as_one_stream_and_fetches_nothing_twice(upyun, make_file, tmp_path):
+    """Over loopback one stream takes what the machine can (whether more would pay is measured:
+    see the unit tests of the width)."""
+    size = 64 * MiB
+    path, digest = make_file(size)
+    key = stored_upyun(upyun, path)
+    with RangeProxy(address_of(upyun.endpoint)) as proxy, upyun_client(proxy.url, part_size=4 * MiB) as client:
+        client.get(key, tmp_path / "copy.bin")
+    assert sha256_file(tmp_path / "copy.bin") == digest
+    assert proxy.ranges()[0] == (0, size - 1) and merged(proxy.ranges()) == [(0, size - 1)]
+    assert proxy.bytes_down < size + 2 * MiB
+
+
+def test_community_get_reads_the_object_url_in_ranges(community, make_file, tmp_path):
+    size = 6 * MiB + 1
+    path, digest = make_file(size)
+    with community_client(community, concurrency=3) as client, \
+            RangeProxy(address_of(community.url), rate=2 * MiB) as proxy:
         result = client.put(path)
         community.public_url = proxy.url  # the object URLs the API hands out lead through the proxy
-        assert client.get(result.id, tmp_path / "copy.bin") == 6 * MiB + 1
+        assert client.get(result.id, tmp_path / "copy.bin") == size
     assert sha256_file(tmp_path / "copy.bin") == community.stored_sha256(result.id) == digest
-    assert len(proxy.ranges()) == 7 and proxy.bytes_down < 6 * MiB + 1 + 7 * 2 * KiB
-    assert proxy.connections >= 2
+    assert len(proxy.ranges()) > 1 and merged(proxy.ranges()) == [(0, size - 1)]
+    assert proxy.bytes_down < size + 2 * MiB and proxy.connections >= 2
     assert leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize("concurrency", [4, 1])
 def test_fdfs_get_reads_offset_and_length_ranges(tmp_path, make_file, concurrency):
-    path, digest = make_file(5 * MiB + 3)
+    """The first download request is held 1 s: the client fetches the other ranges meanwhile."""
+    size = 5 * MiB + 3
+    path, digest = make_file(size)
     with FdfsServer(tmp_path / "fdfs") as server:
         with upclient.Client(server.url, part_size=PART, concurrency=concurrency, store=None,
                              retry=FAST_RETRY) as client:
             result = client.put(path)
             server.reset_counts()
-            assert client.get(result.id, tmp_path / "copy.bin") == 5 * MiB + 3
+            server.stall(14, seconds=1.0, role="storage")
+            assert client.get(result.id, tmp_path / "copy.bin") == size
         downloads = server.counts[14]
     assert sha256_file(tmp_path / "copy.bin") == server.stored_sha256(result.id) == digest
-    assert downloads == (6 if concurrency > 1 else 1), "one request a range, or one stream"
+    if concurrency > 1:
+        assert 3 <= downloads <= 6, "the held stream kept two ranges, the others went on their own"
+    else:
+        assert downloads == 1
     assert leftovers(tmp_path) == []
 
 
 def test_a_window_of_a_file_goes_in_ranges_too(upyun, make_file, tmp_path):
     path, _ = make_file(8 * MiB)
     key = stored_upyun(upyun, path)
-    with RangeProxy(address_of(upyun.endpoint)) as proxy, upyun_client(proxy.url) as client:
+    with RangeProxy(address_of(upyun.endpoint), rate=2 * MiB) as proxy, upyun_client(proxy.url) as client:
         assert client.get(key, tmp_path / "window.bin", offset=MiB + 5, length=3 * MiB) == 3 * MiB
     assert (tmp_path / "window.bin").read_bytes() == path.read_bytes()[MiB + 5: 4 * MiB + 5]
-    assert sorted(proxy.ranges()) == [(MiB + 5, 2 * MiB + 4), (2 * MiB + 5, 3 * MiB + 4), (3 * MiB + 5, 4 * MiB + 4)]
+    asked = proxy.ranges()
+    assert asked[0] == (MiB + 5, 4 * MiB + 4) and merged(asked) == [(MiB + 5, 4 * MiB + 4)]
+    assert all((first - MiB - 5) % MiB == 0 for first, _ in asked)
 
 
 def test_a_small_file_is_one_request_with_no_resume_point(upyun, make_file, tmp_path):
@@ -307,45 +345,40 @@ def test_a_single_stream_client_sends_one_get(upyun, make_file, tmp_path):
 
 def test_a_server_that_ignores_range_gives_exact_bytes_through_one_stream(node_server, make_file, tmp_path):
     """@tus/server 2.4.5 answers every GET with 200 and the whole file."""
-    path, digest = make_file(12 * MiB + 9)
-    with FaultProxy(node_server.url) as proxy:
-        with upclient.Client("tus+" + proxy.url_for(node_server.url), part_size=PART, concurrency=4,
-                             store=None) as client:
-            result = client.put(path)
-            proxy.reset_counters()
-            assert client.get(result.id, tmp_path / "first.bin") == 12 * MiB + 9
-            first = proxy.request_count("GET")
-            proxy.reset_counters()
-            assert client.get(result.id, tmp_path / "second.bin") == 12 * MiB + 9
-            second = proxy.request_count("GET")
-    assert node_server.stored_sha256(result.id) == digest
+    size = 12 * MiB + 9
+    path, digest = make_file(size)
+    with upclient.Client("tus+" + node_server.url, store=None) as client:
+        upload = client.put(path).id.rsplit("/", 1)[-1]
+    with RangeProxy(address_of(node_server.url), rate=4 * MiB) as proxy:
+        endpoint = "tus+" + proxy.url + "/files/"
+        with upclient.Client(endpoint, part_size=PART, concurrency=4, store=None) as client:
+            assert client.get(upload, tmp_path / "first.bin") == size
+            first = [m for m, _ in proxy.requests].count("GET")
+            proxy.reset()
+            assert client.get(upload, tmp_path / "second.bin") == size
+            second = proxy.requests
+    assert node_server.stored_sha256(upload) == digest
     assert sha256_file(tmp_path / "first.bin") == sha256_file(tmp_path / "second.bin") == digest
-    # 13 ranges: not a whole file per range; at most one try per worker, then one stream
-    assert first <= 4 + 1
-    assert second == 1, "the backend remembers the server sends whole files"
+    # one stream, a split that met whole files (each at most one try per worker), then one stream
+    assert 3 <= first <= 1 + 4 + 1
+    assert [m for m, _ in second] == ["HEAD", "GET"], "the backend remembers the server sends whole files"
     assert leftovers(tmp_path) == []
 
 
 # -- faults: a cut mid-range, a stalled server ---------------------------------------------
 
 
-def test_a_connection_cut_mid_range_resumes_from_the_last_block_received(upyun, make_file, tmp_path):
+def test_a_connection_cut_mid_answer_resumes_from_the_last_block_received(upyun, make_file, tmp_path):
     """The body is read in blocks of 1 MiB: what a cut leaves of the block being read is fetched again."""
-    part = 4 * MiB
-    path, digest = make_file(3 * part)
+    size = 12 * MiB
+    path, digest = make_file(size)
     key = stored_upyun(upyun, path)
-    with RangeProxy(address_of(upyun.endpoint)) as proxy, \
-            upyun_client(proxy.url, part_size=part, concurrency=2) as client:
+    with RangeProxy(address_of(upyun.endpoint)) as proxy, upyun_client(proxy.url, part_size=4 * MiB) as client:
         proxy.cut_next(2 * MiB + 700 * KiB, times=2)
         client.get(key, tmp_path / "copy.bin")
     assert sha256_file(tmp_path / "copy.bin") == digest
-    asked = proxy.ranges()
-    grid = {(i * part, (i + 1) * part - 1) for i in range(3)}
-    retries = [r for r in asked if r not in grid]
-    assert len(asked) == 5 and len(retries) == 2
-    for first, last in retries:  # from inside the range to its end: the blocks received are kept
-        assert first % part >= MiB and last == (first // part + 1) * part - 1
-    assert proxy.bytes_down < 3 * part + 2 * (MiB + 700 * KiB) + 16 * KiB, "whole ranges were fetched again"
+    assert proxy.ranges() == [(0, size - 1), (2 * MiB, size - 1), (4 * MiB, size - 1)]
+    assert proxy.bytes_down < size + 2 * (700 * KiB) + 16 * KiB, "received blocks were fetched again"
 
 
 def test_a_dropped_fdfs_download_is_tried_again(tmp_path, make_file):
@@ -356,7 +389,7 @@ def test_a_dropped_fdfs_download_is_tried_again(tmp_path, make_file):
             server.reset_counts()
             server.fail(14, times=2)  # the connection dropped before the answer
             client.get(result.id, tmp_path / "copy.bin")
-        assert server.counts[14] == 5 + 2
+        assert server.counts[14] == 1 + 2, "one stream, tried three times"
     assert sha256_file(tmp_path / "copy.bin") == digest
 
 
@@ -429,7 +462,7 @@ def test_a_cancelled_download_keeps_a_part_file_and_the_next_get_fetches_only_th
     with RangeProxy(address_of(upyun.endpoint)) as proxy, upyun_client(proxy.url, store=store) as client:
         result = client.get(key, dest)
     assert result == size
-    assert sorted(proxy.ranges()) == missing, "only the missing ranges"
+    assert merged(proxy.ranges()) == merged(missing), "only the missing ranges"
     served = sum(last - first + 1 for first, last in missing)
     assert served <= proxy.bytes_down < served + len(missing) * 2 * KiB + 4 * KiB
     assert sha256_file(dest) == upyun.stored_sha256(key) == digest
@@ -470,7 +503,7 @@ def test_a_download_killed_with_sigkill_resumes_in_the_next_process(upyun, make_
     with RangeProxy(address_of(upyun.endpoint)) as proxy, \
             upyun_client(proxy.url, store=upclient.FileStore(store_dir)) as client:
         client.get(key, dest)
-    assert sorted(proxy.ranges()) == missing
+    assert merged(proxy.ranges()) == merged(missing)
     assert sha256_file(dest) == digest
     assert leftovers(tmp_path) == [] and download_records(store) == []
 
@@ -489,7 +522,8 @@ def test_a_file_changed_on_the_server_is_downloaded_afresh(upyun, make_file, tmp
     stored_upyun(upyun, new, key)
     with RangeProxy(address_of(upyun.endpoint)) as proxy, upyun_client(proxy.url, store=store) as client:
         client.get(key, dest)
-    assert len(proxy.ranges()) == 8, "every range again: the kept ones are of the old file"
+    assert merged(proxy.ranges()) == [(0, size - 1)], "every range again: the kept ones are of the old file"
+    assert proxy.bytes_down >= size
     assert sha256_file(dest) == digest
     assert leftovers(tmp_path) == [] and download_records(store) == []
 

@@ -6,7 +6,7 @@ import pytest
 
 from upclient import errors
 from upclient.download import download_key
-from upclient.transfer.download import RangeBook
+from upclient.transfer.download import RangeBook, RangeWidth
 from upclient.transfer.ranges import RangeIgnored, check_range_answer, digest_of
 
 
@@ -68,3 +68,31 @@ def test_download_keys_differ_by_every_part_and_are_store_keys():
         keys.add(download_key(*(base[:i] + (other,) + base[i + 1:])))
     assert len(keys) == 8
     assert all(k.startswith("download-") and k.replace("-", "").isalnum() for k in keys)
+
+
+def test_one_stream_that_keeps_a_core_busy_gets_no_company():
+    width = RangeWidth(4, now=0.0, cpu=0.0)
+    width.observe(0.1, 100, cpu=0.1)  # under a window: nothing yet
+    assert (width.limit, width.settled) == (1, False)
+    width.observe(0.4, 400_000_000, cpu=0.35)  # 1 GB/s, the process busy 88 % of the time
+    assert (width.limit, width.settled) == (1, True)
+
+
+def test_the_width_doubles_while_it_pays_and_steps_back_when_it_does_not():
+    width = RangeWidth(8, now=0.0, cpu=0.0)
+    width.observe(0.4, 8_000_000, cpu=0.02)  # 20 MB/s, the process idle: waiting on the network
+    assert (width.limit, width.settled) == (2, False)
+    width.observe(0.8, 8_000_000 + 15_000_000, cpu=0.04)  # 37.5 MB/s
+    assert (width.limit, width.settled) == (4, False)
+    width.observe(1.2, 23_000_000 + 16_000_000, cpu=0.06)  # 40 MB/s: not 15 % better
+    assert (width.limit, width.settled) == (2, True)
+    width.observe(9.0, 10**9, cpu=0.1)
+    assert width.limit == 2
+
+
+def test_the_width_stops_at_the_concurrency():
+    width = RangeWidth(4, now=0.0, cpu=0.0)
+    for i in range(1, 5):
+        width.observe(0.4 * i, sum((10, 20, 40, 80)[:i]) * 400_000, cpu=0.0)
+    assert (width.limit, width.settled) == (4, True)
+    assert RangeWidth(1, now=0.0, cpu=0.0).settled

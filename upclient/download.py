@@ -5,7 +5,9 @@ that reads byte ranges (``open_download``, see
 :mod:`upclient.transfer.ranges`).  It asks the size first; bytes up to one
 part go as one request into a private temporary file.  More go through the
 :class:`~upclient.transfer.download.RangeDownloader` into
-``<dest>.upclient-<hash>.part``, ``concurrency`` ranges at a time, while a
+``<dest>.upclient-<hash>.part``: one stream first, split into ranges of
+``part_size``, up to ``concurrency`` at a time, where more connections
+measurably pay (a slow or distant link, not a local server), while a
 resume point in the client's store (key: backend, server, id, destination
 path, size and window; no secret) says which ranges are on disk.  An
 interrupted download (cancel, deadline, Ctrl-C, a killed process, a network

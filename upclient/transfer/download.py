@@ -4,9 +4,10 @@ A :class:`RangeBook` cuts the bytes wanted (a window of the remote file)
 into ranges of a fixed size and says which are on disk.
 :meth:`RangeDownloader.run` fetches the missing ones through a
 :class:`~upclient.transfer.ranges.RemoteFile`: in parallel, one request per
-range and at most ``concurrency`` in flight on the shared executor, or as
-one stream per run of missing ranges (a server that ignores ranges, a
-concurrency of one).  Each block is written where it belongs with
+range and at most ``concurrency`` in flight on the shared executor (as
+many as measurably pay: one to start with, doubled while that raises the
+bytes per second), or as one stream per run of missing ranges (a server
+that ignores ranges, a concurrency of one, a link one stream fills).  Each block is written where it belongs with
 ``os.pwrite``, so ranges land in any order without a shared file position.
 A broken request is retried from the last byte written, under the shared
 retry policy, with the call's :class:`~upclient.transfer.StopSignal` bound
@@ -17,6 +18,7 @@ flight at once.  The calling thread reports progress and calls ``on_tick``
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import logging
 import os
@@ -30,7 +32,7 @@ from ..retry import RetryPolicy
 from .deadline import StopSignal
 from .ranges import RemoteFile
 
-__all__ = ["RangeBook", "RangeDownloader"]
+__all__ = ["RangeBook", "RangeDownloader", "RangeWidth"]
 
 log = logging.getLogger("upclient.download")
 
@@ -134,6 +136,100 @@ class RangeBook:
         return out
 
 
+class RangeWidth:
+    """How many ranges go at once: measured, not guessed, as ``put_many`` does for files.
+
+    Parallel ranges pay where each connection waits on the network (a
+    distant server, a per-connection cap); where one stream already takes
+    what the machine can (a local server, a client that keeps a core busy)
+    they only contend, for the interpreter and the CPU.  So a download
+    starts with one range in flight.  If over the first ``WINDOW`` seconds
+    this process was busy (its CPU time at least ``BUSY`` of the time), the
+    rest goes as one stream; otherwise the width doubles while each doubling
+    raises the bytes per second by more than ``GAIN``, and the first
+    doubling that does not goes back, and the width stays.
+    """
+
+    GAIN = 0.15
+    WINDOW = 0.3
+    BUSY = 0.75
+
+    def __init__(self, ceiling: int, now: float, cpu: float) -> None:
+        self.ceiling = max(1, ceiling)
+        self.limit = 1
+        self.settled = self.ceiling == 1
+        self._back = 1
+        self._rate: Optional[float] = None
+        self._mark = (now, 0, cpu)
+
+    def observe(self, now: float, received: int, cpu: float) -> None:
+        """Called a few times a second with the bytes received so far and this process's CPU time."""
+        since, before, cpu_before = self._mark
+        if self.settled or now - since < self.WINDOW:
+            return
+        rate = (received - before) / (now - since)
+        self._mark = (now, received, cpu)
+        if self._rate is None and (cpu - cpu_before) >= self.BUSY * (now - since):
+            self.settled = True  # one stream keeps this process busy: more would only contend
+            log.debug("one stream keeps a core busy (%.0f MB/s): no ranges in parallel", rate / 1e6)
+            return
+        if self._rate is None or rate > self._rate * (1 + self.GAIN):
+            if self.limit >= self.ceiling:
+                self.settled = True
+            else:
+                self._back, self.limit = self.limit, min(self.ceiling, 2 * self.limit)
+            self._rate = rate
+        else:
+            self.limit, self.settled = self._back, True
+            log.debug("%d ranges at once did no better than %d: keeping %d", 2 * self._back, self._back,
+                      self._back)
+
+
+class _Span:
+    """A run of ranges one worker fetches in one request, which the calling thread may cut short.
+
+    A stream over many ranges is cut when more connections would pay: the
+    worker keeps the range it writes and the next, and stops reading there;
+    the rest goes back to be fetched in parallel.
+    """
+
+    def __init__(self, run: Run) -> None:
+        self.first, self.last = run
+        self.index = self.first  # the range being written
+        self._lock = threading.Lock()
+
+    def next(self) -> bool:
+        """The worker finished range :attr:`index`: whether it goes on to the next."""
+        with self._lock:
+            if self.index >= self.last:
+                return False
+            self.index += 1
+            return True
+
+    def cut(self) -> List[int]:
+        """Keep the range being written and the next; the ranges given back."""
+        with self._lock:
+            keep = min(self.last, self.index + 1)
+            given = list(range(keep + 1, self.last + 1))
+            self.last = keep
+            return given
+
+
+class _Cut(Exception):
+    """A span reached its (lowered) last range: stop reading the answer."""
+
+
+def _merged(runs: Iterable[Run]) -> List[Run]:
+    """Runs of neighbouring ranges joined: one request each."""
+    out: List[Run] = []
+    for first, last in runs:
+        if out and out[-1][1] == first - 1:
+            out[-1] = (out[-1][0], last)
+        else:
+            out.append((first, last))
+    return out
+
+
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     while data:
         n = os.pwrite(fd, data, offset)
@@ -164,8 +260,10 @@ class RangeDownloader:
     ) -> None:
         """Fetch every missing range into ``fd``; returns when all are there.
 
-        ``parallel``: one request per range, ``concurrency`` at a time;
-        otherwise one request per run of missing neighbours, one at a time.
+        ``parallel``: one request per range, up to ``concurrency`` at a time,
+        as many as measurably pay (:class:`RangeWidth`; at one, the rest goes as
+        one stream); otherwise one request per run of missing neighbours, one
+        at a time.
         ``strict``: a server that sends the whole file for a range raises
         :class:`~upclient.transfer.ranges.RangeIgnored` (for a caller to fall
         back to a stream); without it, the bytes before the range are skipped
@@ -176,30 +274,36 @@ class RangeDownloader:
         in ``fd``, and this worker wrote every byte from ``since`` up to it.
         """
         if strict:
-            runs = book.runs(split=parallel)
+            runs = book.runs(split=False)
         else:
             missing = book.missing()
             runs = [(missing[0], book.count - 1)] if missing else []
         if not runs:
             return
-        width = self.concurrency if parallel else 1
-        if width == 1 and len(runs) == 1:
-            self._run_inline(remote, fd, book, runs[0], tracker, stop, strict, on_progress, on_tick, on_write)
+        if not parallel and len(runs) == 1:
+            self._run_inline(remote, fd, book, _Span(runs[0]), tracker, stop, strict, on_progress, on_tick,
+                             on_write)
             return
-        pending = iter(runs)
-        inflight: Dict[cf.Future, Run] = {}
-        exhausted = False
+        width = RangeWidth(self.concurrency if parallel else 1, time.monotonic(), time.process_time())
+        pending = collections.deque(runs)
+        inflight: Dict[cf.Future, _Span] = {}
+        split = False
         next_report = time.monotonic() + TICK
         try:
             while True:
-                while not exhausted and len(inflight) < width:
+                if width.limit > 1 and not split:
+                    # more connections pay: the streams in flight stop after their next range, and
+                    # every range left goes on its own
+                    given = [i for span in inflight.values() for i in span.cut()]
+                    given += [i for first, last in pending for i in range(first, last + 1)]
+                    pending, split = collections.deque((i, i) for i in sorted(given)), True
+                elif split and width.settled and width.limit == 1:
+                    pending, split = collections.deque(_merged(pending)), False  # one stream from here on
+                while pending and len(inflight) < width.limit:
                     stop.check()
-                    run = next(pending, None)
-                    if run is None:
-                        exhausted = True
-                        break
-                    fut = self.executor.submit(self._fetch, remote, fd, book, run, tracker, stop, strict, on_write)
-                    inflight[fut] = run
+                    span = _Span(pending.popleft())
+                    fut = self.executor.submit(self._fetch, remote, fd, book, span, tracker, stop, strict, on_write)
+                    inflight[fut] = span
                 if not inflight:
                     break
                 done, _ = cf.wait(inflight, timeout=TICK, return_when=cf.FIRST_COMPLETED)
@@ -207,6 +311,7 @@ class RangeDownloader:
                     del inflight[fut]
                     fut.result()  # a range's final error
                 stop.check()
+                width.observe(time.monotonic(), tracker.sent_bytes, time.process_time())
                 if on_tick is not None:
                     on_tick()
                 if on_progress is not None and time.monotonic() >= next_report:
@@ -222,7 +327,7 @@ class RangeDownloader:
         remote: RemoteFile,
         fd: int,
         book: RangeBook,
-        run: Run,
+        run: _Span,
         tracker: ProgressTracker,
         stop: StopSignal,
         strict: bool,
@@ -249,7 +354,7 @@ class RangeDownloader:
             tracker.on_block = None
 
     @staticmethod
-    def _drain(inflight: Dict[cf.Future, Run]) -> None:
+    def _drain(inflight: Dict[cf.Future, _Span]) -> None:
         """After a failure: let the ranges in flight stop (their sockets are shut down already)."""
         while inflight:
             try:
@@ -264,18 +369,17 @@ class RangeDownloader:
         remote: RemoteFile,
         fd: int,
         book: RangeBook,
-        run: Run,
+        run: _Span,
         tracker: ProgressTracker,
         stop: StopSignal,
         strict: bool,
         on_write: Optional[Callable[[int, int, memoryview], None]] = None,
     ) -> None:
-        """Ranges ``run`` in one request, retried from the last byte written; each marked as it fills."""
-        first, last = run
-        end = book.stop(last)
-        pos = book.offset(first)
+        """The ranges of ``run`` in one request, retried from the last byte written; each marked as it
+        fills.  The request asks up to the run's last range; a run cut meanwhile stops reading early."""
+        pos = book.offset(run.first)
         since = pos - book.start
-        index = first
+        index = run.first
 
         def counter(i: int) -> Optional[Callable[[int], None]]:
             # a range done before (a stream over a server that ignores ranges rewrites it) counts once
@@ -302,19 +406,27 @@ class RangeDownloader:
                     if count is not None:
                         book.mark(index)
                         tracker.finish_part(index, book.length(index))
-                    if index == last:
+                    if not run.next():
+                        if pos < asked[0]:
+                            raise _Cut()  # cut short: the rest of the answer is another worker's
                         if view:  # the reader is told the length: more is a broken reader
-                            raise NetworkError(f"{len(view)} bytes more than the {end - book.offset(first)} asked for")
+                            raise NetworkError(f"{len(view)} bytes more than asked for")
                         return
-                    index += 1
+                    index = run.index
                     count = counter(index)
+
+        asked = [pos]  # where the answer being read ends
 
         def attempt() -> None:
             stop.check()
-            if pos < end:
-                remote.read(sink, pos, end - pos, strict)
-            if pos < end:  # a clean end of the answer before its last byte
-                raise NetworkError(f"the answer ended at byte {pos}, short of {end}")
+            asked[0] = book.stop(run.last)
+            if pos < asked[0]:
+                try:
+                    remote.read(sink, pos, asked[0] - pos, strict)
+                except _Cut:
+                    return
+            if pos < book.stop(run.last):  # a clean end of the answer before its last byte
+                raise NetworkError(f"the answer ended at byte {pos}, short of {book.stop(run.last)}")
 
         seen = [pos]
 
@@ -322,4 +434,5 @@ class RangeDownloader:
             advanced, seen[0] = pos > seen[0], pos
             return advanced
 
-        self.retry.call(attempt, cancel=stop, what=f"bytes {book.offset(first)}-{end - 1}", progressed=progressed)
+        self.retry.call(attempt, cancel=stop, what=f"bytes {book.offset(run.first)}-{book.stop(run.last) - 1}",
+                        progressed=progressed)
