@@ -483,8 +483,9 @@ class Client:
         as for :meth:`put`.
 
         To a path, where the backend reads byte ranges, more than
-        ``part_size`` bytes go as ranges of ``part_size``, ``concurrency`` at
-        a time, into ``<dest>.upclient-<hash>.part``; an interrupted download
+        ``part_size`` bytes go into ``<dest>.upclient-<hash>.part``: one
+        stream, split into ranges of ``part_size``, up to ``concurrency`` at a
+        time, where more connections measurably pay; an interrupted download
         keeps that file and a resume point in the store, and the next ``get``
         of the same file to the same path fetches only the missing ranges.
         The file is renamed into place once whole, of the right size and,
