@@ -6,8 +6,9 @@ upyun`` / ``fdfs``, each its own process), then downloaded to a path:
 
 1. UPYUN through ``ShapingProxy`` (20 ms each way, 20 MB/s per TCP
    connection, as scenarios c, g and j of ``bench/run.py``): concurrency 4
-   (16 MiB ranges, four in flight) against concurrency 1 (one GET of the
-   whole file); target 3x;
+   (one GET of the whole file at first, split into 16 MiB ranges, up to four
+   in flight, once more connections measurably pay) against concurrency 1
+   (one GET of the whole file); target 3x;
 2. UPYUN over loopback, the same two; target 1.0x;
 3. FastDFS over loopback, the same two (scenario l's server; ``get`` there
    runs at upclient's default, concurrency 4); target 1.0x.
@@ -277,7 +278,7 @@ TARGETS = {"1": 3.0, "2": 1.0, "3": 1.0}
 def report(results: Dict[str, Any]) -> None:
     size = results["size"]
     label = f"{size // GiB} GiB" if size >= GiB else f"{size // MiB} MiB"
-    print(f"\nget(id, path) of {label}: concurrency 4 (ranges of 16 MiB) against 1 (one stream)")
+    print(f"\nget(id, path) of {label}: concurrency 4 (16 MiB ranges where they pay) against 1 (one stream)")
     print(f"{'case':44} {'client':6} {'MB/s':>8} {'s':>7} {'cpu/GiB':>8} {'get/GiB':>8} {'RSS MiB':>8}")
     for case in results["cases"]:
         for name in ("c4", "c1"):
