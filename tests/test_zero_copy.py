@@ -223,3 +223,48 @@ def test_a_header_block_past_http_clients_limits_is_refused_as_it_refuses_it():
         _header_lines(io.BytesIO(b"A: " + b"x" * 70000 + b"\r\n\r\n"))
     with pytest.raises(http.client.HTTPException, match="more than 100 headers"):
         _header_lines(io.BytesIO(b"".join(b"H%d: v\r\n" % i for i in range(101)) + b"\r\n"))
+
+
+def _raw_exchange(send) -> bytes:
+    """What a server on a loopback socket received for one request made by ``send(port)``."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    got = bytearray()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while not (got.endswith(b"hello") or got.endswith(b"0\r\n\r\n")):
+                block = conn.recv(65536)
+                if not block:
+                    return
+                got.extend(block)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        send(listener.getsockname()[1])
+    finally:
+        thread.join(10)
+        listener.close()
+    return bytes(got)
+
+
+@pytest.mark.parametrize("headers, ending", [
+    ({}, b"Content-Length: 5\r\n\r\nhello"),  # the head and a small body, one send
+    ({"Transfer-Encoding": "chunked"}, b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),  # framed by the caller: left to urllib3
+])
+def test_a_small_body_follows_its_head_framed_as_the_headers_say(headers, ending):
+    from upclient.wire import WatchedHTTPConnection
+
+    def send(port: int) -> None:
+        conn = WatchedHTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("POST", "/up", body=b"hello", headers=headers)
+            assert conn.getresponse().status == 200
+        finally:
+            conn.close()
+
+    assert _raw_exchange(send).endswith(ending)

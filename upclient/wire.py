@@ -124,32 +124,36 @@ class _Watched:
                 self._watch(f)
             if f.read_timeout is not None:
                 self.timeout = f.read_timeout  # urllib3 applies it to the socket before sending
-        if not kw.get("chunked"):
-            small = _small_body(body)
-            if small is not None:  # the head and the body in one send: one segment, one call
-                framed = dict(headers or {})
-                if not any(k.lower() == "content-length" for k in framed):
-                    framed["Content-Length"] = str(len(small))
-                self._held: Optional[List[bytes]] = []
-                try:
-                    super().request(method, url, body=None, headers=framed, **kw)  # type: ignore[misc]
-                    head = b"".join(self._held)
-                finally:
-                    self._held = None
-                super().send(head + small)  # type: ignore[misc]
-                return
-        if self.zero_copy and getattr(body, "zero_copy", False) and not kw.get("chunked") and CAN_SENDFILE:
+        if body is None or kw.get("chunked"):
+            super().request(method, url, body=body, headers=headers, **kw)  # type: ignore[misc]
+            return
+        framed = dict(headers or {})
+        names = {k.lower() for k in framed}
+        if "transfer-encoding" in names:  # the caller frames the body: urllib3's way
+            super().request(method, url, body=body, headers=headers, **kw)  # type: ignore[misc]
+            return
+        small = _small_body(body)
+        if small is not None:  # the head and the body in one send: one segment, one call
+            if "content-length" not in names:
+                framed["Content-Length"] = str(len(small))
+            self._held = []
+            try:
+                super().request(method, url, body=None, headers=framed, **kw)  # type: ignore[misc]
+                head = b"".join(self._held)
+            finally:
+                self._held = None
+            super().send(head + small)  # type: ignore[misc]
+            return
+        if self.zero_copy and getattr(body, "zero_copy", False) and CAN_SENDFILE:
             if self.sock is None:
                 self.connect()
             if type(self.sock) is socket.socket:  # a plain socket: no TLS, no tunnel
-                framed = dict(headers or {})
-                if not any(k.lower() == "content-length" for k in framed):
+                if "content-length" not in names:
                     framed["Content-Length"] = str(len(body))
                 super().request(method, url, body=None, headers=framed, **kw)  # type: ignore[misc]
                 send_region(self.sock, body)
                 return
         super().request(method, url, body=body, headers=headers, **kw)  # type: ignore[misc]
-
 
 
 def _small_body(body: Any) -> Optional[bytes]:
