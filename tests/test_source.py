@@ -97,6 +97,56 @@ def test_part_body_stops_when_cancelled():
         body.read(5)
 
 
+def test_a_file_body_names_its_regions_for_sendfile_with_the_same_checks_as_read(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes(range(256)) * 400)  # 102400 bytes
+    seen, ended = [], []
+    with FileSource(path) as src:
+        body = PartBody(src.read, 1000, 50000, on_read=seen.append, file=src.file_region(),
+                        on_end=lambda: ended.append(body.tell()))  # when the last region is handed out
+        assert body.zero_copy and src.body(0, 1).zero_copy
+        regions = []
+        while True:
+            region = body.next_region(20000)
+            if region is None:
+                break
+            fd, offset, count = region
+            assert os.pread(fd, count, offset) == path.read_bytes()[offset : offset + count]
+            regions.append((offset, count))
+            body.sent(count)
+    assert regions == [(1000, 20000), (21000, 20000), (41000, 10000)]
+    assert ended == [40000] and sum(seen) == 50000 and body.tell() == 50000
+
+
+def test_a_file_region_stops_when_cancelled_and_checks_the_file_before_its_last_bytes(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"a" * 100)
+    cancel = threading.Event()
+    with FileSource(path) as src:
+        body = src.body(0, 100, cancel=cancel)
+        body.next_region(40)
+        body.sent(40)
+        cancel.set()
+        with pytest.raises(errors.Cancelled):
+            body.next_region(40)
+        grown = src.body(0, 100)
+        with open(path, "ab") as f:
+            f.write(b"more")
+        with pytest.raises(errors.SourceChanged, match="changed"):
+            grown.next_region(1000)  # the last region: the file is looked at first
+
+
+def test_sources_without_a_file_have_no_region(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc")
+    assert not BytesSource(b"abc").body(0, 3).zero_copy
+    assert not FileObjectSource(io.BytesIO(b"abc")).body(0, 3).zero_copy
+    with open(path, "rb") as f:
+        f.read(1)
+        region = FileObjectSource(f).body(0, 2)  # from its position: the file's offset 1
+        assert region.zero_copy and region.next_region(10)[1:] == (1, 2)
+
+
 def test_a_file_that_changes_is_detected(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(b"a" * 100)
