@@ -24,6 +24,7 @@ from ..result import FileInfo
 from ..settings import Settings
 from ..source import Source
 from ..transfer import Part, PartIO, UploadSession
+from ..transfer.ranges import RemoteFile
 
 __all__ = ["Backend", "Sink", "Part", "PartIO", "UploadSession"]
 
@@ -138,6 +139,14 @@ class Backend:
     def download(self, id: str, sink: Sink, *, offset: int = 0, length: Optional[int] = None) -> int:
         """Write ``length`` bytes (all to the end if None) from ``offset`` to ``sink``; return the count."""
         raise Unsupported("downloads are not supported", backend=self.name, operation="get")
+
+    def open_download(self, id: str) -> Optional[RemoteFile]:
+        """What a ranged download of ``id`` needs first: its size, version and digest (one request).
+
+        None (the default) when this backend cannot say the size first or
+        read byte ranges: ``get`` then reads one stream with :meth:`download`.
+        """
+        return None
 
     def info(self, id: str) -> FileInfo:
         raise Unsupported("info is not supported", backend=self.name, operation="info")
