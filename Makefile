@@ -50,6 +50,7 @@ bench: $(STAMP) $(NODE_STAMP) system
 	  || { echo "make bench needs GNU time (/usr/bin/time): apt-get install time"; exit 1; }
 	$(PY) bench/run.py $(BENCH_ARGS)
 	$(PY) bench/deadlines.py
+	$(PY) bench/download.py
 	$(PY) bench/sync.py $(SYNC_BENCH_ARGS)
 	$(PY) bench/fleet.py
 	$(PY) bench/django_upload.py
