@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import threading
+import time
 from typing import Any, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from ...errors import (
@@ -84,6 +85,11 @@ def status_error(status: int, what: str, where: str) -> ServerError:
     return cls(f"{what}: {meaning} ({name}) from {where}", backend="fdfs", operation=what, code=status)
 
 
+
+#: Seconds the storage a tracker picked is used again for new files without asking.
+STORE_REUSE = 1.0
+
+
 class FdfsBackend(Backend):
     """FastDFS over its native TCP protocol (``fdfs://tracker:22122[,tracker2:22122]``).
 
@@ -142,6 +148,8 @@ class FdfsBackend(Backend):
         )
         self._tracker_at = 0
         self._tracker_lock = threading.Lock()
+        #: The storage a tracker last picked for new files, per group, and when.
+        self._picked: Dict[Optional[str], Tuple[StorageAddress, float]] = {}
 
     # -- the wire ------------------------------------------------------------------
 
@@ -234,8 +242,25 @@ class FdfsBackend(Backend):
             ) from None
 
     def store_address(self, group: Optional[str], what: str = "put") -> StorageAddress:
-        """The storage a tracker picks for a new file (in ``group``, if given)."""
-        return parse_store(self.locate(Request.query_store(group), group, what))
+        """The storage a tracker picks for a new file (in ``group``, if given).
+
+        The answer is used again for :data:`STORE_REUSE` seconds: a burst of
+        small files costs one round trip each (to the storage), not two.  A
+        failed upload forgets it (:meth:`upload`), so a retry asks again.
+        """
+        now = time.monotonic()
+        found = self._picked.get(group)
+        if found is not None and now - found[1] < STORE_REUSE:
+            return found[0]
+        address = parse_store(self.locate(Request.query_store(group), group, what))
+        self._picked[group] = (address, now)
+        return address
+
+    def forget_store(self, address: StorageAddress) -> None:
+        """Ask a tracker again next time instead of reusing ``address`` (an upload to it failed)."""
+        for group, (picked, _) in list(self._picked.items()):
+            if picked.address == address.address:
+                self._picked.pop(group, None)
 
     def file_address(self, fid: FileId, *, update: bool = False, what: str = "info") -> StorageAddress:
         """The storage to read ``fid`` from (or, with ``update``, to change it on)."""
@@ -255,7 +280,11 @@ class FdfsBackend(Backend):
         repeat: Repeat = Repeat.UNTIL_COMPLETE,
     ) -> FileId:
         """Send an upload request and its bytes; the new file's id."""
-        return parse_file_name(self.exchange(address.address, request, what, repeat=repeat, body=body))
+        try:
+            return parse_file_name(self.exchange(address.address, request, what, repeat=repeat, body=body))
+        except (TransportError, ServerError):
+            self.forget_store(address)
+            raise
 
     # -- uploads -------------------------------------------------------------------
 
