@@ -10,14 +10,14 @@ so a malformed one is :class:`~upclient.errors.BadInput` at construction.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional, Type
 
 from ..errors import BadInput
 from ..settings import Settings
 from .base import Backend
 from .urls import check_url, shown
 
-__all__ = ["Backend", "register", "backend_for_url", "schemes"]
+__all__ = ["Backend", "register", "backend_class", "backend_for_url", "schemes"]
 
 _REGISTRY: Dict[str, str] = {
     "tus+http": "upclient.backends.tus:TusBackend",
@@ -51,6 +51,16 @@ def schemes() -> list:
     return sorted(_REGISTRY)
 
 
+def backend_class(url: str) -> Optional[Type[Backend]]:
+    """The backend class that serves ``url``'s scheme (imported now), or None for an unknown scheme."""
+    target = _REGISTRY.get(str(url).partition("://")[0].lower())
+    if target is None:
+        return None
+    module_name, _, class_name = target.partition(":")
+    cls: Type[Backend] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
 def backend_for_url(url: str, settings: Settings, options: Mapping[str, Any]) -> Backend:
     """Make the backend that serves ``url``; BadInput for an unknown scheme or a malformed URL."""
     if not isinstance(url, str) or "://" not in url:
@@ -64,6 +74,6 @@ def backend_for_url(url: str, settings: Settings, options: Mapping[str, Any]) ->
             hint = f" (did you mean {guesses[0]}://{shown(url).partition('://')[2]} ?)"
         raise BadInput(f"unknown URL scheme {scheme!r}{hint}; known schemes: {', '.join(schemes())}")
     check_url(url, many_hosts=scheme.lower() in _MANY_HOSTS)
-    module_name, _, class_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    cls = backend_class(url)
+    assert cls is not None
     return cls(url, settings, **dict(options))

@@ -11,39 +11,25 @@ import logging
 import os
 import sys
 import urllib.parse
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Collection, Dict, Optional
 
+from ..backends import backend_class
 from ..client import Client
 from ..errors import UpClientError
 from ..retry import RetryPolicy
 from .args import URL_ENV, UsageError
 from .display import DisplayHandler, ProgressDisplay
-from .exits import (
-    EXIT_AUTH,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_LOCKED,
-    EXIT_NOT_FOUND,
-    EXIT_OK,
-    EXIT_RETRY,
-    EXIT_USAGE,
-    exit_status,
-)
+from .exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_status
 from .redact import RedactingFormatter, Redactor
 
 __all__ = [
     "Command",
     "server_of_id",
-    "EXIT_OK",
-    "EXIT_FAILED",
-    "EXIT_USAGE",
-    "EXIT_AUTH",
-    "EXIT_NOT_FOUND",
-    "EXIT_RETRY",
-    "EXIT_LOCKED",
-    "EXIT_INTERRUPTED",
     "INTERRUPTED_MESSAGE",
 ]
+
+#: The flags that are backend options (credentials and the like).
+BACKEND_FLAGS = ("token", "api_key", "user_id", "org_id", "password", "auth_server", "endpoint")
 
 #: The verbs whose ID may be a tus upload URL that names its own server.
 _URL_ID_VERBS = ("get", "info", "rm")
@@ -151,8 +137,14 @@ class Command:
             )
         return server
 
-    def client(self, **extra: Any) -> Client:
+    def client(self, url: Optional[str] = None, *, only_its_own: bool = False, **extra: Any) -> Client:
+        """A client of ``url`` (the command's server if None) with the command's settings.
+
+        ``only_its_own``: of the credential flags, give only those the URL's
+        backend takes (a command with two servers, such as ``sync``).
+        """
         a = self.args
+        url = url or self.url()
         kwargs: Dict[str, Any] = dict(extra)
         if a.header:
             kwargs["headers"] = dict(a.header)
@@ -161,12 +153,16 @@ class Command:
             kwargs["read_timeout"] = a.timeout
         if a.retries is not None:
             kwargs["retry"] = RetryPolicy(attempts=a.retries + 1)
-        for name in ("token", "api_key", "user_id", "org_id", "password", "auth_server", "endpoint"):
-            if getattr(a, name, None):
+        known: Collection[str] = BACKEND_FLAGS
+        if only_its_own:
+            known = getattr(backend_class(url), "client_options", frozenset())
+        for name in BACKEND_FLAGS:
+            if getattr(a, name, None) and name in known:
                 kwargs[name] = getattr(a, name)
         if a.insecure:
             kwargs["verify"] = False  # the transport logs one warning per host for it
-        return Client(self.url(), **kwargs)
+        self.redact.add_url(url)
+        return Client(url, **kwargs)
 
     # verbs ----------------------------------------------------------------------
 

@@ -13,12 +13,11 @@ JSON object with ``--json``) and a summary, and returns the exit status of
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Union
 
 from ..client import Client
 from ..journal import Journal
@@ -53,41 +52,9 @@ __all__ = ["sync", "COPY_PART_SIZE"]
 COPY_PART_SIZE = 6 * 1024 * 1024
 
 #: The credential and endpoint flags, each given to the backends that take it.
-_BACKEND_FLAGS = ("token", "api_key", "user_id", "org_id", "password", "auth_server", "endpoint")
-
-
-def _backend_options(url: str) -> FrozenSet[str]:
-    """The client options the backend of ``url`` takes (empty for a scheme no backend has)."""
-    from .. import backends
-
-    target = getattr(backends, "_REGISTRY", {}).get(url.partition("://")[0].lower())
-    if not target:
-        return frozenset()
-    module, _, name = target.partition(":")
-    return frozenset(getattr(getattr(importlib.import_module(module), name), "client_options", ()))
-
-
 def _client(cmd: Command, url: str, **extra: Any) -> Client:
     """A client of ``url`` with the command's settings, and only the credentials its backend takes."""
-    a = cmd.args
-    from ..retry import RetryPolicy
-
-    kwargs: Dict[str, Any] = dict(extra)
-    if a.header:
-        kwargs["headers"] = dict(a.header)
-    if a.timeout is not None:
-        kwargs["connect_timeout"] = a.timeout
-        kwargs["read_timeout"] = a.timeout
-    if a.retries is not None:
-        kwargs["retry"] = RetryPolicy(attempts=a.retries + 1)
-    known = _backend_options(url)
-    for name in _BACKEND_FLAGS:
-        if getattr(a, name, None) and name in known:
-            kwargs[name] = getattr(a, name)
-    if a.insecure:
-        kwargs["verify"] = False
-    cmd.redact.add_url(url)
-    return Client(url, **kwargs)
+    return cmd.client(url, only_its_own=True, **extra)
 
 
 def _job(kind: str, source: str, destination: Client, prefix: str, source_prefix: str) -> List[str]:

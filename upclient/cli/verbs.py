@@ -18,7 +18,8 @@ from ..client import Client
 from ..errors import BadInput, NotFound, UpClientError, Unsupported
 from ..store import FileStore
 from .args import UsageError
-from .command import EXIT_FAILED, EXIT_OK, Command
+from .command import Command
+from .exits import EXIT_FAILED, EXIT_OK
 from .display import ProgressDisplay, format_bytes
 from .exits import exit_status
 
