@@ -41,3 +41,19 @@ def test_nothing_reaches_stderr_unless_the_app_configures_logging():
     assert quiet.stderr == ""
     assert loud.returncode == 0, loud.stderr
     assert "WARNING:upclient" in loud.stderr
+
+
+def test_the_command_run_in_process_gives_the_loggers_back_as_it_found_them(tmp_path):
+    """upclient.cli.main() called by an app (or a test) must not leave its logging set up behind it."""
+    import logging
+
+    from upclient.cli import main
+
+    names = ("upclient", "urllib3")
+    before = {n: (logging.getLogger(n).level, logging.getLogger(n).propagate, list(logging.getLogger(n).handlers))
+              for n in names}
+    missing = tmp_path / "missing.bin"
+    assert main(["put", str(missing), "--to", "tus+http://127.0.0.1:9/files/", "-vvv", "--no-resume"]) != 0
+    after = {n: (logging.getLogger(n).level, logging.getLogger(n).propagate, list(logging.getLogger(n).handlers))
+             for n in names}
+    assert after == before

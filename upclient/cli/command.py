@@ -87,7 +87,18 @@ class Command:
 
     # setup ----------------------------------------------------------------------
 
-    def setup_logging(self) -> None:
+    def setup_logging(self) -> Callable[[], None]:
+        """Send the run's log records to the display; returns what puts the loggers back as they were
+        (``main()`` may be called in-process, by an app or a test)."""
+        saved = [(lg, lg.level, lg.propagate, list(lg.handlers))
+                 for lg in (logging.getLogger("upclient"), logging.getLogger("urllib3"))]
+
+        def restore() -> None:
+            for lg, level, propagate, handlers in saved:
+                lg.setLevel(level)
+                lg.propagate = propagate
+                lg.handlers[:] = handlers
+
         level = logging.WARNING
         if self.args.quiet:
             level = logging.ERROR
@@ -108,6 +119,7 @@ class Command:
                 other = logging.getLogger(name)
                 other.addHandler(handler)
                 other.setLevel(logging.DEBUG)
+        return restore
 
     def url(self) -> str:
         url = getattr(self.args, "to", None) if self.args.verb == "put" else self.args.url
@@ -168,7 +180,7 @@ class Command:
 
     def run(self, verb: Verb) -> int:
         """Run ``verb`` and turn what it raised into a message and an exit status."""
-        self.setup_logging()
+        restore_logging = self.setup_logging()
         try:
             status = verb(self)
             return EXIT_FAILED if status == EXIT_OK and self.stdout_broken else status
@@ -186,6 +198,7 @@ class Command:
             return EXIT_INTERRUPTED
         finally:
             self.display.close()
+            restore_logging()
 
     def report_failure(self, exc: BaseException, file: Optional[str] = None) -> None:
         if self.args.json:
