@@ -8,7 +8,7 @@ prints come from one place::
         with server.client() as client:
             result = client.put(path)
         assert server.stored_sha256(result.id) == digest
-        print(server.url, server.cli_command())
+        command = server.cli_command()   # "upclient put FILE --to tus+http://..."
 
 Each :class:`RunningServer` wraps one server of :mod:`upclient.testing`
 (:attr:`~RunningServer.server`, whose methods, fault hooks included, are

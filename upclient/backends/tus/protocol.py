@@ -114,7 +114,12 @@ def int_header(headers: Mapping[str, str], name: str) -> Optional[int]:
 
 def checksum_header(algorithm: str, data: bytes) -> str:
     """``Upload-Checksum`` for one request's body."""
-    return f"{algorithm} {base64.b64encode(hashlib.new(algorithm, data).digest()).decode()}"
+    return checksum_value(algorithm, hashlib.new(algorithm, data).digest())
+
+
+def checksum_value(algorithm: str, digest: bytes) -> str:
+    """``Upload-Checksum`` from a digest already made (a part hashed from the file by its worker)."""
+    return f"{algorithm} {base64.b64encode(digest).decode()}"
 
 
 def origin(url: str) -> Tuple[str, Optional[str], Optional[int]]:

@@ -21,7 +21,6 @@ at an offset, start afresh) comes back as a hint, and the engine calls
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Union
@@ -33,7 +32,7 @@ from ...source import Source
 from ...transport import redact_url
 from ...transfer import Hint, Part, PartIO, Restart, Resync, UploadSession
 from .ids import stored_url_ok
-from .protocol import Capabilities, Created, PatchAnswer, TusRequest, UploadStatus
+from .protocol import Capabilities, Created, PatchAnswer, TusRequest, UploadStatus, checksum_value
 
 __all__ = ["Wire", "TusUpload", "SerialUpload", "ConcatUpload", "stored_urls"]
 
@@ -88,16 +87,11 @@ def _patch(wire: Wire, url: str, io: PartIO, start: int, end: int, *, offset: in
     """
     if checksum:
         h, body = io.checksummed(checksum, start, end)
-        request = TusRequest.patch(url, offset=offset, body=body, checksum=_checksum_value(checksum, h.digest()),
+        request = TusRequest.patch(url, offset=offset, body=body, checksum=checksum_value(checksum, h.digest()),
                                    length=length)
     else:
         request = TusRequest.patch(url, offset=offset, body=io.body(start, end), length=length)
     return PatchAnswer.from_response(wire.send(request), url, offset + end - start)
-
-
-def _checksum_value(algorithm: str, digest: bytes) -> str:
-    """``Upload-Checksum`` from a digest already made (the form :func:`.protocol.checksum_header` gives)."""
-    return f"{algorithm} {base64.b64encode(digest).decode()}"
 
 
 def _create(wire: Wire, *, length: Optional[int], metadata: str, concat: Optional[str] = None,
