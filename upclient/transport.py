@@ -44,6 +44,7 @@ from .errors import (
 from .source import BLOCK_SIZE
 from .response import HttpResponse
 from .transfer import deadline
+from .transfer.ranges import check_range_answer
 from .wire import POOL_CLASSES, Flight
 
 __all__ = ["HttpTransport", "parse_retry_after", "redact_url"]
@@ -569,6 +570,30 @@ class HttpTransport:
                 resp.close()
                 break
         return written
+
+    def copy_range(
+        self,
+        resp: HttpResponse,
+        sink: Callable[[bytes], Any],
+        *,
+        offset: int,
+        length: int,
+        size: int,
+        strict: bool,
+        backend: str,
+    ) -> int:
+        """A ranged GET's answer, checked to be the range asked for (:func:`check_range_answer`), to ``sink``.
+
+        A wrong answer closes the response and raises (``RangeIgnored`` when
+        the server sent the whole file); the count of bytes written otherwise.
+        """
+        try:
+            check_range_answer(resp.status_code, resp.headers.get("Content-Range"), offset, length, size,
+                               strict=strict, backend=backend)
+        except BaseException:
+            resp.close()
+            raise
+        return self.copy_body(resp, sink, offset=offset, length=length, backend=backend)
 
     def close(self) -> None:
         self.session.close()

@@ -14,7 +14,7 @@ from ...result import FileInfo
 from ...settings import Settings
 from ...source import Source
 from ...transfer import UploadSession
-from ...transfer.ranges import RemoteFile, check_range_answer, digest_of
+from ...transfer.ranges import RemoteFile, digest_of
 from ..base import Backend, Sink
 from . import protocol
 from ..urls import shown, without_userinfo
@@ -197,13 +197,8 @@ class CommunityBackend(Backend):
 
         def read(sink: Sink, offset: int, length: int, strict: bool) -> int:
             resp = self._get_object(url, {"Range": f"bytes={offset}-{offset + length - 1}"})
-            try:
-                check_range_answer(resp.status_code, resp.headers.get("Content-Range"), offset, length, size,
-                                   strict=strict, backend=self.name)
-            except BaseException:
-                resp.close()
-                raise
-            return int(self.http.copy_body(resp, sink, offset=offset, length=length, backend=self.name))
+            return int(self.http.copy_range(resp, sink, offset=offset, length=length, size=size, strict=strict,
+                                            backend=self.name))
 
         return RemoteFile(size=size, read=read, version={"md5": f.file_md5, "key": f.file_key},
                           digest=digest_of("md5", f.file_md5))

@@ -21,7 +21,7 @@ from ...settings import Settings
 from ...source import Source
 from ...transfer import UploadSession
 from ...transport import redact_url
-from ...transfer.ranges import RangeIgnored, RemoteFile, check_range_answer
+from ...transfer.ranges import RangeIgnored, RemoteFile
 from ..base import Backend, Sink
 from ..urls import shown, userinfo_auth
 from .ids import stored_url_ok, upload_url
@@ -245,14 +245,11 @@ class TusBackend(Backend):
         def read(sink: Sink, offset: int, length: int, strict: bool) -> int:
             resp = self.send(TusRequest.get(url, offset=offset, length=length))
             try:
-                check_range_answer(resp.status_code, resp.headers.get("Content-Range"), offset, length, size,
-                                   strict=strict, backend=self.name)
-            except BaseException as exc:
-                resp.close()
-                if isinstance(exc, RangeIgnored):
-                    self._whole_only.add(where)
+                return int(self.http.copy_range(resp, sink, offset=offset, length=length, size=size,
+                                                strict=strict, backend=self.name))
+            except RangeIgnored:
+                self._whole_only.add(where)  # this server sends whole files: read it as one stream from now on
                 raise
-            return int(self.http.copy_body(resp, sink, offset=offset, length=length, backend=self.name))
 
         return RemoteFile(size=size, read=read, ranges=where not in self._whole_only)
 

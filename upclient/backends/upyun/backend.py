@@ -26,7 +26,7 @@ from ...result import FileInfo
 from ...settings import Settings
 from ...source import Source
 from ..base import Backend, Sink, UploadSession
-from ...transfer.ranges import RemoteFile, check_range_answer, digest_of
+from ...transfer.ranges import RemoteFile, digest_of
 from . import protocol
 from ..urls import check_url, shown
 from ...origins import origin_of
@@ -289,13 +289,8 @@ class UpyunBackend(Backend):
         def read(sink: Sink, offset: int, length: int, strict: bool) -> int:
             resp = self.request("GET", path, "get", headers={"Range": f"bytes={offset}-{offset + length - 1}"},
                                 stream=True, ok=(200, 206))
-            try:
-                check_range_answer(resp.status_code, resp.headers.get("Content-Range"), offset, length, size,
-                                   strict=strict, backend=self.name)
-            except BaseException:
-                resp.close()
-                raise
-            return int(self.http.copy_body(resp, sink, offset=offset, length=length, backend=self.name))
+            return int(self.http.copy_range(resp, sink, offset=offset, length=length, size=size, strict=strict,
+                                            backend=self.name))
 
         md5 = info.extra.get("md5")
         return RemoteFile(size=size, read=read, version={"md5": md5, "date": info.modified},
