@@ -11,16 +11,34 @@ from typing import TYPE_CHECKING
 from ._version import __version__  # noqa: E402
 
 from . import errors  # noqa: E402
-from .client import Client  # noqa: E402
 from .errors import UpClientError  # noqa: E402
-from .progress import Progress  # noqa: E402
-from .result import FileInfo, PutOutcome, UploadResult  # noqa: E402
-from .retry import RetryPolicy  # noqa: E402
-from .settings import Settings  # noqa: E402
-from .store import BaseStore, FileStore, MemoryStore  # noqa: E402
 
-if TYPE_CHECKING:  # imported on first use: ``import upclient`` does not need redis-py
+if TYPE_CHECKING:  # the names below are imported on first use (see __getattr__)
+    from .client import Client  # noqa: F401
+    from .progress import Progress  # noqa: F401
     from .redis_store import RedisStore  # noqa: F401
+    from .result import FileInfo, PutOutcome, UploadResult  # noqa: F401
+    from .retry import RetryPolicy  # noqa: F401
+    from .settings import Settings  # noqa: F401
+    from .store import BaseStore, FileStore, MemoryStore  # noqa: F401
+
+#: Public names and the module each lives in.  ``import upclient`` loads
+#: only the errors: an app that imports it at start-up (a Django settings
+#: module, a CLI) pays for the client, its transport and requests only when
+#: it first names ``upclient.Client``.
+_LAZY = {
+    "Client": ".client",
+    "UploadResult": ".result",
+    "FileInfo": ".result",
+    "PutOutcome": ".result",
+    "Progress": ".progress",
+    "RetryPolicy": ".retry",
+    "Settings": ".settings",
+    "BaseStore": ".store",
+    "MemoryStore": ".store",
+    "FileStore": ".store",
+    "RedisStore": ".redis_store",
+}
 
 # A library prints nothing of its own accord: an app that configures no
 # logging sees no upclient records (Python's last-resort stderr handler
@@ -46,12 +64,22 @@ __all__ = [
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
-    """``upclient.upyun`` (callback checks, signatures) and ``upclient.RedisStore``
-    (which needs redis-py) are imported on first use."""
+    """The public classes, and ``upclient.upyun`` (callback checks, signatures), on first use.
+
+    ``upclient.RedisStore`` needs redis-py only then.  A name is imported once
+    and kept in this module's namespace, so later look-ups are plain ones.
+    """
     import importlib
 
     if name == "upyun":
         return importlib.import_module(".upyun", __name__)
-    if name == "RedisStore":
-        return importlib.import_module(".redis_store", __name__).RedisStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_LAZY) | {"upyun"})

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Callable, Optional, TypeVar
-
-import tenacity
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from .errors import Cancelled, UpClientError
+
+if TYPE_CHECKING:  # imported by the first retry: a run that retries nothing never loads it
+    import tenacity
 
 __all__ = ["RetryPolicy"]
 
@@ -86,6 +87,8 @@ class RetryPolicy:
         after = getattr(exc, "retry_after", None)
         if after is not None:
             return float(min(max(after, 0.0), self.max_retry_after))
+        import tenacity
+
         return tenacity.wait_random_exponential(multiplier=self.backoff, max=self.max_backoff)(state)
 
     def retrying(
@@ -101,6 +104,8 @@ class RetryPolicy:
         progress does not use up the budget, and the backoff starts over, so
         a long transfer over a flaky link is never given up while it advances.
         """
+        import tenacity
+
         stalled = _StalledTries(progressed)
 
         def sleep(seconds: float) -> None:
