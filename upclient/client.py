@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import dataclasses
 import io
 import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Union
 
 from .backends import backend_for_url
 from .backends.base import Backend
 from .download import PathDownload
 from .digest import IDENTITIES, DigestCache, source_identity
 from .transfer import MoreParts, Part, StopSignal, TransferEngine, UploadSession, deadline, stream_parts
-from .errors import BadInput, ServiceError, SourceChanged, UpClientError
+from .errors import BadInput, NotFound, ServiceError, SourceChanged, Unsupported, UpClientError
 from .pacing import FilePacer
 from .progress import Progress, ProgressTracker
 from .result import FileInfo, PutOutcome, UploadResult
 from .retry import RetryPolicy
 from .settings import Settings
 from .source import Source, StreamSource, open_source
-from .resume import ResumePoint
+from .resume import ResumePoint, is_finished, settle
 from .transport import redact_url
 from .store import BaseStore, FileStore, MemoryStore
 
@@ -151,6 +152,8 @@ class Client:
         self._lock = threading.Lock()
         self._executor: Optional[cf.ThreadPoolExecutor] = None
         self._engine: Optional[TransferEngine] = None
+        #: Finished records kept for a journaling caller: upload id -> store key (see settle).
+        self._unsettled: Dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<upclient.Client {self.backend!r}>"
@@ -221,6 +224,7 @@ class Client:
         resume: bool = True,
         size: Optional[int] = None,
         timeout: Optional[float] = None,
+        journaled: bool = False,
         **options: Any,
     ) -> UploadResult:
         """Upload ``source`` and block until the server has all of it.
@@ -237,6 +241,18 @@ class Client:
         whatever the server does.  A file uploaded before and interrupted
         resumes from where the server stands, unless ``resume=False``.
         Backend options are keyword arguments.
+
+        ``journaled=True`` is for a job that records each finished file in a
+        journal of its own (``upclient sync``, a multi-file ``upclient put``),
+        so that a kill between the server finishing an upload and the journal
+        holding it makes no second copy where the server names uploads (tus,
+        FastDFS).  The file's resume point is then kept after the upload as a
+        finished record holding the result, until the job calls
+        :meth:`settle` with it; a put of the same unchanged file before that
+        returns that result (once the server confirms it still has the
+        upload) without sending anything.  A file of one part gets a resume
+        point too, saved before its bytes go: on tus its upload is created
+        empty and then filled, one round trip more than riding on the POST.
         """
         engine = self._get_engine()
         self.backend.check_put_options(options)
@@ -249,7 +265,7 @@ class Client:
         src = open_source(source, size=size)
         try:
             return self._put(engine, src, key, meta, on_progress, self._signal(cancel, timeout),
-                             resume, options)
+                             resume, options, journaled)
         finally:
             if owned:
                 src.close()
@@ -264,6 +280,7 @@ class Client:
         stop: StopSignal,
         resume: bool,
         options: Mapping[str, Any],
+        journaled: bool = False,
     ) -> UploadResult:
         backend = self.backend
         if src.size is None and not backend.streams:
@@ -274,14 +291,24 @@ class Client:
             )
         started = time.monotonic()
         multipart = src.size is None or src.size > self.settings.part_size
-        identity = source_identity(src, self.identity, self.backend.digests) if resume and multipart else None
+        keep = resume and (multipart or journaled)
+        identity = source_identity(src, self.identity, self.backend.digests) if keep else None
         point = ResumePoint(self.store, backend.name, backend.destination(key, options), identity, src.name,
                             server=self._server())
         with point:
+            done = point.stored_result() if journaled else None
+            if done is not None and self._still_held(done, stop):
+                log.info("%s: finished by an earlier run as %s; not sent again", src.name, redact_url(done.id))
+                self._hold(point, done)
+                return dataclasses.replace(done, elapsed=time.monotonic() - started)
             state = point.stored_state()
 
             def open_session() -> UploadSession:
                 made = backend.open_upload(src, key=key, metadata=meta, options=options, state=state)
+                if point.active:
+                    # the resume point names the upload before its bytes go (tus: no
+                    # creation-with-upload), so a kill at any moment leaves it findable
+                    made.point_first = True  # type: ignore[attr-defined]
                 return made.start() or made
 
             session: UploadSession = self.settings.retry.call(
@@ -322,9 +349,52 @@ class Client:
                 if not src.seekable and not session.resumed:
                     # nobody can resume a stream: what the server holds of it would stay there for good
                     self._abort_quietly(session)
+                else:
+                    # a finish may have renamed the upload before it failed (FastDFS regenerate, then
+                    # metadata): the next run must look for it under its new name
+                    self._save_quietly(point, session)
                 raise
-            point.forget()
+            if journaled and point.active:
+                point.finish(result, _result_md5(result))
+                self._hold(point, result)
+            else:
+                point.forget()
         return _with_run_facts(result, session, tracker, time.monotonic() - started)
+
+    def _still_held(self, done: UploadResult, stop: StopSignal) -> bool:
+        """Whether the server still holds a finished upload, whole (one info request where the
+        backend has it; a backend without one is trusted)."""
+        try:
+            info = self.settings.retry.call(lambda: self.backend.info(done.id), cancel=stop,
+                                            what=f"checking {done.id}")
+        except NotFound:
+            return False
+        except Unsupported:
+            return True
+        return info.complete and (info.size is None or info.size == done.size)
+
+    def _hold(self, point: ResumePoint, result: UploadResult) -> None:
+        if point.key is not None:
+            with self._lock:
+                self._unsettled[result.id] = point.key
+
+    @staticmethod
+    def _save_quietly(point: ResumePoint, session: UploadSession) -> None:
+        try:
+            point.save(session)
+        except Exception as exc:  # already failing: the store's error must not mask the upload's
+            log.warning("could not record where the upload stands: %s", exc)
+
+    def settle(self, result: UploadResult) -> None:
+        """The caller's journal now holds ``result``: drop the finished record a ``journaled`` put kept.
+
+        Nothing happens for a result that has none (a put without
+        ``journaled``, a file whose record could not be kept).
+        """
+        with self._lock:
+            key = self._unsettled.pop(result.id, None)
+        if key is not None:
+            settle(self.store, key, result.id)
 
     def _abort_quietly(self, session: UploadSession) -> None:
         """Free what the server holds of an upload given up, as far as it can in a bounded time.
@@ -378,6 +448,7 @@ class Client:
         on_file_done: Optional[Callable[[int, PutOutcome], Any]] = None,
         cancel: Any = None,
         resume: bool = True,
+        journaled: bool = False,
         **options: Any,
     ) -> List[PutOutcome]:
         """Upload many sources, several at a time; one outcome per source, in order.
@@ -395,6 +466,7 @@ class Client:
         progress)`` the same with the index of the source it belongs to (two
         files may share a name); ``on_file_done(i, outcome)`` once as each
         source ends, well or not, so a caller can report it at once.
+        ``journaled`` is as for :meth:`put`.
         """
         items = list(sources)
         key_list = list(keys) if keys is not None else [None] * len(items)
@@ -423,7 +495,7 @@ class Client:
         def upload(i: int) -> PutOutcome:
             try:
                 r = self.put(items[i], key_list[i], metadata=metadata, on_progress=progress_of(i),
-                             cancel=stop, resume=resume, **options)
+                             cancel=stop, resume=resume, journaled=journaled, **options)
                 outcome = PutOutcome(items[i], result=r)
             except UpClientError as exc:
                 outcome = PutOutcome(items[i], error=exc)
@@ -613,12 +685,15 @@ class Client:
                 own = source_identity(src, self.identity, self.backend.digests)
             mine = [(k, r) for k, r in records if (r.get("identity") or {}).get("path") == where
                     or r.get("identity") == own]
+            abandoned = 0
             for rkey, record in mine:
-                state = record["state"]
-                self.settings.retry.call(lambda st=state: self.backend.abort_state(st),  # type: ignore[misc]
-                                         cancel=self._signal(), what="abort")
+                if not is_finished(record):  # a finished upload is the caller's file: only its record goes
+                    state = record["state"]
+                    self.settings.retry.call(lambda st=state: self.backend.abort_state(st),  # type: ignore[misc]
+                                             cancel=self._signal(), what="abort")
+                    abandoned += 1
                 self.store.delete(rkey)
-            return len(mine)
+            return abandoned
         self.settings.retry.call(lambda: self.backend.abort(path), cancel=self._signal(), what="abort")
         for rkey, record in records:
             if record.get("id") == path:
@@ -657,11 +732,16 @@ def _cancelled() -> UpClientError:
     return Cancelled("upload cancelled")
 
 
+def _result_md5(result: UploadResult) -> Optional[str]:
+    """The MD5 the server gave for an upload, where it gives one."""
+    stored = getattr(result, "file", None)  # the community API's file object
+    md5 = getattr(stored, "file_md5", None) or result.extra.get("md5")
+    return str(md5).lower() if md5 else None
+
+
 def _with_run_facts(
     result: UploadResult, session: UploadSession, tracker: ProgressTracker, elapsed: float
 ) -> UploadResult:
-    import dataclasses
-
     return dataclasses.replace(
         result,
         resumed=session.resumed,

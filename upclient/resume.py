@@ -8,6 +8,15 @@ forgets the record once the upload is finished or can never be resumed.
 An upload that needs no resume point (one part, a stream, ``resume=False``)
 gets an inactive one that does nothing.
 
+A job that journals what it finished (``upclient sync``, a multi-file
+``upclient put``) has a window between the server finishing an upload and
+its journal holding it.  Where the server names the upload (tus, FastDFS), a
+re-run that knows neither would send the file again, as a second copy.  For
+such a job the record outlives the upload as a *finished* record: the
+upload's result (:meth:`ResumePoint.finish`), which a re-run of the same,
+unchanged source gets back without sending anything, and which the job drops
+once its journal holds the file (:meth:`upclient.Client.settle`).
+
 When someone else holds the claim, what happens depends on the store: a
 store of one machine (``FileStore``, ``MemoryStore``) lets the upload go on
 without a resume point; an *exclusive* store, one a fleet shares
@@ -20,13 +29,15 @@ worker's claim has lapsed.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from typing import Any, Dict, Optional
 
+from .result import UploadResult
 from .transfer import UploadSession
 from .store import BaseStore, UploadInProgress, resume_key
 
-__all__ = ["ResumePoint"]
+__all__ = ["ResumePoint", "is_finished", "settle"]
 
 log = logging.getLogger("upclient.resume")
 
@@ -101,7 +112,38 @@ class ResumePoint:
             log.info("%s changed since its last upload; starting afresh", self.name)
             self.store.delete(self.key)
             return None
+        if is_finished(record):
+            return None
         return record.get("state")
+
+    def stored_result(self) -> Optional[UploadResult]:
+        """The result a finished record holds, if it is for this very source (module docstring)."""
+        if self.key is None:
+            return None
+        record = self.store.load(self.key)
+        if record is None or not is_finished(record) or record.get("identity") != self.identity:
+            return None
+        done = record["finished"]
+        try:
+            return UploadResult(id=str(done["id"]), size=int(done["size"]), backend=self.backend,
+                                url=done.get("url"), key=done.get("key"), metadata=dict(done.get("metadata") or {}),
+                                extra=dict(done.get("extra") or {}), resumed=True)
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring an unreadable finished record of %s", self.name)
+            self.store.delete(self.key)
+            return None
+
+    def finish(self, result: UploadResult, md5: Optional[str] = None) -> None:
+        """The upload is done, and its job journals it: keep its result until :meth:`settle`."""
+        if self.key is None:
+            return
+        extra = {k: v for k, v in result.extra.items() if _plain(v)}
+        if md5:
+            extra["md5"] = md5
+        done = {"id": result.id, "size": result.size, "url": result.url, "key": result.key,
+                "metadata": {k: v for k, v in result.metadata.items() if isinstance(v, str)}, "extra": extra}
+        self.store.save(self.key, {"backend": self.backend, "server": self.server, "id": result.id,
+                                   "identity": self.identity, "finished": done})
 
     def save(self, session: UploadSession) -> None:
         """Record where ``session`` stands (after every finished part)."""
@@ -126,3 +168,24 @@ class ResumePoint:
         """The upload is done, or can never be resumed: drop the record."""
         if self.key is not None:
             self.store.delete(self.key)
+
+
+def settle(store: BaseStore, key: str, upload_id: str) -> None:
+    """Drop the finished record ``key`` once its job journaled ``upload_id``; a record that has
+    since become another (the file changed and is being sent again) stays."""
+    record = store.load(key)
+    if record is not None and is_finished(record) and record.get("id") == upload_id:
+        store.delete(key)
+
+
+def is_finished(record: Dict[str, Any]) -> bool:
+    """Whether a stored record is a finished upload kept for its job's journal (not one to resume)."""
+    return isinstance(record.get("finished"), dict)
+
+
+def _plain(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True

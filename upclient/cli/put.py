@@ -207,6 +207,7 @@ def _upload(cmd: Command, client: Client, files: List[_File], todo: List[int], o
             if journal is not None and f.path is not None and f.stat is not None:
                 journal.record(JournalEntry(path=f.path, destination="", size=r.size, mtime_ns=f.stat.st_mtime_ns,
                                             inode=f.stat.st_ino, id=r.id))
+                client.settle(r)  # the journal holds it: its finished record (see journaled below) goes
             cmd.display.file_finished(n, r.size)
             _report_put(cmd, f.arg, r)
         elif not (isinstance(outcome.error, Cancelled) and cancel.is_set()):
@@ -223,6 +224,9 @@ def _upload(cmd: Command, client: Client, files: List[_File], todo: List[int], o
             on_file_progress=cmd.display.update,
             on_file_done=file_done,
             cancel=cancel,
+            # a finished file's resume point is kept until the journal holds it, so a kill
+            # in between does not send it again (where the server names uploads: tus, FastDFS)
+            journaled=journal is not None,
             **options,
         )
     )

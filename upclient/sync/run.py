@@ -11,7 +11,11 @@ file is reported as a :class:`SyncEvent`; the outcome of the whole run is a
 :class:`SyncSummary` with its exit status.
 
 A kill at any moment loses at most the files in flight: the next run skips
-what the journal holds and resumes the rest.
+what the journal holds and resumes the rest.  The uploads are *journaled*
+puts (see :meth:`upclient.Client.put`): a file's resume point is saved before
+its bytes go and kept, as a finished record, until the journal holds the
+file, so a kill between the server finishing a file and the journal's commit
+does not make the next run send it again.
 """
 
 from __future__ import annotations
@@ -320,10 +324,10 @@ class SyncRun:
                 if self.on_file_done is not None:
                     self.on_file_done(i, outcome.result.size if outcome.result is not None else None)
 
-        self._recorder = _Recorder(self.journal, self._event)
+        self._recorder = _Recorder(self.journal, self._event, dst.settle)
         try:
             dst.put_many(sources, keys=[u.key for u in uploads], on_file_progress=self.on_file_progress,
-                         on_file_done=done, cancel=self.cancel)
+                         on_file_done=done, cancel=self.cancel, journaled=True)
         finally:
             self._recorder.close()  # every finished file journaled and reported
             for src in sources:
@@ -347,7 +351,7 @@ class SyncRun:
         self._recorder.add(JournalEntry(path=f.ref, destination=up.key, size=result.size, mtime_ns=f.mtime_ns,
                                         inode=f.inode, id=result.id, md5=md5),
                            SyncEvent("uploaded", up.key, f.ref, result.size, result.id, up.reason,
-                                     resumed=result.resumed, sent_bytes=result.sent_bytes))
+                                     resumed=result.resumed, sent_bytes=result.sent_bytes), result)
 
     # -- deleting ---------------------------------------------------------------------
 
@@ -374,18 +378,23 @@ class _Recorder:
     entry is committed, so what a run reported is never sent again by the
     next one, however this one ends.  Files that finish while a commit runs
     go together in the next (one transaction).  A journal that cannot be
-    written makes those files failures: the next run sends them again.
+    written makes those files failures: the next run sends them again (or
+    finds them in their finished records).  Once committed, a file's
+    finished record is dropped (``settle``): the journal holds it now.
     """
 
-    def __init__(self, journal: Journal, report: Callable[[SyncEvent], Any]) -> None:
+    def __init__(self, journal: Journal, report: Callable[[SyncEvent], Any],
+                 settle: Callable[[UploadResult], Any]) -> None:
         self.journal = journal
         self.report = report
-        self._queue: "queue.SimpleQueue[Optional[Tuple[JournalEntry, SyncEvent]]]" = queue.SimpleQueue()
+        self.settle = settle
+        self._queue: "queue.SimpleQueue[Optional[Tuple[JournalEntry, SyncEvent, UploadResult]]]" = \
+            queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="upclient-sync-journal", daemon=True)
         self._thread.start()
 
-    def add(self, entry: JournalEntry, event: SyncEvent) -> None:
-        self._queue.put((entry, event))
+    def add(self, entry: JournalEntry, event: SyncEvent, result: UploadResult) -> None:
+        self._queue.put((entry, event, result))
 
     def _loop(self) -> None:
         ending = False
@@ -401,14 +410,18 @@ class _Recorder:
             if not work:
                 continue
             try:
-                self.journal.record_many([entry for entry, _ in work])
+                self.journal.record_many([entry for entry, _, _ in work])
             except (sqlite3.Error, OSError) as exc:
                 log.error("cannot write the journal %s: %s", self.journal.path, exc)
-                for _, event in work:
+                for _, event, _ in work:
                     self.report(dataclasses.replace(event, action="failed", error=exc,
                                                     reason="uploaded, but the journal cannot be written"))
                 continue
-            for _, event in work:
+            for _, event, result in work:
+                try:
+                    self.settle(result)
+                except Exception as exc:  # the record stays; the next run finds the file in the journal first
+                    log.warning("could not drop the finished record of %s: %s", event.key, exc)
                 self.report(event)
 
     def close(self) -> None:
@@ -428,6 +441,6 @@ def _check_ranged(file: SourceFile, result: UploadResult, md5: Optional[str], ba
 
 def _result_md5(result: UploadResult) -> Optional[str]:
     stored = getattr(result, "file", None)  # the community API's file object
-    md5 = getattr(stored, "file_md5", None)
+    md5 = getattr(stored, "file_md5", None) or result.extra.get("md5")  # or a finished record's
     return str(md5).lower() if md5 else None
 

@@ -388,7 +388,18 @@ class TusUpload(UploadSession):
     :meth:`start` learns what the server offers, picks the plan (resume a
     stored upload, continue ``upload_url``, or a new serial or concatenated
     upload) and returns it: the engine carries on with that session.
+
+    ``point_first`` (set by the client for a put that keeps a resume point
+    whatever its size, a journaled one): a small file's upload is created
+    empty, so that its URL is known, and saved, before any byte goes; no
+    creation-with-upload.  That costs one round trip per file of one part
+    (the POST, then the PATCH), and it is what lets a re-run find an upload
+    the server finished while the client that sent it was killed.
+    Concatenated uploads keep sending each partial in its creating POST: a
+    partial is no copy of the file, and its URL is saved once it answers.
     """
+
+    point_first = False
 
     def __init__(self, wire: Wire, source: Source, *, meta: Dict[str, str], header: str, part_size: int,
                  state: Optional[Mapping[str, Any]], upload_url: Optional[str], concat: bool) -> None:
@@ -434,7 +445,8 @@ class TusUpload(UploadSession):
         # deferred length (which some servers handle badly).
         if self.concat and caps.has("concatenation") and (size is None or size > self.part_size):
             return ConcatUpload(*common, self.part_size, checksum, inline=inline)
-        serial = SerialUpload(*common, self.part_size, checksum, inline=inline and self.source.seekable)
+        serial = SerialUpload(*common, self.part_size, checksum,
+                              inline=inline and self.source.seekable and not self.point_first)
         serial.create()
         return serial
 
