@@ -15,11 +15,13 @@ from typing import Dict, List
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: Loaded by no upload over HTTP: retries (tenacity, on the first retry only),
-#: the default store's directory (platformdirs), redis-py, the other backends,
-#: the command line, the integrations and the emulators.
+#: Loaded by no upload over plain HTTP without a proxy or netrc: requests
+#: (such a request goes straight to urllib3), retries (tenacity, on the first
+#: retry only), the default store's directory (platformdirs), redis-py, the
+#: other backends, the command line, the integrations and the emulators.
 NEVER_ON_AN_UPLOAD = [
     "tenacity",
+    "requests",
     "platformdirs",
     "redis",
     "upclient.backends.upyun",
@@ -61,8 +63,11 @@ print(json.dumps(out))
 """
 
 
-def _probe(names: List[str], *args: str) -> Dict[str, object]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+def _probe(names: List[str], *args: str, home: str = "") -> Dict[str, object]:
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy") and k != "NETRC"}
+    env["PYTHONPATH"] = str(REPO)
+    if home:  # no ~/.netrc
+        env["HOME"] = home
     done = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(names), *args], env=env, cwd=str(REPO),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -74,9 +79,12 @@ def test_import_upclient_loads_no_client_transport_or_http_library():
     assert _probe(NOT_ON_IMPORT)["import"] == []
 
 
-def test_an_upload_and_put_many_load_no_retry_library_store_directory_or_other_backend(rus_server, make_file):
+def test_an_upload_and_put_many_load_no_requests_retry_library_store_directory_or_other_backend(
+    rus_server, make_file, tmp_path
+):
     path, digest = make_file(64 * 1024 + 3)
-    out = _probe(NEVER_ON_AN_UPLOAD, "tus+" + rus_server.url, str(path))
+    (tmp_path / "home").mkdir()
+    out = _probe(NEVER_ON_AN_UPLOAD, "tus+" + rus_server.url, str(path), home=str(tmp_path / "home"))
     assert out["upload"] == []
     urls = [out["url"], *out["urls"]]  # type: ignore[list-item]
     assert len(set(urls)) == 4

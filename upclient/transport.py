@@ -1,6 +1,7 @@
-"""HTTP for every HTTP backend: one pooled requests session, errors mapped once.
+"""HTTP for every HTTP backend: pooled connections, errors mapped once.
 
-:class:`HttpTransport` owns a ``requests.Session`` whose urllib3 pool sends
+:class:`HttpTransport` sends plain requests straight to urllib3 pools, and
+the rest through a ``requests.Session`` made on first use; its pools send
 bodies in 1 MiB blocks (urllib3's 16 KiB default halves throughput on fast
 links), is large enough for every worker thread, never retries by itself
 (the shared :class:`~upclient.retry.RetryPolicy` is the only retry layer),
@@ -13,20 +14,19 @@ may hold a signature), the status and the time; never a header value.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import logging
 import os
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Tuple, Union
 
-import requests
-import requests.adapters
-import requests.auth
 import urllib3
 
 from ._version import __version__
@@ -47,11 +47,15 @@ from .transfer import deadline
 from .transfer.ranges import check_range_answer
 from .wire import POOL_CLASSES, Flight
 
+if TYPE_CHECKING:  # requests is imported where a request needs it (see HttpTransport)
+    import requests
+    import requests.auth
+
 __all__ = ["HttpTransport", "parse_retry_after", "redact_url"]
 
 log = logging.getLogger("upclient.http")
 
-AuthLike = Union[requests.auth.AuthBase, Callable[[], Mapping[str, str]], None]
+AuthLike = Union["requests.auth.AuthBase", Tuple[str, str], Callable[[], Mapping[str, str]], None]
 
 #: URLs made only of printable ASCII need no quoting and take the fast path.
 _PLAIN_URL = re.compile(r"^https?://[!-~]+$")
@@ -166,18 +170,24 @@ def _scrub(text: str) -> str:
     return _QUERY_IN_TEXT.sub(r"\1", text)
 
 
+def _of_requests(exc: BaseException, *names: str) -> bool:
+    """Whether ``exc`` is one of requests' exceptions ``names`` (none can be raised before requests is imported)."""
+    module = sys.modules.get("requests.exceptions")
+    return module is not None and isinstance(exc, tuple(getattr(module, n) for n in names))
+
+
 def _timed_out(exc: BaseException) -> bool:
     """Whether a socket timeout is somewhere in the chain of ``exc``."""
     return any(isinstance(node, (TimeoutError, socket.timeout)) for node in _chain(exc))
 
 
-class _HeaderAuth(requests.auth.AuthBase):
-    """Calls the user's callable on every request, so tokens may rotate."""
+class _HeaderAuth:
+    """Calls the user's callable on every request, so tokens may rotate (requests' auth protocol)."""
 
     def __init__(self, fn: Callable[[], Mapping[str, str]]) -> None:
         self.fn = fn
 
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+    def __call__(self, r: "requests.PreparedRequest") -> "requests.PreparedRequest":
         r.headers.update(self.fn())
         return r
 
@@ -185,36 +195,148 @@ class _HeaderAuth(requests.auth.AuthBase):
         return "<header auth callable>"
 
 
-#: requests' own ``HTTPAdapter.send``: where it has been replaced (``responses`` in tests, an
-#: instrumentation library), every request goes through it, not straight to the pool.
-_ADAPTER_SEND = requests.adapters.HTTPAdapter.send
+def _basic_header(pair: Any) -> Optional[str]:
+    """``Authorization`` for HTTP Basic with ``(user, password)``, as requests writes it; None if
+    the pair is not two latin-1 strings (requests' own auth object then handles it)."""
+    if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+        return None
+    try:
+        raw = b":".join(x.encode("latin1") for x in pair)
+    except UnicodeEncodeError:
+        return None
+    return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
-class _BlockAdapter(requests.adapters.HTTPAdapter):
-    """An adapter whose connections read request bodies in large blocks."""
+def _adapter_send_replaced() -> bool:
+    """Whether requests' ``HTTPAdapter.send`` has been replaced (``responses`` in tests, an
+    instrumentation library): then every request goes through it.  Nothing can have replaced
+    it while requests is not imported."""
+    adapters = sys.modules.get("requests.adapters")
+    if adapters is None:
+        return False
+    code = getattr(adapters.HTTPAdapter.send, "__code__", None)
+    return code is None or not code.co_filename.endswith(os.path.join("requests", "adapters.py"))
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("blocksize", BLOCK_SIZE)
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = POOL_CLASSES  # connections that answer to the deadline
 
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        kwargs.setdefault("blocksize", BLOCK_SIZE)
-        manager = super().proxy_manager_for(proxy, **kwargs)
-        manager.pool_classes_by_scheme = POOL_CLASSES
-        return manager
+def _proxies_possible() -> bool:
+    """Whether the environment may name a proxy (else requests would find none: on Linux it reads
+    only ``*_proxy`` variables; elsewhere the system's settings too)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(k[-6:].lower() == "_proxy" and v for k, v in os.environ.items())
+
+
+def _netrc_possible() -> bool:
+    """Whether requests could find netrc credentials (a ``NETRC`` file, ``~/.netrc`` or ``~/_netrc``)."""
+    if os.environ.get("NETRC"):
+        return True
+    return any(os.path.exists(os.path.expanduser(f"~/{name}")) for name in (".netrc", "_netrc"))
+
+
+def _merge(into: Dict[str, str], extra: Mapping[str, str]) -> None:
+    """``into.update(extra)`` with names compared case-insensitively (the later spelling wins)."""
+    names = {k.lower(): k for k in into}
+    for k, v in extra.items():
+        old = names.get(k.lower())
+        if old is not None and old != k:
+            del into[old]
+        into[k] = v
+        names[k.lower()] = k
+
+
+def _path_of(url: str) -> str:
+    """The request target of an absolute URL: its path and query, without the fragment."""
+    rest = url.split("://", 1)[1]
+    cut = len(rest)
+    for mark in "/?#":
+        i = rest.find(mark)
+        if 0 <= i < cut:
+            cut = i
+    target = rest[cut:].split("#", 1)[0]
+    return target if target.startswith("/") else "/" + target
+
+
+class _Direct:
+    """An answer from the pool, with what the transport reads of a ``requests.Response``."""
+
+    __slots__ = ("raw", "status_code", "headers", "reason", "url", "_content", "_consumed")
+
+    def __init__(self, raw: Any, url: str, stream: bool) -> None:
+        self.raw = raw
+        self.status_code: int = raw.status
+        self.headers = raw.headers
+        self.reason = raw.reason
+        self.url = url
+        self._content: Optional[bytes] = None if stream else raw.data
+        self._consumed = not stream
+
+    @property
+    def is_redirect(self) -> bool:
+        return "location" in self.headers and self.status_code in (301, 302, 303, 307, 308)
+
+    @property
+    def content(self) -> bytes:
+        if self._content is None:
+            self._content = b"".join(self.iter_content(BLOCK_SIZE))
+        return self._content
+
+    def iter_content(self, size: int) -> Iterator[bytes]:
+        if self._consumed:
+            if self._content:
+                yield self._content
+            return
+        yield from self.raw.stream(size, decode_content=True)
+        self._consumed = True
+
+    def close(self) -> None:
+        if not self._consumed:
+            self.raw.close()
+        self.raw.release_conn()
+
+
+_BLOCK_ADAPTER: Any = None
+
+
+def _block_adapter_class() -> Any:
+    """requests' adapter whose connections read request bodies in large blocks (made once, on first use)."""
+    global _BLOCK_ADAPTER
+    if _BLOCK_ADAPTER is None:
+        import requests.adapters
+
+        class _BlockAdapter(requests.adapters.HTTPAdapter):
+            def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+                kwargs.setdefault("blocksize", BLOCK_SIZE)
+                super().init_poolmanager(*args, **kwargs)
+                self.poolmanager.pool_classes_by_scheme = POOL_CLASSES  # connections that answer to the deadline
+
+            def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+                kwargs.setdefault("blocksize", BLOCK_SIZE)
+                manager = super().proxy_manager_for(proxy, **kwargs)
+                manager.pool_classes_by_scheme = POOL_CLASSES
+                return manager
+
+        _BLOCK_ADAPTER = _BlockAdapter
+    return _BLOCK_ADAPTER
+
+
+#: ``User-Agent`` of every request.
+USER_AGENT = f"upclient/{__version__} urllib3/{urllib3.__version__}"
 
 
 class HttpTransport:
     """One pooled HTTP session shared by all threads of a client.
 
-    Requests go straight to the connection pool of the session's adapter:
-    the environment (proxies, CA bundle, netrc) is read once per host and the
-    pool found once per host, instead of on every call, and no cookie jar or
-    hooks run; of what a small request costs the client, that is about a
-    third.  A URL that needs quoting, a redirected GET or HEAD, a proxy, an
-    auth object with hooks and a replaced ``HTTPAdapter.send`` (``responses``
-    in tests) take the adapter's ordinary path.
+    A plain-HTTP request to a URL that needs no quoting, with no proxy, no
+    netrc and no auth object of requests, is built here and goes straight
+    to a urllib3 pool: requests is not even imported for it (its import is
+    a fifth of a short run's CPU, its request and response objects a tenth
+    of a small upload's).  Everything else takes a ``requests.Session``
+    made on first use, whose adapter's pool is found once per host: HTTPS
+    (TLS settings as requests applies them), a URL that needs quoting or
+    IDNA, a redirected GET or HEAD, a proxy, netrc, an auth object and a
+    replaced ``HTTPAdapter.send`` (``responses`` in tests).  The environment
+    (proxies, CA bundle, netrc) is read once per host, and no cookie jar or
+    hooks run.
     """
 
     def __init__(
@@ -230,40 +352,78 @@ class HttpTransport:
         origins: Optional[Iterable[str]] = None,
     ) -> None:
         self.timeout = (connect_timeout, read_timeout)
-        session = requests.Session()
-        self.adapter = _BlockAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
-        session.mount("http://", self.adapter)
-        session.mount("https://", self.adapter)
-        session.verify = verify
-        session.cert = cert
-        session.headers.update(
-            {
-                "User-Agent": f"upclient/{__version__} requests/{requests.__version__}",
-                "Accept-Encoding": "identity",  # byte ranges of stored files, never re-encoded
-            }
-        )
+        self.pool_size = pool_size
+        #: The headers of every request to a trusted origin.
+        self.headers: Dict[str, str] = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         if headers:
-            session.headers.update(headers)
+            _merge(self.headers, headers)
+        self._header_fn: Optional[Callable[[], Mapping[str, str]]] = None
+        self._basic: Optional[str] = None
         if auth is not None:
             if isinstance(auth, tuple):
-                auth = requests.auth.HTTPBasicAuth(*auth)
-            if isinstance(auth, requests.auth.AuthBase):
-                session.auth = auth
-            elif callable(auth):
-                session.auth = _HeaderAuth(auth)
+                self._basic = _basic_header(auth)
             else:
-                raise BadInput("auth must be a requests auth object or a callable returning headers")
-        self.session = session
+                base = getattr(sys.modules.get("requests.auth"), "AuthBase", None)  # imported by whoever made auth
+                if (base is None or not isinstance(auth, base)) and callable(auth):
+                    self._header_fn = auth  # type: ignore[assignment]
+                elif base is None or not isinstance(auth, base):
+                    raise BadInput("auth must be a requests auth object or a callable returning headers")
+        self.auth = auth
         self.cert = cert
+        self._verify_given = verify
         self.verify = verify
-        if verify is True and session.trust_env:  # as requests does: the environment may name a CA bundle
+        if verify is True:  # as requests does: the environment may name a CA bundle
             self.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         #: Where ``auth`` and the configured headers may go; None: everywhere.
         self.origins = frozenset(origins) if origins is not None else None
+        self._session: Any = None
+        self._adapter: Any = None
+        self._session_lock = threading.Lock()
+        self._manager: Any = None  # the plain-HTTP pools of the direct way
         self._per_host: Dict[str, Tuple[Dict[str, str], Any, bool]] = {}
         self._per_host_lock = threading.Lock()
-        self._pools: Dict[str, Any] = {}  # origin -> the adapter's urllib3 pool for it
+        self._pools: Dict[str, Any] = {}  # origin -> its urllib3 pool
         self._timeouts: Dict[Tuple[float, float], urllib3.Timeout] = {}
+        self._direct_auth = auth is None or self._header_fn is not None or self._basic is not None
+
+    @property
+    def session(self) -> "requests.Session":
+        """The ``requests.Session`` of the requests that do not go the direct way, made on first use."""
+        if self._session is None:
+            with self._session_lock:
+                if self._session is None:
+                    self._session = self._make_session()
+        return self._session
+
+    @property
+    def adapter(self) -> Any:
+        self.session  # noqa: B018 - made with it
+        return self._adapter
+
+    def _make_session(self) -> "requests.Session":
+        import requests
+        import requests.auth
+
+        session = requests.Session()
+        adapter = _block_adapter_class()(pool_connections=8, pool_maxsize=self.pool_size, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.verify = self._verify_given
+        session.cert = self.cert
+        session.headers.clear()
+        session.headers.update(self.headers)
+        auth: Any = self.auth
+        if auth is not None:
+            if isinstance(auth, tuple):
+                auth = requests.auth.HTTPBasicAuth(*auth)
+            elif self._header_fn is not None:
+                auth = _HeaderAuth(self._header_fn)
+            session.auth = auth
+        self._adapter = adapter
+        return session
+
+    def _trust_env(self) -> bool:
+        return self._session is None or bool(self._session.trust_env)
 
     def _host_settings(self, url: str) -> Tuple[Dict[str, str], Any, bool]:
         """(proxies, netrc auth, trusted) for the URL's scheme and host, read from the environment once.
@@ -278,9 +438,15 @@ class HttpTransport:
             proxies: Dict[str, str] = {}
             netrc = None
             trusted = self.origins is None or origin_of(url) in self.origins
-            if self.session.trust_env:
-                proxies = requests.utils.get_environ_proxies(url, no_proxy=None)
-                if self.session.auth is None or not trusted:
+            if self._trust_env():
+                if _proxies_possible():
+                    import requests.utils
+
+                    proxies = requests.utils.get_environ_proxies(url, no_proxy=None)
+                if (self.auth is None or not trusted) and _netrc_possible():
+                    import requests.auth
+                    import requests.utils
+
                     pair = requests.utils.get_netrc_auth(url)
                     netrc = requests.auth.HTTPBasicAuth(*pair) if pair else None
             found = (proxies, netrc, trusted)
@@ -288,13 +454,68 @@ class HttpTransport:
                 self._per_host[key] = found
         return found
 
+    def _direct(self, method: str, url: str, headers: Optional[Dict[str, str]], body: Any, presigned: bool,
+                stream: bool, timeout: Tuple[float, float]) -> Optional[_Direct]:
+        """The request sent the direct way (see the class docstring), or None where it cannot go so."""
+        if not url.startswith("http://") or not _PLAIN_URL.match(url) or _adapter_send_replaced():
+            return None
+        proxies, netrc, trusted = self._host_settings(url)
+        if proxies or netrc is not None or "@" in url.split("/", 3)[2]:
+            return None
+        if presigned:
+            out = {"User-Agent": self.headers["User-Agent"]}
+        elif trusted:
+            if not self._direct_auth:
+                return None
+            out = dict(self.headers)
+        else:
+            out = self._bare_headers()
+        if headers:
+            _merge(out, headers)
+        if body is not None:
+            out["Content-Length"] = str(len(body))
+        elif method in ("POST", "PUT", "PATCH"):
+            out["Content-Length"] = "0"
+        if trusted and not presigned:
+            if self._basic is not None:
+                _merge(out, {"Authorization": self._basic})
+            elif self._header_fn is not None:
+                _merge(out, self._header_fn())
+        pool = self._pools.get(url.split("/", 3)[2])
+        if pool is None or pool.pool is None:
+            pool = self._direct_pool(url)
+        limits = self._timeouts.get(timeout)
+        if limits is None:
+            limits = self._timeouts[timeout] = urllib3.Timeout(connect=timeout[0], read=timeout[1])
+        raw = pool.urlopen(
+            method, _path_of(url), body=body, headers=out, redirect=False, assert_same_host=False,
+            preload_content=not stream, decode_content=not stream, retries=False, timeout=limits, chunked=False,
+        )
+        return _Direct(raw, url, stream)
+
+    def _direct_pool(self, url: str) -> Any:
+        """The direct way's pool for a plain-HTTP origin (the manager closes one it evicts: made again)."""
+        with self._per_host_lock:
+            if self._manager is None:
+                self._manager = urllib3.PoolManager(num_pools=8, maxsize=self.pool_size, block=False,
+                                                    blocksize=BLOCK_SIZE)
+                self._manager.pool_classes_by_scheme = POOL_CLASSES
+            parsed = urllib3.util.parse_url(url)
+            pool = self._manager.connection_from_host(parsed.host, parsed.port or 80, scheme="http")
+            self._pools[url.split("/", 3)[2]] = pool
+        return pool
+
     def _prepare(
         self, method: str, url: str, headers: Optional[Dict[str, str]], body: Any, presigned: bool = False
-    ) -> Tuple[requests.PreparedRequest, Dict[str, str]]:
+    ) -> Tuple["requests.PreparedRequest", Dict[str, str]]:
+        import requests
+        import requests.structures
+
         proxies, netrc, trusted = self._host_settings(url)
+        session = self.session
         if not _PLAIN_URL.match(url) and not presigned:  # needs quoting or IDNA: let requests do it all
             if trusted:
-                prep = self.session.prepare_request(requests.Request(method, url, headers=headers, data=body))
+                prep = session.prepare_request(requests.Request(method, url, headers=headers, data=body))
             else:
                 bare = {**self._bare_headers(), **(headers or {})}
                 prep = requests.Request(method, url, headers=bare, data=body, auth=netrc).prepare()
@@ -303,9 +524,9 @@ class HttpTransport:
         prep.method = method
         prep.url = url
         if presigned:
-            base: Mapping[str, str] = {"User-Agent": self.session.headers["User-Agent"]}
+            base: Mapping[str, str] = {"User-Agent": self.headers["User-Agent"]}
         else:
-            base = self.session.headers if trusted else self._bare_headers()
+            base = session.headers if trusted else self._bare_headers()
         merged: Any = requests.structures.CaseInsensitiveDict(base)
         if headers:
             merged.update(headers)
@@ -316,19 +537,19 @@ class HttpTransport:
         prep.headers = merged
         prep.body = body
         prep.hooks = {"response": []}
-        auth: Any = None if presigned else ((self.session.auth if trusted else None) or netrc)
+        auth: Any = None if presigned else ((session.auth if trusted else None) or netrc)
         if auth is not None:
             prep = auth(prep)
         return prep, proxies
 
-    def _send(self, prep: requests.PreparedRequest, *, stream: bool, timeout: Tuple[float, float],
-              proxies: Dict[str, str]) -> requests.Response:
+    def _send(self, prep: "requests.PreparedRequest", *, stream: bool, timeout: Tuple[float, float],
+              proxies: Dict[str, str]) -> Any:
         """The adapter's ``send``, or the same request handed to its pool directly (see the class docstring).
 
         Errors on the direct way are urllib3's own (no retries, so never
         wrapped in ``MaxRetryError``): :meth:`_failure` maps both kinds.
         """
-        if proxies or prep.hooks.get("response") or requests.adapters.HTTPAdapter.send is not _ADAPTER_SEND:
+        if proxies or prep.hooks.get("response") or _adapter_send_replaced():
             return self.adapter.send(prep, stream=stream, timeout=timeout, verify=self.verify, cert=self.cert,
                                      proxies=proxies)
         url = prep.url
@@ -342,20 +563,9 @@ class HttpTransport:
             assert_same_host=False, preload_content=not stream, decode_content=not stream, retries=False,
             timeout=limits, chunked=False,
         )
-        resp = requests.Response()
-        if not stream:  # read whole by urllib3, the connection back in its pool already
-            resp._content = raw.data
-            resp._content_consumed = True
-        resp.status_code = raw.status
-        resp.headers = requests.structures.CaseInsensitiveDict(raw.headers)
-        resp.raw = raw
-        resp.reason = raw.reason
-        resp.url = url
-        resp.request = prep
-        resp.connection = self.adapter
-        return resp
+        return _Direct(raw, url, stream)
 
-    def _pool(self, prep: requests.PreparedRequest, url: str) -> Any:
+    def _pool(self, prep: "requests.PreparedRequest", url: str) -> Any:
         """The adapter's pool for the URL's origin, with this transport's TLS settings; looked up once.
 
         The pool manager closes a pool it evicts (more origins than it keeps):
@@ -372,7 +582,16 @@ class HttpTransport:
 
     def _bare_headers(self) -> Dict[str, str]:
         """The headers of a request to an origin that is not trusted: none of the client's own."""
-        return {"User-Agent": self.session.headers["User-Agent"], "Accept-Encoding": "identity"}
+        return {"User-Agent": self.headers["User-Agent"], "Accept-Encoding": "identity"}
+
+    def _one(self, method: str, url: str, headers: Optional[Dict[str, str]], body: Any, presigned: bool,
+             stream: bool, timeout: Tuple[float, float]) -> Any:
+        """One request, the direct way where it can go so, else through requests."""
+        resp = self._direct(method, url, headers, body, presigned, stream, timeout)
+        if resp is None:
+            prep, proxies = self._prepare(method, url, headers, body, presigned)
+            resp = self._send(prep, stream=stream, timeout=timeout, proxies=proxies)
+        return resp
 
     def _follow(
         self, resp: Any, method: str, url: str, headers: Optional[Dict[str, str]], stream: bool, timeout: Any
@@ -391,10 +610,9 @@ class HttpTransport:
             hop_headers = headers
             if headers and not self._host_settings(url)[2]:
                 hop_headers = {k: v for k, v in headers.items() if k.lower() in _FETCH_HEADERS}
-            prep, proxies = self._prepare(method, url, hop_headers, None)
-            resp = self._send(prep, stream=stream, timeout=timeout, proxies=proxies)
+            resp = self._one(method, url, hop_headers, None, False, stream, timeout)
         resp.close()
-        raise requests.exceptions.TooManyRedirects(f"more than {_MAX_REDIRECTS} redirects")
+        raise urllib3.exceptions.HTTPError(f"more than {_MAX_REDIRECTS} redirects")
 
     def request(
         self,
@@ -423,8 +641,7 @@ class HttpTransport:
         trip = Flight(timeout[1], signal)
         try:
             with trip:
-                prep, proxies = self._prepare(method, url, headers, body, presigned)
-                resp = self._send(prep, stream=stream, timeout=timeout, proxies=proxies)
+                resp = self._one(method, url, headers, body, presigned, stream, timeout)
                 if resp.is_redirect and method in ("GET", "HEAD"):
                     resp = self._follow(resp, method, url, headers, stream, timeout)
                 if not stream:
@@ -432,7 +649,7 @@ class HttpTransport:
         except UpClientError:
             trip.land()
             raise  # raised by a body (cancelled, source changed)
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # requests' errors are OSErrors
             trip.land()
             raise self._failure(exc, signal, backend, operation, method, url) from exc
         except BaseException:
@@ -452,7 +669,7 @@ class HttpTransport:
         def blocks(size: int) -> Iterator[bytes]:
             try:
                 yield from resp.iter_content(size)
-            except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            except (urllib3.exceptions.HTTPError, OSError) as exc:  # requests' errors are OSErrors
                 raise self._failure(exc, signal, backend, operation, method, url) from exc
 
         def close() -> None:
@@ -470,7 +687,7 @@ class HttpTransport:
         _forget_query(exc, url)
         if signal is not None and signal.is_set():
             return signal.error()  # we shut the socket down ourselves
-        if isinstance(exc, (requests.exceptions.RequestException, urllib3.exceptions.HTTPError)):
+        if isinstance(exc, urllib3.exceptions.HTTPError) or _of_requests(exc, "RequestException"):
             return cls._translate(exc, backend, operation, method, url)
         if _timed_out(exc):
             return Timeout(f"{method} {redact_url(url)} timed out", backend=backend, operation=operation)
@@ -482,8 +699,8 @@ class HttpTransport:
         exc: BaseException, backend: str, operation: str, method: str, url: str
     ) -> TransportError:
         where = f"{method} {redact_url(url)}"
-        if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout,
-                            urllib3.exceptions.ReadTimeoutError)) or (
+        if isinstance(exc, urllib3.exceptions.ReadTimeoutError) or _of_requests(exc, "ConnectTimeout",
+                                                                                 "ReadTimeout") or (
             isinstance(exc, urllib3.exceptions.ConnectTimeoutError)
             and not isinstance(exc, urllib3.exceptions.NewConnectionError)  # a refusal, not a timeout
         ):
@@ -491,7 +708,7 @@ class HttpTransport:
         if _timed_out(exc):  # the server stopped reading the body: the send timed out
             return Timeout(f"{where} timed out: the server stopped reading the body",
                            backend=backend, operation=operation)
-        if isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)):
+        if isinstance(exc, urllib3.exceptions.SSLError) or _of_requests(exc, "SSLError"):
             return TLSError(f"{where}: TLS failed: {_tls_advice(exc)}", backend=backend, operation=operation)
         return NetworkError(f"{where} failed: {_short_reason(exc)}", backend=backend, operation=operation)
 
@@ -596,4 +813,7 @@ class HttpTransport:
         return self.copy_body(resp, sink, offset=offset, length=length, backend=backend)
 
     def close(self) -> None:
-        self.session.close()
+        if self._session is not None:
+            self._session.close()
+        if self._manager is not None:
+            self._manager.clear()

@@ -159,6 +159,4 @@ def userinfo_auth(url: str, auth: Any, *, backend: str) -> Tuple[str, Any]:
             f"{shown(url)!r} names a user and auth= is given too: give the credentials one way",
             backend=backend,
         )
-    import requests.auth
-
-    return clean, requests.auth.HTTPBasicAuth(*pair)
+    return clean, pair  # the transport sends it as HTTP Basic
