@@ -9,10 +9,23 @@ from . import verbs
 from .args import build_parser
 from .command import Command, Verb
 from .exits import EXIT_INTERRUPTED, EXIT_USAGE
-from .put import put
-from .sync import sync
 
 __all__ = ["main", "VERBS"]
+
+
+def put(cmd: Command) -> int:
+    """``upclient put`` (its module, with the journal, is imported when the verb runs)."""
+    from .put import put as run
+
+    return run(cmd)
+
+
+def sync(cmd: Command) -> int:
+    """``upclient sync`` (the sync machinery is imported only when the verb runs)."""
+    from .sync import sync as run
+
+    return run(cmd)
+
 
 #: Each verb of the command line and the function that runs it.
 VERBS: Dict[str, Verb] = {

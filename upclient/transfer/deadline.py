@@ -57,10 +57,14 @@ class StopSignal:
         self._socks: Set[socket.socket] = set()
         self._lock = threading.Lock()
         #: Signals made with this one as a parent: firing this one fires them at once.
-        self._children: "weakref.WeakSet[StopSignal]" = weakref.WeakSet()
+        #: (A set made by the first child: most signals have none.)
+        self._children: "Optional[weakref.WeakSet[StopSignal]]" = None
         for p in given:
             if isinstance(p, StopSignal):
-                p._children.add(self)
+                with p._lock:
+                    if p._children is None:
+                        p._children = weakref.WeakSet()
+                    p._children.add(self)
         # What must be looked at to know whether this fired: flags of other kinds (the
         # user's Event) and signals that themselves must be looked at.  A signal that
         # only set() can fire tells its children itself, and needs no watchdog.
@@ -81,12 +85,12 @@ class StopSignal:
         event = self._event
         if event is not None:
             event.set()
-        for child in list(self._children):
+        for child in list(self._children or ()):
             child._fire(timed_out)
 
     def _abort_all(self) -> None:
         self._abort_sockets()
-        for child in list(self._children):
+        for child in list(self._children or ()):
             child._abort_all()
 
     def is_set(self) -> bool:
@@ -179,7 +183,7 @@ class StopSignal:
 
     def busy(self) -> bool:
         """Whether a request of this signal, or of one made under it, is in flight."""
-        return self.has_sockets() or any(child.busy() for child in list(self._children))
+        return self.has_sockets() or any(child.busy() for child in list(self._children or ()))
 
     def _abort_sockets(self) -> None:
         with self._lock:

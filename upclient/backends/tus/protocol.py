@@ -15,6 +15,7 @@ import base64
 import dataclasses
 import email.utils
 import hashlib
+import re
 import urllib.parse
 from typing import Any, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple, Type
 
@@ -218,6 +219,18 @@ class UploadStatus:
         )
 
 
+#: A ``Location`` that ``urljoin`` would give back as it is: absolute, no dot segments, no empty query.
+_PLAIN_ABSOLUTE = re.compile(r"https?://[^/?#\s]+(?:/(?!\.\.?(?:[/?#]|$))[^/?#\s]*)*(?:\?[^#\s]+)?")
+
+
+def resolve(base: str, location: str) -> str:
+    """``location`` made absolute against ``base``, as ``urllib.parse.urljoin`` does; an absolute
+    location that it would give back unchanged (the usual answer) is not parsed twice."""
+    if _PLAIN_ABSOLUTE.fullmatch(location):
+        return location
+    return urllib.parse.urljoin(base, location)
+
+
 @dataclasses.dataclass(frozen=True)
 class Created:
     """A new upload: its URL (resolved), the bytes it already holds, its expiry."""
@@ -233,7 +246,7 @@ class Created:
             raise ServerError("server created an upload but sent no Location", backend="tus",
                               operation="create", status=resp.status_code)
         return cls(
-            url=urllib.parse.urljoin(base, location),
+            url=resolve(base, location),
             offset=int_header(resp.headers, "Upload-Offset") or 0,
             expires=http_date(resp.headers.get("Upload-Expires")),
         )
@@ -302,7 +315,7 @@ class TusRequest:
         if method_override and method in ("PATCH", "DELETE"):
             headers["X-HTTP-Method-Override"] = method
             method = "POST"
-        return dataclasses.replace(self, method=method, headers=headers)
+        return TusRequest(method, self.url, self.operation, headers, self.body, self.ok, self.stream)
 
     @classmethod
     def options(cls, endpoint: str) -> "TusRequest":
