@@ -30,6 +30,7 @@ from ..errors import NetworkError
 from ..progress import Progress, ProgressTracker
 from ..retry import RetryPolicy
 from .deadline import StopSignal
+from .demand import cpu_demand
 from .ranges import RemoteFile
 
 __all__ = ["RangeBook", "RangeDownloader", "RangeWidth"]
@@ -144,10 +145,12 @@ class RangeWidth:
     what the machine can (a local server, a client that keeps a core busy)
     they only contend, for the interpreter and the CPU.  So a download
     starts with one range in flight.  If over the first ``WINDOW`` seconds
-    this process was busy (its CPU time at least ``BUSY`` of the time), the
-    rest goes as one stream; otherwise the width doubles while each doubling
-    raises the bytes per second by more than ``GAIN``, and the first
-    doubling that does not goes back, and the width stays.
+    this process was busy (its threads ran, or were ready and waited for a
+    core, at least ``BUSY`` of the time: :func:`~.demand.cpu_demand`, so a
+    machine loaded by others is not taken for a slow link), the rest goes as
+    one stream; otherwise the width doubles while each doubling raises the
+    bytes per second by more than ``GAIN``, and the first doubling that does
+    not goes back, and the width stays.
     """
 
     GAIN = 0.15
@@ -163,7 +166,8 @@ class RangeWidth:
         self._mark = (now, 0, cpu)
 
     def observe(self, now: float, received: int, cpu: float) -> None:
-        """Called a few times a second with the bytes received so far and this process's CPU time."""
+        """Called a few times a second with the bytes received so far and this process's CPU demand
+        (seconds run or waiting to run, :func:`~.demand.cpu_demand`)."""
         since, before, cpu_before = self._mark
         if self.settled or now - since < self.WINDOW:
             return
@@ -284,7 +288,7 @@ class RangeDownloader:
             self._run_inline(remote, fd, book, _Span(runs[0]), tracker, stop, strict, on_progress, on_tick,
                              on_write)
             return
-        width = RangeWidth(self.concurrency if parallel else 1, time.monotonic(), time.process_time())
+        width = RangeWidth(self.concurrency if parallel else 1, time.monotonic(), cpu_demand())
         pending = collections.deque(runs)
         inflight: Dict[cf.Future, _Span] = {}
         split = False
@@ -311,7 +315,8 @@ class RangeDownloader:
                     del inflight[fut]
                     fut.result()  # a range's final error
                 stop.check()
-                width.observe(time.monotonic(), tracker.sent_bytes, time.process_time())
+                if not width.settled:
+                    width.observe(time.monotonic(), tracker.sent_bytes, cpu_demand())
                 if on_tick is not None:
                     on_tick()
                 if on_progress is not None and time.monotonic() >= next_report:
