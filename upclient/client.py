@@ -416,13 +416,20 @@ class Client:
         on_progress: Optional[ProgressCallback],
         point: ResumePoint,
     ) -> UploadResult:
-        """Finish the upload; parts the finish says are missing are sent first, by the engine."""
+        """Finish the upload; parts the finish says are missing are sent first, by the engine.
+
+        Where the session stands is recorded after each finish that asks for more: one that asks
+        for no parts has only changed its state (renamed the upload) and is called again.
+        """
         for rounds in range(4):
             outcome = self.settings.retry.call(session.finish, cancel=stop, what="finishing the upload")
             if not isinstance(outcome, MoreParts):
                 return outcome
             if rounds == 3:
                 break  # three rounds sent, and the server still lacks them
+            point.save(session)  # a finish that asks for more may have renamed the upload (FastDFS regenerate)
+            if not outcome.parts:
+                continue
             if not src.seekable and any(part.data is None for part in outcome.parts):
                 raise ServiceError(f"the server lost parts of {src.name}, a stream that cannot be read again "
                                    f"({outcome.reason or 'missing at finish'}); upload it again",

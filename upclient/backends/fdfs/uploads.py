@@ -15,19 +15,33 @@ asks for an appender file whatever the size, and keeps it an appender file
 (one that :meth:`~.backend.FdfsBackend.append` can grow) unless
 ``regenerate=True``.  ``regenerate=False`` keeps the appender file of a
 default upload too.
+
+What a resume point can and cannot do here: FastDFS names a file in the
+reply of the request that stores it (upload 11 or 23) or renames it
+(regenerate 38), and has no way to find a file by anything else.  Once a
+reply is in, the name is in the session's state: a one-request file and a
+regenerated one are recorded as stored *whole*, so a finish that fails after
+it (setting the metadata) or a process killed before its job journaled the
+file is completed by the next attempt (:class:`StoredFile`) instead of
+being sent again.  An appender file is named by its first part's reply,
+before the rest goes.  What no client can close: a process killed (or a
+connection lost) after the storage has written a one-request file or
+applied a regenerate and before the reply reaches it; the next attempt
+knows no name (the old appender name is gone after a regenerate) and stores
+the file again, leaving the first copy unreferenced on the storage.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-from typing import Any, Dict, Iterator, Mapping, Optional, Protocol, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Protocol, Tuple, Union
 
 from ...errors import BadInput, Conflict, NotFound, OffsetConflict, RequestRejected, ServerError
 from ...result import UploadResult
 from ...settings import Settings
 from ...source import Source
-from ...transfer import Hint, Part, PartIO, UploadSession
+from ...transfer import Hint, MoreParts, Part, PartIO, UploadSession
 from .connection import Repeat
 from .protocol import (
     FileId,
@@ -41,7 +55,7 @@ from .protocol import (
     ext_of,
 )
 
-__all__ = ["Wire", "open_upload", "target", "uploaded", "OneShotUpload", "AppenderUpload"]
+__all__ = ["Wire", "open_upload", "target", "uploaded", "OneShotUpload", "AppenderUpload", "StoredFile"]
 
 log = logging.getLogger("upclient.fdfs")
 
@@ -116,7 +130,11 @@ def open_upload(
 
     FastDFS names files itself; ``name`` (the ``key`` of ``put``), or else the
     source's file name, only lends the extension, unless ``ext`` is given.
+    A state that says the file was stored whole resumes as a :class:`StoredFile`.
     """
+    if state and state.get("whole"):
+        return StoredFile(backend, source, state=state, afresh=lambda: open_upload(
+            backend, source, name=name, metadata=metadata, options=options, state=None))
     ext, group = target(name or source.name, options.get("ext"), options.get("group"))
     meta = encode_metadata(metadata) if metadata else b""  # checked before anything is sent
     resumable = _flag(options, "resumable", None)
@@ -175,6 +193,59 @@ class OneShotUpload(_Upload):
 
     def finish(self) -> UploadResult:
         return self._result()
+
+    def state(self) -> Optional[Dict[str, Any]]:
+        """Once the storage named the file: the file, stored whole (its finish may still fail)."""
+        if self.fid is None:
+            return None
+        return {"id": str(self.fid), "whole": True, "size": self.size}
+
+
+class StoredFile(_Upload):
+    """A file an earlier attempt stored whole (one request, or regenerated) but did not see through
+    to its result (its metadata, the caller's journal): finished without sending it again.
+
+    :meth:`start` asks the storage for the file; one that is gone, or not of the source's size,
+    starts afresh as the session ``afresh`` makes.
+    """
+
+    parts_total = 0
+
+    def __init__(self, backend: Wire, source: Source, *, state: Mapping[str, Any], afresh: Any) -> None:
+        super().__init__(backend, source, ext="", group=None, meta=b"")
+        self._stored = state
+        self._afresh = afresh
+
+    def start(self) -> Optional[UploadSession]:
+        fresh = self._afresh()  # no I/O: the metadata and the target are the caller's, checked
+        self.meta = getattr(fresh, "meta", b"")
+        try:
+            fid = FileId.parse(str(self._stored["id"]))
+            address = self.backend.file_address(fid, update=True, what="put")
+            held = self.backend.file_stat(fid, address).size
+        except (KeyError, BadInput):
+            log.warning("ignoring an unreadable resume point: %r", dict(self._stored))
+            return fresh.start() or fresh
+        except NotFound:
+            log.info("%s is gone from the storage; starting afresh", self._stored.get("id"))
+            return fresh.start() or fresh
+        if held != self.source.size:
+            log.info("%s holds %d bytes, the source %s; starting afresh", fid, held, self.source.size)
+            return fresh.start() or fresh
+        self.fid, self.address, self.size = fid, address, held
+        self.upload_id = str(fid)
+        self.resumed = True
+        self.done_bytes = held
+        return None
+
+    def pending_parts(self) -> List[Part]:
+        return []
+
+    def finish(self) -> UploadResult:
+        return self._result()
+
+    def state(self) -> Optional[Dict[str, Any]]:
+        return {"id": str(self.fid), "whole": True, "size": self.size} if self.fid is not None else None
 
 
 class AppenderUpload(_Upload):
@@ -296,7 +367,7 @@ class AppenderUpload(_Upload):
     def confirmed(self, part: Part) -> int:
         return max(0, min(self.size, part.end) - part.offset)
 
-    def finish(self) -> UploadResult:
+    def finish(self) -> Union[UploadResult, MoreParts]:
         assert self.fid is not None
         if self.regenerate and not self._regenerated:  # not twice when finish is tried again
             try:
@@ -307,6 +378,9 @@ class AppenderUpload(_Upload):
                 log.warning("%s stays an appender file: the storage cannot regenerate its name (%s)",
                             self.fid, exc)
             self._regenerated = True
+            if self.meta and not self.fid.appender:
+                # renamed: the engine records the new name before the metadata's round trip
+                return MoreParts((), reason=f"renamed to {self.fid}; its metadata next")
         return self._result()
 
     def abort(self) -> None:
@@ -316,4 +390,6 @@ class AppenderUpload(_Upload):
     def state(self) -> Optional[Dict[str, Any]]:
         if self.fid is None:
             return None
+        if self._regenerated and not self.fid.appender:  # renamed: the old name is gone
+            return {"id": str(self.fid), "whole": True, "size": self.size}
         return {"id": str(self.fid), "part_size": self.part_size, "size": self.size}
