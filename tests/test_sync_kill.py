@@ -87,15 +87,15 @@ def complete_uploads(server) -> Counter:
 def test_tus_creates_each_upload_once_across_a_kill_and_a_rerun(node_server, tmp_path):
     """Each upload is a new resource on tus: a file sent twice would be two complete uploads.
 
-    One file at a time, each taking a good part of a second on the link: the
-    kill lands while a file is on its way, not in the instant between the
-    server finishing one and the journal recording it (a window no protocol
-    where the server names the upload can close: it has no idempotency key).
-    Every file is above the part size, so it has a resume point from its
-    creation on: the bytes a killed client had handed to its socket still
-    reach the server, and the next run finds that upload (whole, or to be
-    finished) instead of making another.  A file of one part keeps none, and
-    would be made again (a limit of Client.put, which keeps resume points for multipart uploads only).
+    One file at a time, each taking a good part of a second on the link, so
+    the kill lands while a file is on its way.  A sync's puts are journaled:
+    every file has a resume point from its creation on (a file of one part
+    too: its upload is created empty, then filled), so the bytes a killed
+    client had handed to its socket still reach the server and the next run
+    finds that upload (whole, or to be finished) instead of making another;
+    and a finished upload's point is kept until the journal holds the file,
+    so a kill in between does not send it again either.  Kills at random
+    moments, with many small files in flight, are in test_exactly_once.py.
     """
     root = tmp_path / "tree"
     contents = make_tree(root, {f"f{i}.bin": 300 * KiB + i * 50 * KiB for i in range(6)} | {"big.bin": 2 * MiB})
