@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -58,6 +59,28 @@ def configure_django(**overrides: Any) -> None:
 
 
 urlpatterns: List[Any] = []  # ROOT_URLCONF of the in-process configuration
+
+
+@contextlib.contextmanager
+def storages_setting(storages_value: Mapping[str, Any], **more: Any) -> Iterator[None]:
+    """``override_settings(STORAGES=storages_value, **more)``, read by ``storages`` as from a settings module.
+
+    Django 4.2's ``override_settings(STORAGES=...)`` also overrides the
+    deprecated ``DEFAULT_FILE_STORAGE`` and ``STATICFILES_STORAGE``, and its
+    storage handler then takes those (a class, no ``OPTIONS``) over STORAGES;
+    a settings module gives it STORAGES alone.  There the handler is handed
+    the setting itself, as it reads it from a settings module (Django 5 needs
+    nothing).
+    """
+    import django
+    from django.conf import settings
+    from django.core.files.storage import storages
+    from django.test import override_settings
+
+    with override_settings(STORAGES=storages_value, **more):
+        if django.VERSION < (5, 0):
+            storages._backends = dict(settings.STORAGES)  # what StorageHandler.backends reads first
+        yield
 
 
 # ------------------------------------------------------------------ the site under gunicorn

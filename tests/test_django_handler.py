@@ -14,13 +14,13 @@ from typing import Any, Dict, List
 
 import pytest
 
-from tests.django_rig import configure_django
+from tests.django_rig import configure_django, storages_setting
 
 configure_django()
 
 from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
-from django.test import RequestFactory, override_settings  # noqa: E402
+from django.test import RequestFactory  # noqa: E402
 
 from upclient.contrib.django import (  # noqa: E402
     SIZES_HEADER,
@@ -117,9 +117,9 @@ def test_a_stored_file_kept_in_a_file_field_is_not_uploaded_again(upclient_fdfs_
         return HttpResponse("ok")
 
     data = os.urandom(2 * MiB)
-    with override_settings(STORAGES={"default": {"BACKEND": "upclient.contrib.django.UpclientStorage",
-                                                 "OPTIONS": {"url": upclient_fdfs_server.url, "part_size": MiB}},
-                                     "staticfiles": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}):
+    with storages_setting({"default": {"BACKEND": "upclient.contrib.django.UpclientStorage",
+                                       "OPTIONS": {"url": upclient_fdfs_server.url, "part_size": MiB}},
+                           "staticfiles": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}):
         try:
             response = streaming_upload(csrf=False)(keep)(post({"a": data}))
         finally:
@@ -130,10 +130,10 @@ def test_a_stored_file_kept_in_a_file_field_is_not_uploaded_again(upclient_fdfs_
 
 
 def test_the_handler_in_settings_with_the_middleware(upclient_tus_server: Any) -> None:
-    with override_settings(
-        STORAGES={"default": {"BACKEND": "upclient.contrib.django.UpclientStorage",
-                              "OPTIONS": {"url": upclient_tus_server.url, "part_size": MiB}},
-                  "staticfiles": {"BACKEND": "django.core.files.storage.InMemoryStorage"}},
+    with storages_setting(
+        {"default": {"BACKEND": "upclient.contrib.django.UpclientStorage",
+                     "OPTIONS": {"url": upclient_tus_server.url, "part_size": MiB}},
+         "staticfiles": {"BACKEND": "django.core.files.storage.InMemoryStorage"}},
         UPCLIENT_UPLOAD_HANDLER={"max_size": 2 * MiB},
     ):
         from django.core.files.storage import storages

@@ -17,7 +17,7 @@ from typing import Any, Iterator, List, Tuple
 
 import pytest
 
-from tests.django_rig import SITE, configure_django
+from tests.django_rig import SITE, configure_django, storages_setting
 
 configure_django()
 
@@ -40,9 +40,8 @@ def served(request: pytest.FixtureRequest) -> Iterator[Tuple[Any, UpclientStorag
     """(running server, the default storage on it), configured in STORAGES as a user does."""
     server = request.getfixturevalue(f"upclient_{request.param}_server")
     options = {"url": server.url, **server.settings, "part_size": MiB}
-    with override_settings(STORAGES={"default": {"BACKEND": "upclient.contrib.django.UpclientStorage",
-                                                 "OPTIONS": options},
-                                     "staticfiles": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}):
+    with storages_setting({"default": {"BACKEND": "upclient.contrib.django.UpclientStorage", "OPTIONS": options},
+                           "staticfiles": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}):
         storage = storages["default"]
         try:
             yield server, storage
@@ -299,10 +298,9 @@ def test_collectstatic_sends_the_static_files_to_upyun_and_skips_them_when_uncha
 ) -> None:
     server = upclient_upyun_server
     options = {"url": server.url, "location": "static/", **server.settings}
-    with override_settings(STATICFILES_DIRS=[str(SITE / "static")], STATIC_ROOT=None,
-                           STORAGES={"default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
-                                     "staticfiles": {"BACKEND": "upclient.contrib.django.UpclientStorage",
-                                                     "OPTIONS": options}}):
+    with storages_setting({"default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+                           "staticfiles": {"BACKEND": "upclient.contrib.django.UpclientStorage", "OPTIONS": options}},
+                          STATICFILES_DIRS=[str(SITE / "static")], STATIC_ROOT=None):
         finders.get_finder.cache_clear()
         target = storages["staticfiles"]
         try:
