@@ -7,12 +7,15 @@ address (one connection reused shows one address).
 
 from __future__ import annotations
 
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import pytest
 
+from upclient import errors
+from upclient.testing import TLSCertificates
 from upclient.transport import HttpTransport
 
 
@@ -29,7 +32,7 @@ class Recorder:
 
     BODY = b"x" * (100 * 1024)
 
-    def __init__(self) -> None:
+    def __init__(self, tls: Optional[ssl.SSLContext] = None) -> None:
         self.seen: List[Seen] = []
         owner = self
 
@@ -52,8 +55,14 @@ class Recorder:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # a connection the client dropped mid-answer (on purpose, in one test)
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        if tls is not None:  # each handshake in the accepting thread: enough for one client at a time
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -158,3 +167,79 @@ def test_a_proxy_named_by_the_environment_is_used(server, monkeypatch):
     finally:
         t.close()
     assert server.seen[0].target == "http://upclient-test.invalid/through?q=1"
+
+
+@pytest.fixture(scope="module")
+def certs() -> Iterator[TLSCertificates]:
+    with TLSCertificates() as made:
+        yield made
+
+
+@pytest.fixture
+def tls_server(certs) -> Iterator[Recorder]:
+    r = Recorder(certs.server_context())
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def mtls_server(certs) -> Iterator[Recorder]:
+    r = Recorder(certs.server_context(require_client_cert=True))
+    yield r
+    r.close()
+
+
+def test_https_goes_the_direct_way_trusting_the_ca_it_is_given(tls_server, certs, no_proxy_env):
+    t = HttpTransport(verify=str(certs.ca_pem), auth=("user", "pw"))
+    try:
+        assert send(t, "POST", tls_server.url + "/files/", body=b"abc").status == 200
+        assert send(t, "GET", tls_server.url + "/again").content == Recorder.BODY
+        assert t._session is None  # no requests session was needed
+    finally:
+        t.close()
+    first, second = tls_server.seen
+    assert first.body == b"abc" and first.values("Authorization")
+    assert first.peer == second.peer  # one TLS connection, reused
+
+
+def test_https_refuses_a_server_whose_ca_is_not_trusted(tls_server, no_proxy_env):
+    t = HttpTransport()  # certifi's CAs: not the test CA
+    try:
+        with pytest.raises(errors.TLSError, match="not trusted"):
+            send(t, "GET", tls_server.url + "/a")
+    finally:
+        t.close()
+    assert tls_server.seen == []
+
+
+def test_https_with_verify_false_sends(tls_server, no_proxy_env):
+    t = HttpTransport(verify=False)
+    try:
+        assert send(t, "GET", tls_server.url + "/a").status == 200
+    finally:
+        t.close()
+
+
+def test_https_client_certificate_is_presented(mtls_server, certs, no_proxy_env):
+    t = HttpTransport(verify=str(certs.ca_pem), cert=certs.client_cert_pair)
+    try:
+        assert send(t, "GET", mtls_server.url + "/a").status == 200
+    finally:
+        t.close()
+    bare = HttpTransport(verify=str(certs.ca_pem))
+    try:
+        with pytest.raises((errors.TLSError, errors.NetworkError)):
+            send(bare, "GET", mtls_server.url + "/a")
+    finally:
+        bare.close()
+    assert len(mtls_server.seen) == 1
+
+
+def test_https_with_a_ca_file_that_is_not_there_says_so(tls_server, tmp_path, no_proxy_env):
+    t = HttpTransport(verify=str(tmp_path / "missing.pem"))
+    try:
+        with pytest.raises(errors.NetworkError, match="CA certificate bundle"):
+            send(t, "GET", tls_server.url + "/a")
+    finally:
+        t.close()
+    assert tls_server.seen == []

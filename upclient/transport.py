@@ -326,15 +326,15 @@ USER_AGENT = f"upclient/{__version__} urllib3/{urllib3.__version__}"
 class HttpTransport:
     """One pooled HTTP session shared by all threads of a client.
 
-    A plain-HTTP request to a URL that needs no quoting, with no proxy, no
-    netrc and no auth object of requests, is built here and goes straight
-    to a urllib3 pool: requests is not even imported for it (its import is
-    a fifth of a short run's CPU, its request and response objects a tenth
-    of a small upload's).  Everything else takes a ``requests.Session``
-    made on first use, whose adapter's pool is found once per host: HTTPS
-    (TLS settings as requests applies them), a URL that needs quoting or
-    IDNA, a redirected GET or HEAD, a proxy, netrc, an auth object and a
-    replaced ``HTTPAdapter.send`` (``responses`` in tests).  The environment
+    A request to a URL that needs no quoting, with no proxy, no netrc and
+    no auth object of requests, is built here and goes straight to a
+    urllib3 pool, with the TLS settings requests would give it: requests is
+    not even imported for it (its import is a fifth of a short run's CPU,
+    its request and response objects a tenth of a small upload's).  The
+    rest takes a ``requests.Session`` made on first use, whose adapter's
+    pool is found once per host: a URL that needs quoting or IDNA, a proxy,
+    netrc, an auth object and a replaced ``HTTPAdapter.send``
+    (``responses`` in tests).  The environment
     (proxies, CA bundle, netrc) is read once per host, and no cookie jar or
     hooks run.
     """
@@ -382,7 +382,9 @@ class HttpTransport:
         self._manager: Any = None  # the plain-HTTP pools of the direct way
         self._per_host: Dict[str, Tuple[Dict[str, str], Any, bool]] = {}
         self._per_host_lock = threading.Lock()
-        self._pools: Dict[str, Any] = {}  # origin -> its urllib3 pool
+        self._pools: Dict[str, Any] = {}  # origin -> the adapter's urllib3 pool for it
+        self._direct_pools: Dict[str, Any] = {}  # origin -> the direct way's pool for it
+        self._tls: Optional[Dict[str, Any]] = None  # the HTTPS pools' TLS settings, checked on first use
         self._timeouts: Dict[Tuple[float, float], urllib3.Timeout] = {}
         self._direct_auth = auth is None or self._header_fn is not None or self._basic is not None
 
@@ -457,7 +459,7 @@ class HttpTransport:
     def _direct(self, method: str, url: str, headers: Optional[Dict[str, str]], body: Any, presigned: bool,
                 stream: bool, timeout: Tuple[float, float]) -> Optional[_Direct]:
         """The request sent the direct way (see the class docstring), or None where it cannot go so."""
-        if not url.startswith("http://") or not _PLAIN_URL.match(url) or _adapter_send_replaced():
+        if not _PLAIN_URL.match(url) or _adapter_send_replaced():
             return None
         proxies, netrc, trusted = self._host_settings(url)
         if proxies or netrc is not None or "@" in url.split("/", 3)[2]:
@@ -481,9 +483,10 @@ class HttpTransport:
                 _merge(out, {"Authorization": self._basic})
             elif self._header_fn is not None:
                 _merge(out, self._header_fn())
-        pool = self._pools.get(url.split("/", 3)[2])
+        origin = url[: url.find("/", 8)] if url.find("/", 8) > 0 else url
+        pool = self._direct_pools.get(origin)
         if pool is None or pool.pool is None:
-            pool = self._direct_pool(url)
+            pool = self._direct_pool(url, origin)
         limits = self._timeouts.get(timeout)
         if limits is None:
             limits = self._timeouts[timeout] = urllib3.Timeout(connect=timeout[0], read=timeout[1])
@@ -493,17 +496,50 @@ class HttpTransport:
         )
         return _Direct(raw, url, stream)
 
-    def _direct_pool(self, url: str) -> Any:
-        """The direct way's pool for a plain-HTTP origin (the manager closes one it evicts: made again)."""
+    def _direct_pool(self, url: str, origin: str) -> Any:
+        """The direct way's pool for an origin (the manager closes one it evicts: made again)."""
+        https = url.startswith("https:")
+        tls = self._tls_settings() if https else None
         with self._per_host_lock:
             if self._manager is None:
                 self._manager = urllib3.PoolManager(num_pools=8, maxsize=self.pool_size, block=False,
                                                     blocksize=BLOCK_SIZE)
                 self._manager.pool_classes_by_scheme = POOL_CLASSES
-            parsed = urllib3.util.parse_url(url)
-            pool = self._manager.connection_from_host(parsed.host, parsed.port or 80, scheme="http")
-            self._pools[url.split("/", 3)[2]] = pool
+            parsed = urllib3.util.parse_url(url.split("?", 1)[0])
+            if https:
+                pool = self._manager.connection_from_host(parsed.host, parsed.port or 443, scheme="https",
+                                                          pool_kwargs=tls)
+            else:
+                pool = self._manager.connection_from_host(parsed.host, parsed.port or 80, scheme="http")
+            self._direct_pools[origin] = pool
         return pool
+
+    def _tls_settings(self) -> Dict[str, Any]:
+        """The HTTPS pools' TLS keywords, as requests gives them: the CA bundle (``verify``, else
+        certifi's), checked to exist, and the client certificate and key, checked to exist too."""
+        if self._tls is not None:
+            return self._tls
+        tls: Dict[str, Any] = {}
+        if self.verify is False:
+            tls["cert_reqs"] = "CERT_NONE"
+        else:
+            where = self.verify
+            if where is True:
+                import certifi
+
+                where = certifi.where()
+            if not where or not os.path.exists(where):
+                raise OSError(f"Could not find a suitable TLS CA certificate bundle, invalid path: {where}")
+            tls["cert_reqs"] = "CERT_REQUIRED"
+            tls["ca_cert_dir" if os.path.isdir(where) else "ca_certs"] = where
+        if self.cert:
+            cert_file, key_file = (self.cert, None) if isinstance(self.cert, str) else self.cert
+            for what, path in (("certificate", cert_file), ("key", key_file)):
+                if path and not os.path.exists(path):
+                    raise OSError(f"Could not find the TLS {what} file, invalid path: {path}")
+            tls["cert_file"], tls["key_file"] = cert_file, key_file
+        self._tls = tls
+        return tls
 
     def _prepare(
         self, method: str, url: str, headers: Optional[Dict[str, str]], body: Any, presigned: bool = False
