@@ -56,8 +56,9 @@ import upclient
 out = {"import": loaded(names)}
 if len(sys.argv) > 2:
     with upclient.Client(sys.argv[2], store=None, checksum=False) as client:
-        out["url"] = client.put(sys.argv[3]).url
-        out["urls"] = [o.result.url for o in client.put_many([sys.argv[3]] * 3)]
+        results = [client.put(sys.argv[3])] + [o.result for o in client.put_many([sys.argv[3]] * 3)]
+        out["urls"] = [r.url for r in results]
+        out["ids"] = [r.id for r in results]
     out["upload"] = loaded(names)
 print(json.dumps(out))
 """
@@ -86,10 +87,29 @@ def test_an_upload_and_put_many_load_no_requests_retry_library_store_directory_o
     (tmp_path / "home").mkdir()
     out = _probe(NEVER_ON_AN_UPLOAD, "tus+" + rus_server.url, str(path), home=str(tmp_path / "home"))
     assert out["upload"] == []
-    urls = [out["url"], *out["urls"]]  # type: ignore[list-item]
-    assert len(set(urls)) == 4
-    for url in urls:
+    urls = out["urls"]
+    assert len(set(urls)) == 4  # type: ignore[arg-type]
+    for url in urls:  # type: ignore[attr-defined]
         assert rus_server.stored_sha256(url) == digest
+
+
+#: A FastDFS client speaks its own protocol over sockets: no HTTP library, no TLS.
+NOT_FOR_FASTDFS = NEVER_ON_AN_UPLOAD[:] + ["urllib3", "upclient.connections", "ssl", "http.client"]
+NOT_FOR_FASTDFS.remove("upclient.backends.fdfs")
+
+
+def test_a_fastdfs_upload_loads_no_http_library(tmp_path, make_file):
+    from upclient.testing import FdfsServer
+
+    path, digest = make_file(64 * 1024 + 3)
+    (tmp_path / "home").mkdir()
+    with FdfsServer(tmp_path / "fdfs") as server:
+        out = _probe(NOT_FOR_FASTDFS, server.url, str(path), home=str(tmp_path / "home"))
+        ids = out["ids"]
+        assert len(set(ids)) == 4  # type: ignore[arg-type]
+        for file_id in ids:  # type: ignore[attr-defined]
+            assert server.stored_sha256(file_id) == digest
+    assert out["upload"] == []
 
 
 def test_backend_class_still_names_every_scheme_s_backend():

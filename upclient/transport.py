@@ -15,19 +15,15 @@ may hold a signature), the status and the time; never a header value.
 from __future__ import annotations
 
 import base64
-import email.utils
 import logging
 import os
 import re
 import socket
-import ssl
 import sys
 import threading
 import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Tuple, Union
-
-import urllib3
 
 from ._version import __version__
 from .origins import origin_of
@@ -45,11 +41,14 @@ from .source import BLOCK_SIZE
 from .response import HttpResponse
 from .transfer import deadline
 from .transfer.ranges import check_range_answer
-from .wire import POOL_CLASSES, Flight
+from .wire import Flight
 
 if TYPE_CHECKING:  # requests is imported where a request needs it (see HttpTransport)
     import requests
     import requests.auth
+    import urllib3
+else:  # urllib3 comes with the first HttpTransport (_load_urllib3): redact_url needs none of it
+    urllib3 = None
 
 __all__ = ["HttpTransport", "parse_retry_after", "redact_url"]
 
@@ -88,6 +87,8 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
         return max(0.0, float(value))
     except ValueError:
         pass
+    import email.utils
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -130,6 +131,8 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 def _tls_advice(exc: BaseException) -> str:
     """What went wrong in a TLS handshake, and what the user can do about it."""
+    import ssl
+
     found = next((n for n in _chain(exc) if isinstance(n, ssl.SSLError)), None)
     if isinstance(found, ssl.SSLCertVerificationError):
         why = found.verify_message or found.reason or "certificate verify failed"
@@ -307,20 +310,39 @@ def _block_adapter_class() -> Any:
             def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
                 kwargs.setdefault("blocksize", BLOCK_SIZE)
                 super().init_poolmanager(*args, **kwargs)
-                self.poolmanager.pool_classes_by_scheme = POOL_CLASSES  # connections that answer to the deadline
+                self.poolmanager.pool_classes_by_scheme = _pool_classes()  # connections that answer to the deadline
 
             def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
                 kwargs.setdefault("blocksize", BLOCK_SIZE)
                 manager = super().proxy_manager_for(proxy, **kwargs)
-                manager.pool_classes_by_scheme = POOL_CLASSES
+                manager.pool_classes_by_scheme = _pool_classes()
                 return manager
 
         _BLOCK_ADAPTER = _BlockAdapter
     return _BLOCK_ADAPTER
 
 
-#: ``User-Agent`` of every request.
-USER_AGENT = f"upclient/{__version__} urllib3/{urllib3.__version__}"
+def _load_urllib3() -> Any:
+    """urllib3 and upclient's connections for it, imported by the first :class:`HttpTransport`
+    (a FastDFS client, or code that only calls :func:`redact_url`, never loads them)."""
+    if urllib3 is None:
+        _bind_urllib3()
+    return urllib3
+
+
+def _bind_urllib3() -> None:
+    import urllib3.exceptions
+    import urllib3.util
+
+    from . import connections  # noqa: F401 - the pools that answer to the deadline
+
+    globals()["urllib3"] = urllib3
+
+
+def _pool_classes() -> Any:
+    from .connections import POOL_CLASSES
+
+    return POOL_CLASSES
 
 
 class HttpTransport:
@@ -351,10 +373,12 @@ class HttpTransport:
         pool_size: int = 32,
         origins: Optional[Iterable[str]] = None,
     ) -> None:
+        _load_urllib3()
         self.timeout = (connect_timeout, read_timeout)
         self.pool_size = pool_size
         #: The headers of every request to a trusted origin.
-        self.headers: Dict[str, str] = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+        self.headers: Dict[str, str] = {"User-Agent": f"upclient/{__version__} urllib3/{urllib3.__version__}",
+                                        "Accept-Encoding": "identity"}
         if headers:
             _merge(self.headers, headers)
         self._header_fn: Optional[Callable[[], Mapping[str, str]]] = None
@@ -504,7 +528,7 @@ class HttpTransport:
             if self._manager is None:
                 self._manager = urllib3.PoolManager(num_pools=8, maxsize=self.pool_size, block=False,
                                                     blocksize=BLOCK_SIZE)
-                self._manager.pool_classes_by_scheme = POOL_CLASSES
+                self._manager.pool_classes_by_scheme = _pool_classes()
             parsed = urllib3.util.parse_url(url.split("?", 1)[0])
             if https:
                 pool = self._manager.connection_from_host(parsed.host, parsed.port or 443, scheme="https",
