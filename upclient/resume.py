@@ -62,6 +62,10 @@ class ResumePoint:
         self.name = name
         self.key = resume_key(backend, destination, identity) if identity is not None else None
         self._claim: Optional[contextlib.AbstractContextManager] = None
+        #: The record as read once (stored_result, stored_state) or last written: a save of the
+        #: same state again writes nothing (a tus upload's state is its URL, part after part).
+        self._record: Optional[Dict[str, Any]] = None
+        self._read = False
 
     @property
     def active(self) -> bool:
@@ -101,16 +105,23 @@ class ResumePoint:
         if claim is not None:
             claim.__exit__(None, None, None)
 
+    def _load(self) -> Optional[Dict[str, Any]]:
+        """The stored record, read once."""
+        if not self._read and self.key is not None:
+            self._record, self._read = self.store.load(self.key), True
+        return self._record
+
     def stored_state(self) -> Optional[Dict[str, Any]]:
         """The session state an earlier attempt saved, if it is for this very source."""
         if self.key is None:
             return None
-        record = self.store.load(self.key)
+        record = self._load()
         if record is None:
             return None
         if record.get("identity") != self.identity:
             log.info("%s changed since its last upload; starting afresh", self.name)
             self.store.delete(self.key)
+            self._record = None
             return None
         if is_finished(record):
             return None
@@ -120,7 +131,7 @@ class ResumePoint:
         """The result a finished record holds, if it is for this very source (module docstring)."""
         if self.key is None:
             return None
-        record = self.store.load(self.key)
+        record = self._load()
         if record is None or not is_finished(record) or record.get("identity") != self.identity:
             return None
         done = record["finished"]
@@ -131,6 +142,7 @@ class ResumePoint:
         except (KeyError, TypeError, ValueError):
             log.warning("ignoring an unreadable finished record of %s", self.name)
             self.store.delete(self.key)
+            self._record = None
             return None
 
     def finish(self, result: UploadResult, md5: Optional[str] = None) -> None:
@@ -142,8 +154,10 @@ class ResumePoint:
             extra["md5"] = md5
         done = {"id": result.id, "size": result.size, "url": result.url, "key": result.key,
                 "metadata": {k: v for k, v in result.metadata.items() if isinstance(v, str)}, "extra": extra}
-        self.store.save(self.key, {"backend": self.backend, "server": self.server, "id": result.id,
-                                   "identity": self.identity, "finished": done})
+        record = {"backend": self.backend, "server": self.server, "id": result.id, "identity": self.identity,
+                  "finished": done}
+        self.store.save(self.key, record)
+        self._record, self._read = record, True
 
     def save(self, session: UploadSession) -> None:
         """Record where ``session`` stands (after every finished part)."""
@@ -152,22 +166,30 @@ class ResumePoint:
         state = session.state()
         if state is None:
             return
-        self.store.save(
-            self.key,
-            {
-                "backend": self.backend,
-                "server": self.server,
-                "id": session.upload_id,
-                "identity": self.identity,
-                "expires": session.expires,
-                "state": state,
-            },
-        )
+        record = {
+            "backend": self.backend,
+            "server": self.server,
+            "id": session.upload_id,
+            "identity": self.identity,
+            "expires": session.expires,
+            "state": state,
+        }
+        if record == self._written():
+            return  # nothing changed since the last save
+        self.store.save(self.key, record)
+        self._record, self._read = record, True
+
+    def _written(self) -> Optional[Dict[str, Any]]:
+        """The last record this point read or wrote, without its ``updated`` stamp."""
+        if self._record is None:
+            return None
+        return {k: v for k, v in self._record.items() if k != "updated"}
 
     def forget(self) -> None:
         """The upload is done, or can never be resumed: drop the record."""
         if self.key is not None:
             self.store.delete(self.key)
+            self._record, self._read = None, True
 
 
 def settle(store: BaseStore, key: str, upload_id: str) -> None:
