@@ -677,7 +677,9 @@ class Client:
         ``target`` is an upload's id, or the path of a local file whose
         interrupted upload (to this client's destination) should be given up:
         the form to use when the upload went in parallel parts and has no
-        single id yet.  Returns how many uploads were abandoned.
+        single id yet.  Returns how many uploads were abandoned.  A finished
+        upload that a ``journaled`` put kept a record of is not abandoned:
+        the record is just forgotten.
         """
         records = []
         for rkey in list(self.store.keys()):

@@ -394,7 +394,11 @@ class TusUpload(UploadSession):
     empty, so that its URL is known, and saved, before any byte goes; no
     creation-with-upload.  That costs one round trip per file of one part
     (the POST, then the PATCH), and it is what lets a re-run find an upload
-    the server finished while the client that sent it was killed.
+    the server finished while the client that sent it was killed.  Measured
+    (``upclient sync`` of 1,000 x 16 KiB files to @tus/server over loopback,
+    2 cores): about 590 files/s before, 290 after; client CPU 1.0 s, then
+    2.1 s, about half of the extra for the request and half for the resume
+    records a journaled put writes.
     Concatenated uploads keep sending each partial in its creating POST: a
     partial is no copy of the file, and its URL is saved once it answers.
     """
