@@ -76,3 +76,12 @@ def test_a_faster_window_without_a_step_is_not_taken_for_a_step_that_paid():
     widths = sim.run(pacer, 300)  # the first window and two of 0.1 s after it
     assert pacer.busy is True
     assert set(widths) == {1}
+
+
+def test_the_first_file_paying_for_connections_and_imports_does_not_make_more_look_better():
+    # the first file takes 50 ms (a connection, lazy imports); after it two at once are no faster
+    sim = Sim(rate=lambda w: 2000.0, busy=lambda w: 0.5)
+    pacer = sim.pacer(4)
+    sim.now += 0.05  # the first file's warm-up, inside the pacer's first window
+    widths = sim.run(pacer, 1000)  # about half a second
+    assert max(widths) <= 2, "a warm-up taken for a gain: the width climbed past two"

@@ -78,6 +78,7 @@ class FilePacer:
         self._last_rate: Optional[float] = None
         self._hold = 0  # windows left before the next probe up
         self._quiet = 1  # the hold after a probe that bought nothing; doubles up to MAX_HOLD
+        self._warm = False
         self._window_done = 0
         self._window_start = self._clock()
         self._window_cpu = self._cpu()
@@ -108,6 +109,10 @@ class FilePacer:
             self.active -= 1
             if not finished:
                 self._cond.notify_all()  # this worker is leaving: let another in
+                return
+            if not self._warm:  # the first file paid for connections and imports: measure from here
+                self._warm = True
+                self._window_start, self._window_cpu = self._clock(), self._cpu()
                 return
             self._window_done += 1
             before = self.limit
