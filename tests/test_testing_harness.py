@@ -682,7 +682,9 @@ def test_the_npm_packages_are_looked_for_in_order(tmp_path, monkeypatch) -> None
     for name in ("UPCLIENT_TUS_NODE_MODULES", "UPCLIENT_TUS_NODE_DIR", "NODE_PATH"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert nodepackages.find_node_modules().found == checkout_modules.resolve()
+    # run from this checkout, upclient finds the checkout's packages; installed (as tox runs it), nothing
+    beside = checkout_modules.resolve() if nodepackages.checkout_node_dir() is not None else None
+    assert nodepackages.find_node_modules().found == beside
 
     monkeypatch.setattr(nodepackages, "checkout_node_dir", lambda: None)  # as from a wheel
     search = nodepackages.find_node_modules()
