@@ -157,3 +157,39 @@ def test_fdfs_a_finished_record_answers_a_second_journaled_put(upclient_fdfs_ser
             assert fdfs_copies(server, path.read_bytes()) == 1
             client.settle(again)
     assert records(store) == {}
+
+
+@pytest.mark.parametrize("kind", ["upyun", "community"])
+def test_where_the_key_or_the_content_names_the_file_a_small_journaled_put_keeps_no_record(kind, request, tmp_path):
+    """UPYUN keys replace and the community API finds a file by its MD5: sending a small file
+    again makes no second copy, so a journaled put of one part saves no resume point for it
+    (a sync of many small files would pay the record's writes for nothing)."""
+    server = request.getfixturevalue(f"upclient_{kind}_server")
+    path = a_file(tmp_path, 20 * KiB)
+    store = upclient.MemoryStore()
+    with server.client(store=store, part_size=256 * KiB) as client:
+        first = client.put(str(path), key="f.bin", journaled=True)
+        assert records(store) == {}
+        again = client.put(str(path), key="f.bin", journaled=True)  # as a re-run after a kill would
+        client.settle(again)
+    assert server.stored_sha256(again.id) == sha(path.read_bytes())
+    if kind == "upyun":
+        assert first.id == again.id == "f.bin"
+
+
+def test_where_the_key_names_the_file_a_large_journaled_put_still_keeps_its_finished_record(
+    upclient_upyun_server, tmp_path
+):
+    """A file of many parts has its resume point anyway: kept as a finished record, a re-run
+    before the journal's commit does not send its bytes again."""
+    path = a_file(tmp_path, 2 * 1024 * KiB + 5)
+    store = upclient.MemoryStore()
+    with upclient_upyun_server.client(store=store, part_size=1024 * KiB) as client:
+        first = client.put(str(path), key="big.bin", journaled=True)
+        [record] = records(store).values()
+        assert is_finished(record)
+        again = client.put(str(path), key="big.bin", journaled=True)
+        assert (again.id, again.sent_bytes) == (first.id, 0)
+        client.settle(again)
+        assert records(store) == {}
+    assert upclient_upyun_server.stored_sha256("big.bin") == sha(path.read_bytes())

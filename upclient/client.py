@@ -14,7 +14,6 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 
 from .backends import backend_for_url
 from .backends.base import Backend
-from .download import PathDownload
 from .digest import IDENTITIES, DigestCache, source_identity
 from .transfer import MoreParts, Part, StopSignal, TransferEngine, UploadSession, deadline, stream_parts
 from .errors import BadInput, NotFound, ServiceError, SourceChanged, Unsupported, UpClientError
@@ -291,7 +290,9 @@ class Client:
             )
         started = time.monotonic()
         multipart = src.size is None or src.size > self.settings.part_size
-        keep = resume and (multipart or journaled)
+        # a file of many parts has a resume point anyway; in a journaled put, one of one part gets
+        # one where sending it again would store a second copy
+        keep = resume and (multipart or (journaled and backend.names_uploads))
         identity = source_identity(src, self.identity, self.backend.digests) if keep else None
         point = ResumePoint(self.store, backend.name, backend.destination(key, options), identity, src.name,
                             server=self._server())
@@ -308,7 +309,7 @@ class Client:
                 if point.active:
                     # the resume point names the upload before its bytes go (tus: no
                     # creation-with-upload), so a kill at any moment leaves it findable
-                    made.point_first = True  # type: ignore[attr-defined]
+                    made.point_first = True
                 return made.start() or made
 
             session: UploadSession = self.settings.retry.call(
@@ -587,6 +588,8 @@ class Client:
             parent = os.path.dirname(os.path.abspath(dest))
             if not os.path.isdir(parent):
                 raise BadInput(f"cannot write {dest}: no directory {parent}")
+            from .download import PathDownload  # the ranged-download machinery, on the first get to a path
+
             if PathDownload.supported(self.backend):
                 s = self.settings
                 ranged = PathDownload(self.backend, server=self._server(), store=self.store,

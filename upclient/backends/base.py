@@ -45,6 +45,12 @@ class Backend:
     client_options: ClassVar[FrozenSet[str]] = frozenset()
     put_options: ClassVar[FrozenSet[str]] = frozenset()
     streams: ClassVar[bool] = False
+    #: Whether the server names each upload (a tus URL, a FastDFS file id), so that
+    #: sending a file again stores a second copy.  A journaled put (``upclient
+    #: sync``) then gives even a file of one part a resume point before its bytes
+    #: go; where a key (UPYUN) or the content (community) names the file, a
+    #: second send replaces or finds the first, and small files keep none.
+    names_uploads: ClassVar[bool] = False
     #: Verbs of this backend beyond the shared ones; ``Client`` offers them
     #: too, under the shared retry policy (``client.purge(...)``...).
     extra_verbs: ClassVar[FrozenSet[str]] = frozenset()

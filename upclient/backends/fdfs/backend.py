@@ -108,6 +108,7 @@ class FdfsBackend(Backend):
     client_options: ClassVar[FrozenSet[str]] = frozenset({"network_timeout", "max_conns", "idle_timeout"})
     put_options: ClassVar[FrozenSet[str]] = frozenset({"ext", "group", "resumable", "regenerate"})
     streams: ClassVar[bool] = True
+    names_uploads: ClassVar[bool] = True
     extra_verbs: ClassVar[FrozenSet[str]] = frozenset(
         {
             "put_slave",

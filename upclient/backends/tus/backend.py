@@ -52,6 +52,7 @@ class TusBackend(Backend):
     client_options: ClassVar[FrozenSet[str]] = frozenset({"method_override", "concat"})
     put_options: ClassVar[FrozenSet[str]] = frozenset({"upload_url", "concat", "filetype"})
     streams: ClassVar[bool] = True
+    names_uploads: ClassVar[bool] = True
 
     def __init__(self, url: str, settings: Settings, **options: Any) -> None:
         # A password in the URL goes to the transport (for the endpoint's origin
