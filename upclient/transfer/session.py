@@ -40,6 +40,11 @@ class UploadSession:
     upload_id: Optional[str] = None
     #: How many parts the whole upload has, done or not, where known.
     parts_total: Optional[int] = None
+    #: Set by the client before ``start`` when the upload must be named before any
+    #: of its bytes go (a journaled put saves its resume point first): do not
+    #: create an upload whose name comes back only with its bytes (tus:
+    #: no creation-with-upload).
+    point_first: bool = False
 
     def start(self) -> Optional["UploadSession"]:
         """Talk to the server to open the upload: create it, or re-synchronise a
