@@ -24,7 +24,7 @@ import upclient
 from upclient import errors
 from upclient.source import FileSource
 from upclient.testing import FdfsServer, SilentServer, TLSCertificates, UpyunServer
-from upclient.wire import _header_lines, _header_message
+from upclient.connections import _header_lines, _header_message
 
 from .conftest import MiB, sha256_file
 
@@ -257,7 +257,7 @@ def _raw_exchange(send) -> bytes:
     ({"Transfer-Encoding": "chunked"}, b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),  # framed by the caller: left to urllib3
 ])
 def test_a_small_body_follows_its_head_framed_as_the_headers_say(headers, ending):
-    from upclient.wire import WatchedHTTPConnection
+    from upclient.connections import WatchedHTTPConnection
 
     def send(port: int) -> None:
         conn = WatchedHTTPConnection("127.0.0.1", port, timeout=10)

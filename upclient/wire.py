@@ -16,8 +16,8 @@ most the read timeout, progress counts what each call sent, and the cancel
 event and the source's last check run as with ``read``.
 
 This module imports no HTTP library (FastDFS uses it without urllib3); the
-urllib3 connections it names (``WatchedHTTPConnection``, ``POOL_CLASSES``,
-...) live in :mod:`upclient.connections` and are found here on first use.
+urllib3 connections that use it (``WatchedHTTPConnection``, ``POOL_CLASSES``,
+...) live in :mod:`upclient.connections`, which the first HTTP transport imports.
 """
 
 from __future__ import annotations
@@ -119,14 +119,3 @@ def send_region(sock: socket.socket, body: Any) -> None:
             offset += n
             count -= n
 
-
-def __getattr__(name: str) -> Any:
-    """The urllib3 connections and their helpers, from :mod:`upclient.connections` (imported now)."""
-    if name.startswith("_") and name not in ("_header_lines", "_header_message", "_Answer"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import connections
-
-    try:
-        return getattr(connections, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
