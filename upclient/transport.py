@@ -18,7 +18,6 @@ import base64
 import logging
 import os
 import re
-import socket
 import sys
 import threading
 import time
@@ -41,6 +40,7 @@ from .source import BLOCK_SIZE
 from .response import HttpResponse
 from .transfer import deadline
 from .transfer.ranges import check_range_answer
+from .failures import forget_query, of_requests, short_reason, timed_out, tls_advice
 from .wire import Flight
 
 if TYPE_CHECKING:  # requests is imported where a request needs it (see HttpTransport)
@@ -58,9 +58,6 @@ AuthLike = Union["requests.auth.AuthBase", Tuple[str, str], Callable[[], Mapping
 
 #: URLs made only of printable ASCII need no quoting and take the fast path.
 _PLAIN_URL = re.compile(r"^https?://[!-~]+$")
-
-#: A query string inside an error text: ``url: /path?X-Signature=...``.
-_QUERY_IN_TEXT = re.compile(r"((?:url: |https?://)[^?\s'\"]*)\?[^\s'\")]*")
 
 #: Redirects a GET or HEAD follows (requests' own limit is 30).
 _MAX_REDIRECTS = 10
@@ -94,94 +91,6 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def _short_reason(exc: BaseException) -> str:
-    """'connection refused' rather than urllib3's paragraph; the whole chain stays in __cause__."""
-    for node in _chain(exc):
-        if isinstance(node, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(node, ConnectionResetError):
-            return "connection reset by peer"
-        if isinstance(node, BrokenPipeError):
-            return "connection closed while sending"
-        if isinstance(node, urllib3.exceptions.NameResolutionError):
-            return "host name not found"
-        if isinstance(node, urllib3.exceptions.ProtocolError) and node.args:
-            first = node.args[0]
-            if isinstance(first, str) and len(node.args) == 1:
-                return first.rstrip(".").lower()
-    return _scrub(str(exc))
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and what caused it, through requests' and urllib3's wrappers."""
-    seen = set()
-    node: Optional[BaseException] = exc
-    while node is not None and id(node) not in seen:
-        seen.add(id(node))
-        yield node
-        nxt = node.__cause__ or node.__context__
-        if nxt is None and node.args and isinstance(node.args[-1], BaseException):
-            nxt = node.args[-1]
-        if nxt is None and isinstance(getattr(node, "reason", None), BaseException):
-            nxt = node.reason  # type: ignore[attr-defined]
-        node = nxt if isinstance(nxt, BaseException) else None
-
-
-def _tls_advice(exc: BaseException) -> str:
-    """What went wrong in a TLS handshake, and what the user can do about it."""
-    import ssl
-
-    found = next((n for n in _chain(exc) if isinstance(n, ssl.SSLError)), None)
-    if isinstance(found, ssl.SSLCertVerificationError):
-        why = found.verify_message or found.reason or "certificate verify failed"
-        return (
-            f"the server's certificate is not trusted ({why}). If it is signed by your own CA, "
-            "pass verify='/path/to/ca.pem' (or set REQUESTS_CA_BUNDLE); "
-            "verify=False (CLI: --insecure) skips the check, for tests only"
-        )
-    reason = (found.reason if found is not None else None) or _scrub(str(found or exc))
-    text = str(reason).lower()
-    if "wrong_version_number" in text or "record layer failure" in text or "packet length too long" in text:
-        return f"{reason}: the server does not speak TLS on this port (use http://, or the TLS port)"
-    if "certificate_required" in text or "handshake_failure" in text or "certificate required" in text:
-        return f"{reason}: the server may require a client certificate: pass cert=('client.pem', 'key.pem')"
-    return str(reason)
-
-
-def _forget_query(exc: BaseException, url: str) -> None:
-    """Take ``url``'s query string (a presigned signature) out of ``exc`` and its causes.
-
-    urllib3's MaxRetryError keeps the request target in its message, its
-    args and its ``url``; the error we raise is chained to it, so a
-    traceback would print the signature.
-    """
-    query = url.partition("?")[2].partition("#")[0]
-    if not query:
-        return
-    for node in _chain(exc):
-        if any(isinstance(a, str) and query in a for a in node.args):
-            node.args = tuple(a.replace(query, "<redacted>") if isinstance(a, str) else a for a in node.args)
-        for name, value in list(vars(node).items()):
-            if isinstance(value, str) and query in value:
-                setattr(node, name, value.replace(query, "<redacted>"))
-
-
-def _scrub(text: str) -> str:
-    """urllib3's messages name the request target: cut any query string (it may hold a signature)."""
-    return _QUERY_IN_TEXT.sub(r"\1", text)
-
-
-def _of_requests(exc: BaseException, *names: str) -> bool:
-    """Whether ``exc`` is one of requests' exceptions ``names`` (none can be raised before requests is imported)."""
-    module = sys.modules.get("requests.exceptions")
-    return module is not None and isinstance(exc, tuple(getattr(module, n) for n in names))
-
-
-def _timed_out(exc: BaseException) -> bool:
-    """Whether a socket timeout is somewhere in the chain of ``exc``."""
-    return any(isinstance(node, (TimeoutError, socket.timeout)) for node in _chain(exc))
 
 
 class _HeaderAuth:
@@ -744,14 +653,14 @@ class HttpTransport:
         cls, exc: BaseException, signal: Any, backend: str, operation: str, method: str, url: str
     ) -> UpClientError:
         """The one place an exception of requests, urllib3 or a socket becomes ours."""
-        _forget_query(exc, url)
+        forget_query(exc, url)
         if signal is not None and signal.is_set():
             return signal.error()  # we shut the socket down ourselves
-        if isinstance(exc, urllib3.exceptions.HTTPError) or _of_requests(exc, "RequestException"):
+        if isinstance(exc, urllib3.exceptions.HTTPError) or of_requests(exc, "RequestException"):
             return cls._translate(exc, backend, operation, method, url)
-        if _timed_out(exc):
+        if timed_out(exc):
             return Timeout(f"{method} {redact_url(url)} timed out", backend=backend, operation=operation)
-        return NetworkError(f"{method} {redact_url(url)} failed: {_short_reason(exc)}",
+        return NetworkError(f"{method} {redact_url(url)} failed: {short_reason(exc)}",
                             backend=backend, operation=operation)
 
     @staticmethod
@@ -759,18 +668,18 @@ class HttpTransport:
         exc: BaseException, backend: str, operation: str, method: str, url: str
     ) -> TransportError:
         where = f"{method} {redact_url(url)}"
-        if isinstance(exc, urllib3.exceptions.ReadTimeoutError) or _of_requests(exc, "ConnectTimeout",
+        if isinstance(exc, urllib3.exceptions.ReadTimeoutError) or of_requests(exc, "ConnectTimeout",
                                                                                  "ReadTimeout") or (
             isinstance(exc, urllib3.exceptions.ConnectTimeoutError)
             and not isinstance(exc, urllib3.exceptions.NewConnectionError)  # a refusal, not a timeout
         ):
             return Timeout(f"{where} timed out", backend=backend, operation=operation)
-        if _timed_out(exc):  # the server stopped reading the body: the send timed out
+        if timed_out(exc):  # the server stopped reading the body: the send timed out
             return Timeout(f"{where} timed out: the server stopped reading the body",
                            backend=backend, operation=operation)
-        if isinstance(exc, urllib3.exceptions.SSLError) or _of_requests(exc, "SSLError"):
-            return TLSError(f"{where}: TLS failed: {_tls_advice(exc)}", backend=backend, operation=operation)
-        return NetworkError(f"{where} failed: {_short_reason(exc)}", backend=backend, operation=operation)
+        if isinstance(exc, urllib3.exceptions.SSLError) or of_requests(exc, "SSLError"):
+            return TLSError(f"{where}: TLS failed: {tls_advice(exc)}", backend=backend, operation=operation)
+        return NetworkError(f"{where} failed: {short_reason(exc)}", backend=backend, operation=operation)
 
     def error(
         self,
