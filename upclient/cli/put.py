@@ -28,6 +28,7 @@ from typing import IO, Any, Callable, Dict, Generic, List, Optional, Sequence, T
 
 from ..client import Client
 from ..errors import BadInput, Cancelled
+from ..transfer import StopSignal
 from ..journal import Journal, JournalEntry
 from ..result import PutOutcome, UploadResult
 from ..source import Source, open_source
@@ -194,7 +195,7 @@ def _upload(cmd: Command, client: Client, files: List[_File], todo: List[int], o
     total = None if any(s is None for s in sizes) else sum(s for s in sizes if s is not None)
     first = files[todo[0]].arg
     label = a.key or ("stdin" if first == "-" else os.path.basename(first))
-    cancel = threading.Event()
+    cancel = StopSignal()  # tells the requests in flight itself when set: no watchdog polls it
     outcomes: Dict[int, PutOutcome] = {}
     statuses: List[int] = []
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Union
 
 from ..client import Client
+from ..transfer import StopSignal
 from ..journal import Journal
 from ..store import FileStore
 from ..sync import (
@@ -211,7 +211,7 @@ def sync(cmd: Command) -> int:
 def _run(cmd: Command, report: _Report, dst: Client, src: Optional[Client], journal: Journal, prefix: str,
          found: Iterable[Union[SourceFile, Skipped]]) -> int:
     a = cmd.args
-    cancel = threading.Event()
+    cancel = StopSignal()  # tells the requests in flight itself when set: no watchdog polls it
     show_bar = not (a.quiet or a.json or a.no_progress) and sys.stderr.isatty()
 
     def planned(plan: Plan) -> None:

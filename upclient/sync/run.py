@@ -35,6 +35,7 @@ from ..journal import Journal, JournalEntry
 from ..progress import Progress
 from ..result import PutOutcome, UploadResult
 from ..source import FileSource
+from ..transfer import StopSignal
 from .copy import CopySource, RangeSource
 from .items import Skipped, SourceFile
 from .listing import Holdings, destination_holdings, info_md5, lists
@@ -126,7 +127,7 @@ class SyncRun:
         self.on_plan = on_plan
         self.on_file_progress = on_file_progress
         self.on_file_done = on_file_done
-        self.cancel = cancel if cancel is not None else threading.Event()
+        self.cancel = cancel if cancel is not None else StopSignal()  # no watchdog needed for it
         self.workers = workers
         self.summary = SyncSummary(dry_run=dry_run)
         self._lock = threading.Lock()
@@ -370,14 +371,23 @@ class SyncRun:
             self._event(SyncEvent("deleted", d.key, None, d.size or 0, d.id, "gone from the source"))
 
 
+#: How long the journal waits after a finished file for others to commit with it (seconds), and at most how many.
+GATHER = 0.05
+GATHER_FILES = 1000
+
+
 class _Recorder:
     """Journals finished files in a thread of its own, then reports each one.
 
     An upload worker hands a finished file over and takes the next at once
     instead of waiting for the commit.  A file is reported only once its
     entry is committed, so what a run reported is never sent again by the
-    next one, however this one ends.  Files that finish while a commit runs
-    go together in the next (one transaction).  A journal that cannot be
+    next one, however this one ends.  The files that finish within
+    :data:`GATHER` of the first go together in one transaction: a commit a
+    file cost more CPU than the upload of a small one (1,000 files of 16 KiB:
+    980 commits).  Delaying the commit opens no window for a second copy:
+    where the server names uploads, each file's finished record stays until
+    its entry is committed, and elsewhere sending it again replaces it.  A journal that cannot be
     written makes those files failures: the next run sends them again (or
     finds them in their finished records).  Once committed, a file's
     finished record is dropped (``settle``): the journal holds it now.
@@ -400,9 +410,10 @@ class _Recorder:
         ending = False
         while not ending:
             batch = [self._queue.get()]
-            while True:
+            until = time.monotonic() + GATHER
+            while batch[-1] is not None and len(batch) < GATHER_FILES:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get(timeout=max(0.0, until - time.monotonic())))
                 except queue.Empty:
                     break
             ending = None in batch
