@@ -8,7 +8,6 @@ address (one connection reused shows one address).
 from __future__ import annotations
 
 import ssl
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator, List, Optional, Tuple
 
@@ -17,6 +16,8 @@ import pytest
 from upclient import errors
 from upclient.testing import TLSCertificates
 from upclient.transport import HttpTransport
+
+from .loopback_http import LoopbackHTTP
 
 
 class Seen:
@@ -27,7 +28,7 @@ class Seen:
         return [v for k, v in self.headers if k.lower() == name.lower()]
 
 
-class Recorder:
+class Recorder(LoopbackHTTP):
     """Answers every request 200 with a 100 KiB body (``b"x"`` repeated), recording it first."""
 
     BODY = b"x" * (100 * 1024)
@@ -59,17 +60,10 @@ class Recorder:
             def handle_error(self, request: object, client_address: object) -> None:
                 pass  # a connection the client dropped mid-answer (on purpose, in one test)
 
-        self.server = Server(("127.0.0.1", 0), Handler)
+        server = Server(("127.0.0.1", 0), Handler)
         if tls is not None:  # each handshake in the accepting thread: enough for one client at a time
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+            server.socket = tls.wrap_socket(server.socket, server_side=True)
+        self.serve(server, "https" if tls else "http")
 
 
 @pytest.fixture

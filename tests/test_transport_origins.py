@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, Iterator, List, Optional
 
@@ -14,8 +13,10 @@ from upclient.origins import origin_of, trusted_origins
 from upclient.settings import Settings
 from upclient.transport import HttpTransport
 
+from .loopback_http import LoopbackHTTP
 
-class Recorder:
+
+class Recorder(LoopbackHTTP):
     """A loopback HTTP server that records each request's headers; ``redirect`` answers 302 to it."""
 
     def __init__(self) -> None:
@@ -42,15 +43,7 @@ class Recorder:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.serve(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
 
 
 @pytest.fixture
