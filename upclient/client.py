@@ -321,7 +321,7 @@ class Client:
                 parts_total = session.parts_total
             else:
                 assert isinstance(src, StreamSource)
-                parts = stream_parts(src, self.settings.part_size)
+                parts = stream_parts(src, self.settings.part_size, stop)
                 parts_total = None
             tracker = ProgressTracker(
                 key or src.name,

@@ -15,16 +15,21 @@ time, by :meth:`StreamSource.chunks`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import mimetypes
 import os
+import select
+import socket
 import stat
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, TypeVar, Union
 
 from .errors import BadInput, Cancelled, SourceChanged
+
+T = TypeVar("T")
 
 __all__ = [
     "Source",
@@ -453,6 +458,16 @@ class StreamSource(Source):
     Its size is unknown unless given.  It is read once, in order, one part at
     a time; each part stays in memory until the server has it, so a failed
     part can be sent again.  A stream cannot be resumed by another process.
+
+    Read under a call's signal (:meth:`chunks` with ``stop``), a stream that
+    stops giving bytes holds the call no longer than its deadline, cancel or
+    the client's close allow.  A pipe, FIFO or terminal (an unbuffered
+    socket too) is waited for with ``poll`` in the calling thread, between
+    reads that take only what has arrived.  A stream whose ``read(size,
+    stop)`` takes the signal itself says so with a true ``read_takes_stop``
+    attribute (upclient's own pipes do).  Any other stream (a WSGI body, an
+    iterator's reader) is read in a thread of its own, which is left blocked
+    if the signal fires first: the stream is then given up on.
     """
 
     seekable = False
@@ -462,45 +477,74 @@ class StreamSource(Source):
         self.name = name
         self.content_type = _guess_type(name)
         self.size = size
+        self._fd = _pollable_fd(stream)
+        self._takes_stop = bool(getattr(stream, "read_takes_stop", False))
+        self._given_up = False  # a read was left blocked in its thread: the stream is no longer ours
 
-    def _read_full(self, n: int, head: Bytes = b"") -> memoryview:
+    def _call(self, stop: Any, read: Callable[..., T], *args: Any) -> T:
+        """``read(*args, stop)``, where a stalled stream cannot hold it past ``stop`` (a
+        :class:`~upclient.transfer.StopSignal`; None: a plain blocking read)."""
+        if stop is None or self._fd is not None or self._takes_stop:  # no thread needed
+            return read(*args, stop)
+        if self._given_up:
+            raise Cancelled(f"an earlier read of {self.name} was given up")
+        try:
+            return stop.wait_for(read, *args, None)  # type: ignore[no-any-return]
+        except Cancelled:
+            self._given_up = True
+            raise
+
+    def _read_full(self, n: int, head: Bytes = b"", stop: Any = None) -> memoryview:
         """``head`` and then bytes of the stream, ``n`` in all (fewer only at its end).
 
         They are read into one buffer of ``n`` bytes, which the part then
-        holds: a part is never copied whole while it is read.
+        holds: a part is never copied whole while it is read.  With ``stop``
+        (a pollable stream only), each read waits in ticks for bytes to come
+        and takes what has come.
         """
         buf = bytearray(n)
         view = memoryview(buf)
         got = len(head)
         view[:got] = head
-        while got < n:
-            block = self._stream.read(n - got)
-            if not block:
-                break
-            block = block[: n - got]
-            view[got : got + len(block)] = block
-            got += len(block)
+        if stop is not None and self._fd is not None:
+            fill = getattr(self._stream, "readinto1", None) or self._stream.readinto  # never waits for more
+            while got < n:
+                _wait_readable(self._fd, stop)
+                count = fill(view[got:])
+                if not count:
+                    break
+                got += count
+        else:
+            take = self._stream.read
+            if stop is not None and self._takes_stop:
+                take = functools.partial(take, stop=stop)
+            while got < n:
+                block = take(n - got)
+                if not block:
+                    break
+                block = block[: n - got]
+                view[got : got + len(block)] = block
+                got += len(block)
         view.release()
         if got < n:
             del buf[got:]
         return memoryview(buf)
 
-    def chunks(self, part_size: int) -> Iterator[Tuple[int, Bytes, bool]]:
+    def chunks(self, part_size: int, stop: Any = None) -> Iterator[Tuple[int, Bytes, bool]]:
         """Yield ``(offset, data, is_last)``.
 
         With a known size, never read past it (a request body on a kept-alive
         socket has no end of file to find); without one, read one byte
         ahead to know which part is the last, so that only the part being
-        sent is held.
+        sent is held.  ``stop``: see the class docstring.
         """
         if self.size is not None:
-            yield from self._sized_chunks(part_size, self.size)
+            yield from self._sized_chunks(part_size, self.size, stop)
             return
         offset = 0
         head: Bytes = b""
         while True:
-            current = self._read_full(part_size, head)
-            head = self._read_full(1) if len(current) == part_size else b""
+            current, head = self._call(stop, self._part_and_next, part_size, head)
             last = not head
             yield offset, current, last
             if last:
@@ -511,7 +555,12 @@ class StreamSource(Source):
                 return
             offset += len(current)
 
-    def _has_more(self) -> bool:
+    def _part_and_next(self, part_size: int, head: Bytes, stop: Any) -> Tuple[memoryview, Bytes]:
+        """A part (``head`` first) and the byte after it, if the stream has one."""
+        current = self._read_full(part_size, head, stop)
+        return current, (self._read_full(1, b"", stop) if len(current) == part_size else b"")
+
+    def _has_more(self, stop: Any) -> bool:
         """Whether the stream goes on past the announced size.
 
         Pipes, files and stream objects are asked for one more byte (they
@@ -528,25 +577,68 @@ class StreamSource(Source):
             if mode is not None and stat.S_ISSOCK(mode):
                 return False  # see the docstring: never read a request past its body
         try:
-            extra = self._stream.read(1)
+            return bool(self._read_full(1, b"", stop))
         except (OSError, ValueError):
             return False
-        return bool(extra)
 
-    def _sized_chunks(self, part_size: int, size: int) -> Iterator[Tuple[int, Bytes, bool]]:
+    def _sized_chunks(self, part_size: int, size: int, stop: Any) -> Iterator[Tuple[int, Bytes, bool]]:
         offset = 0
         while True:
             want = min(part_size, size - offset)
-            data = self._read_full(want)
+            last = offset + want >= size
+            data, more = self._call(stop, self._sized_part, want, last)
             if len(data) < want:
                 raise SourceChanged(f"stream ended after {offset + len(data)} bytes, {size} were announced")
-            last = offset + want >= size
-            if last and self._has_more():  # before the last part goes: the server never holds a cut file
+            if more:  # before the last part goes: the server never holds a cut file
                 raise SourceChanged(f"stream is longer than the {size} bytes announced; nothing was finished")
             yield offset, data, last
             if last:
                 return
             offset += want
+
+    def _sized_part(self, want: int, last: bool, stop: Any) -> Tuple[memoryview, bool]:
+        """``want`` bytes of the stream and, after the last part, whether it goes on."""
+        data = self._read_full(want, b"", stop)
+        return data, bool(last and len(data) == want and self._has_more(stop))
+
+
+#: How long a read of a pollable stream waits at a time before it looks at its signal (seconds).
+WAIT_TICK = 0.05
+
+
+def _pollable_fd(stream: Any) -> Optional[int]:
+    """The descriptor of a stream that ``poll`` can wait on and whose reads take only what has
+    come: an unbuffered pipe, FIFO, terminal or socket, or a buffered reader of a pipe, FIFO or
+    terminal (``sys.stdin.buffer``).  Not a buffered socket reader: an HTTP server read the
+    request's head through it, and the start of the body waits in its buffer, where ``poll``
+    cannot see it.  Nor one that decodes or decompresses, whose reads may want more than
+    the descriptor has.
+    """
+    if not hasattr(select, "poll"):  # Windows: such streams are read in a thread
+        return None
+    if isinstance(stream, io.BufferedReader):
+        # read with readinto1, which leaves the buffer empty; bytes that someone else's
+        # read() left in it are taken once poll() sees more, or the end, come
+        if not isinstance(stream.raw, io.FileIO):
+            return None
+    elif not isinstance(stream, (io.FileIO, socket.SocketIO)):
+        return None
+    try:
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return fd if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) else None
+
+
+def _wait_readable(fd: int, stop: Any) -> None:
+    """Return once ``fd`` has bytes (or its end) to read; raise the signal's error if it fires first."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    while True:
+        stop.check()
+        if poller.poll(WAIT_TICK * 1000):
+            return
 
 
 def _sized(src: Source, size: Optional[int]) -> Source:

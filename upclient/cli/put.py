@@ -240,8 +240,8 @@ def _upload(cmd: Command, client: Client, files: List[_File], todo: List[int], o
         _report_interrupted(cmd, [files[i].arg for i in todo], {n: outcomes[i] for n, i in enumerate(todo)
                                                                  if i in outcomes})
         if not closed:
-            # A thread is stuck where no cancel reaches (a read of standard input
-            # that never returns) and the interpreter would wait for it at exit.
+            # A thread is stuck where no cancel reaches, and the interpreter would
+            # wait for it at exit.
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(EXIT_INTERRUPTED)

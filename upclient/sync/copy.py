@@ -32,7 +32,7 @@ from typing import Any, Deque, Dict, Iterator, Optional, Tuple, Union
 
 from ..client import Client
 from ..errors import Cancelled, ChecksumMismatch, SourceChanged
-from ..source import Source, StreamSource, _guess_type
+from ..source import WAIT_TICK, Source, StreamSource, _guess_type
 from .items import SourceFile
 
 __all__ = ["Pipe", "CopySource", "RangeSource", "PIPE_LIMIT"]
@@ -89,14 +89,18 @@ class Pipe:
             self._head = self._held = 0
             self._cond.notify_all()
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int = -1, stop: Any = None) -> bytes:
         """Up to ``size`` bytes (all that is held if negative); waits for at least one; b"" at the end.
 
         A whole block the writer gave is handed on as it is, without a copy.
+        Under ``stop`` (the upload's :class:`~upclient.transfer.StopSignal`)
+        the wait ends with its error once it fires.
         """
         with self._cond:
             while not self._chunks and not self._ended and self._aborted is None:
-                self._cond.wait()
+                if stop is not None:
+                    stop.check()
+                self._cond.wait(None if stop is None else WAIT_TICK)
             if self._aborted is not None:
                 raise self._aborted
             if not self._chunks:
@@ -139,13 +143,16 @@ class _Download:
     def md5(self) -> Optional[str]:
         return self._hash.hexdigest() if self._hash is not None else None
 
-    def read(self, size: int = -1) -> bytes:
+    #: see :class:`upclient.source.StreamSource`
+    read_takes_stop = True
+
+    def read(self, size: int = -1, stop: Any = None) -> bytes:
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name="upclient-sync-get", daemon=True)
                     self._thread.start()
-        return self.pipe.read(size)
+        return self.pipe.read(size, stop)
 
     def write(self, block: Bytes) -> int:  # the download's sink, in its thread
         if self._hash is not None:
@@ -215,25 +222,26 @@ class CopySource(StreamSource):
                                    "destination", backend=backend, operation="sync")
         return passed or (known[0][1] if known else None)
 
-    def chunks(self, part_size: int) -> Iterator[Tuple[int, bytes, bool]]:
+    def chunks(self, part_size: int, stop: Any = None) -> Iterator[Tuple[int, bytes, bool]]:
         """Yield ``(offset, data, is_last)``, ``data`` one bytes object a part.
 
         Each part is the pipe's blocks joined once into bytes, which a
         session that hashes a part before sending it (UPYUN's Content-MD5)
         uses as it is: a part in flight is held once, not twice.  Past the
         size the source listed there must be nothing, or the last part is
-        never sent.
+        never sent.  ``stop``: a source that stalls holds the upload no
+        longer than its signal allows.
         """
         assert self.size is not None
         offset = 0
         while True:
             want = min(part_size, self.size - offset)
-            data = self._take(want)
+            data = self._take(want, stop)
             if len(data) < want:
                 raise SourceChanged(f"{self.file.ref}: the source ended after {offset + len(data)} bytes, "
                                     f"{self.size} were listed", operation="sync")
             last = offset + want >= self.size
-            if last and self._download.read(1):
+            if last and self._download.read(1, stop):
                 raise SourceChanged(f"{self.file.ref}: the source holds more than the {self.size} bytes listed",
                                     operation="sync")
             yield offset, data, last
@@ -241,11 +249,11 @@ class CopySource(StreamSource):
                 return
             offset += want
 
-    def _take(self, n: int) -> bytes:
+    def _take(self, n: int, stop: Any) -> bytes:
         pieces = []
         got = 0
         while got < n:
-            piece = self._download.read(n - got)
+            piece = self._download.read(n - got, stop)
             if not piece:
                 break
             pieces.append(piece)

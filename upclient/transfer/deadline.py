@@ -19,13 +19,15 @@ import socket
 import threading
 import time
 import weakref
-from typing import Any, List, Optional, Set
+from typing import Any, Callable, List, Optional, Set, Tuple, TypeVar
 
 from ..errors import Cancelled, DeadlineExceeded
 
 __all__ = ["StopSignal", "current", "remaining", "settle"]
 
 log = logging.getLogger("upclient.deadline")
+
+T = TypeVar("T")
 
 #: How often the watchdog looks at signals it cannot be told about (parents, deadlines).
 TICK = 0.05
@@ -141,6 +143,35 @@ class StopSignal:
                 return False
             event.wait(TICK if left is None else min(TICK, left))
         return True
+
+    def wait_for(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)``, run in a thread of its own and waited for: its value, or
+        :meth:`error` within a tick of this signal firing.
+
+        For a blocking call no socket shutdown reaches: a read of a pipe whose
+        writer has stalled.  A call given up on goes on in its thread (a
+        daemon) until it returns by itself; what it returns then is dropped.
+        """
+        self.check()
+        outcome: List[Tuple[bool, Any]] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome.append((True, call(*args)))
+            except BaseException as exc:  # handed to the waiting thread
+                outcome.append((False, exc))
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="upclient-blocking-call", daemon=True).start()
+        while not done.wait(TICK):
+            if self.is_set():
+                raise self.error()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
 
     # -- binding to a thread ---------------------------------------------------------
 

@@ -35,9 +35,10 @@ log = logging.getLogger("upclient.engine")
 PROGRESS_INTERVAL = 0.2
 
 
-def stream_parts(source: StreamSource, part_size: int) -> Iterator[Part]:
-    """Parts of a non-seekable stream, each holding its bytes, the last one marked."""
-    for index, (offset, data, last) in enumerate(source.chunks(part_size)):
+def stream_parts(source: StreamSource, part_size: int, stop: Optional[StopSignal] = None) -> Iterator[Part]:
+    """Parts of a non-seekable stream, each holding its bytes, the last one marked; under
+    ``stop``, a stream that stops giving bytes holds the call no longer than the signal allows."""
+    for index, (offset, data, last) in enumerate(source.chunks(part_size, stop)):
         yield Part(index=index, offset=offset, size=len(data), data=data, last=last)
 
 

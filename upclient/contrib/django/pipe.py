@@ -18,9 +18,10 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Deque, Optional
+from typing import Any, Deque, Optional
 
 from ...errors import DeadlineExceeded
+from ...source import WAIT_TICK
 
 __all__ = ["BytePipe"]
 
@@ -58,17 +59,18 @@ class BytePipe:
     def error(self) -> Optional[BaseException]:
         return self._error
 
-    def _wait(self) -> None:
-        """Wait for a change; DeadlineExceeded once the deadline has passed (the lock is held)."""
+    def _wait(self, tick: Optional[float] = None) -> None:
+        """Wait for a change, at most ``tick`` seconds; DeadlineExceeded once the deadline has
+        passed (the lock is held)."""
         if self.deadline is None:
-            self._cond.wait()
+            self._cond.wait(tick)
             return
         left = self.deadline - time.monotonic()
         if left <= 0:
             self._error = self._error or DeadlineExceeded(f"{self.name}: the upload's time ran out")
             self._cond.notify_all()
             raise self._error
-        self._cond.wait(left)
+        self._cond.wait(left if tick is None else min(left, tick))
 
     # -- the writer ------------------------------------------------------------------
 
@@ -101,15 +103,22 @@ class BytePipe:
 
     # -- the reader ------------------------------------------------------------------
 
-    def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes (at least one unless at the end); blocks while the pipe is empty."""
+    #: :meth:`read` takes the upload's signal and waits no longer than it allows
+    #: (see :class:`upclient.source.StreamSource`): no thread is needed to read it.
+    read_takes_stop = True
+
+    def read(self, size: int = -1, stop: Any = None) -> bytes:
+        """Up to ``size`` bytes (at least one unless at the end); blocks while the pipe is empty,
+        until ``stop`` (a :class:`~upclient.transfer.StopSignal`) fires if one is given."""
         with self._cond:
             while not self._chunks:
                 if self._error is not None:
                     raise self._error
                 if self._closed:
                     return b""
-                self._wait()
+                if stop is not None:
+                    stop.check()
+                self._wait(None if stop is None else WAIT_TICK)
             if self._error is not None:
                 raise self._error
             want = self._held if size is None or size < 0 else size
