@@ -509,7 +509,7 @@ class StreamSource(Source):
         if stop is not None and self._fd is not None:
             fill = getattr(self._stream, "readinto1", None) or self._stream.readinto  # never waits for more
             while got < n:
-                _wait_readable(self._fd, stop)
+                stop.wait_readable(self._fd)
                 count = fill(view[got:])
                 if not count:
                     break
@@ -602,10 +602,6 @@ class StreamSource(Source):
         return data, bool(last and len(data) == want and self._has_more(stop))
 
 
-#: How long a read of a pollable stream waits at a time before it looks at its signal (seconds).
-WAIT_TICK = 0.05
-
-
 def _pollable_fd(stream: Any) -> Optional[int]:
     """The descriptor of a stream that ``poll`` can wait on and whose reads take only what has
     come: an unbuffered pipe, FIFO, terminal or socket, or a buffered reader of a pipe, FIFO or
@@ -629,16 +625,6 @@ def _pollable_fd(stream: Any) -> Optional[int]:
     except (OSError, ValueError, io.UnsupportedOperation):
         return None
     return fd if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) else None
-
-
-def _wait_readable(fd: int, stop: Any) -> None:
-    """Return once ``fd`` has bytes (or its end) to read; raise the signal's error if it fires first."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN | select.POLLPRI)
-    while True:
-        stop.check()
-        if poller.poll(WAIT_TICK * 1000):
-            return
 
 
 def _sized(src: Source, size: Optional[int]) -> Source:

@@ -32,7 +32,8 @@ from typing import Any, Deque, Dict, Iterator, Optional, Tuple, Union
 
 from ..client import Client
 from ..errors import Cancelled, ChecksumMismatch, SourceChanged
-from ..source import WAIT_TICK, Source, StreamSource, _guess_type
+from ..source import Source, StreamSource, _guess_type
+from ..transfer.deadline import TICK
 from .items import SourceFile
 
 __all__ = ["Pipe", "CopySource", "RangeSource", "PIPE_LIMIT"]
@@ -100,7 +101,7 @@ class Pipe:
             while not self._chunks and not self._ended and self._aborted is None:
                 if stop is not None:
                     stop.check()
-                self._cond.wait(None if stop is None else WAIT_TICK)
+                self._cond.wait(None if stop is None else TICK)
             if self._aborted is not None:
                 raise self._aborted
             if not self._chunks:

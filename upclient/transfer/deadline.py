@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import threading
 import time
@@ -172,6 +173,16 @@ class StopSignal:
         if not ok:
             raise value
         return value  # type: ignore[no-any-return]
+
+    def wait_readable(self, fd: int) -> None:
+        """Return once ``fd`` has bytes (or its end) to read; :meth:`error` within a tick of
+        this signal firing first.  (``select.poll``: not on Windows.)"""
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        while True:
+            self.check()
+            if poller.poll(TICK * 1000):
+                return
 
     # -- binding to a thread ---------------------------------------------------------
 

@@ -21,7 +21,7 @@ import time
 from typing import Any, Deque, Optional
 
 from ...errors import DeadlineExceeded
-from ...source import WAIT_TICK
+from ...transfer.deadline import TICK
 
 __all__ = ["BytePipe"]
 
@@ -118,7 +118,7 @@ class BytePipe:
                     return b""
                 if stop is not None:
                     stop.check()
-                self._wait(None if stop is None else WAIT_TICK)
+                self._wait(None if stop is None else TICK)
             if self._error is not None:
                 raise self._error
             want = self._held if size is None or size < 0 else size
