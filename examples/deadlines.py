@@ -8,7 +8,11 @@ against a local server that never answers (started and stopped here)::
 
 It shows ``put(timeout=2)`` giving up after 2 s (``read_timeout`` is 60),
 a cancel from another thread stopping an upload at once, and the resume
-point kept for the next try.
+point kept for the next try.  Then the source stalls instead of the server:
+a pipe whose writer gives 40 KiB and stops (``pg_dump | ...`` waiting on a
+lock), uploaded with ``timeout=1`` to a working tus server (the
+``resumable-upload`` package's, from the ``testing`` extra, started and
+stopped here).
 """
 
 import os
@@ -17,7 +21,7 @@ import threading
 import time
 
 import upclient
-from upclient.testing import SilentServer
+from upclient.testing import ResumableUploadServer, SilentServer
 
 MiB = 1024 * 1024
 
@@ -44,6 +48,21 @@ def main() -> None:
                 print(f"cancel.set() at 0.5 s: the put ended at {time.monotonic() - started:.2f} s: {exc}")
         print("no upclient thread left:",
               not [t for t in threading.enumerate() if t.name.startswith("upclient-")])
+    stalled_stream()
+
+
+def stalled_stream() -> None:
+    reader, writer = os.pipe()
+    os.write(writer, b"x" * 40 * 1024)  # then nothing more, and the pipe stays open
+    with ResumableUploadServer() as server, upclient.Client("tus+" + server.url, store=None) as client, \
+            os.fdopen(reader, "rb") as stream:
+        started = time.monotonic()
+        try:
+            client.put(stream, key="dump.sql", timeout=1)
+        except TimeoutError as exc:
+            print(f"a stalled stream: put(timeout=1) gave up after {time.monotonic() - started:.2f} s: {exc}")
+        finally:
+            os.close(writer)
 
 
 if __name__ == "__main__":

@@ -126,6 +126,8 @@ def test_the_deadlines_example_keeps_its_time_promises(tmp_path):
     assert lines[0].startswith("put(timeout=2) gave up after ") and "deadline passed" in lines[0]
     assert lines[1].startswith("cancel.set() at 0.5 s") and "cancelled" in lines[1]
     assert lines[2] == "no upclient thread left: True"
+    assert lines[3].startswith("a stalled stream: put(timeout=1) gave up after ") and "deadline passed" in lines[3]
+    assert float(lines[3].split("after ")[1].split(" s")[0]) < 5
 
 
 # ------------------------------------------------------------------ examples against a tus server
