@@ -634,7 +634,11 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_uploads_that_do_not_stop_take_a_second_ctrl_c(url, env, tmp_path, processes):
-    """Should the uploads not stop after a Ctrl-C, the command says so, and a second one quits."""
+    """Should the uploads not stop after a Ctrl-C, the command says so, and a second one quits.
+
+    (The wait on the uploads must not be fooled by a KeyboardInterrupt landing inside
+    Thread.join, which marks a running thread stopped on CPython 3.11.)
+    """
     path = tmp_path / "a.bin"
     path.write_bytes(b"a" * 1000)
     proc = subprocess.Popen(
